@@ -1,0 +1,126 @@
+//! Typed calls on top of the connection pool: the name server, broker RPCs a consumer needs,
+//! topic admin, and a producer.
+//!
+//! Each call builds its typed header, checks the response code, and decodes the typed response,
+//! so nothing above this layer sees ext-field maps or raw bodies.
+
+pub mod admin;
+pub mod broker;
+pub mod namesrv;
+pub mod producer;
+
+use std::time::Duration;
+
+use crate::protocol::body::BodyError;
+use crate::protocol::header::HeaderError;
+use crate::protocol::message::MessageDecodeError;
+use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
+use crate::remoting::{ConnectionPool, RemotingError};
+
+pub use admin::Admin;
+pub use broker::{BrokerClient, PullResult, PullStatus};
+pub use namesrv::NameServerClient;
+pub use producer::{Producer, ProducerConfig, QueueSelector, SendResult, SendStatus};
+
+/// Java's `mqClientApiTimeout`: route, heartbeat, consumer list, unregister.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a typed call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    Remoting(#[from] RemotingError),
+    /// The peer answered with an error code.
+    #[error("{request:?} to {addr} answered {code:?}: {remark}")]
+    Broker { addr: String, request: RequestCode, code: ResponseCode, remark: String },
+    #[error("{request:?} response from {addr} has a bad header: {source}")]
+    Header { addr: String, request: RequestCode, source: HeaderError },
+    #[error("{request:?} response from {addr} has a bad body: {source}")]
+    Body { addr: String, request: RequestCode, source: BodyError },
+    #[error("pull response from {addr} has bad message records: {source}")]
+    Messages { addr: String, source: MessageDecodeError },
+    #[error("topic {0} has no route (unknown to every name server)")]
+    NoRoute(String),
+    #[error("no name server address is configured")]
+    NoNameServer,
+    #[error("message rejected before sending: {0}")]
+    InvalidMessage(String),
+}
+
+impl ClientError {
+    /// The response code, when the peer answered with one.
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        match self {
+            Self::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Sends `cmd` to `addr` and returns the response whatever its code.
+pub(crate) async fn call(
+    pool: &ConnectionPool,
+    addr: &str,
+    cmd: RemotingCommand,
+    timeout: Duration,
+) -> Result<RemotingCommand, ClientError> {
+    Ok(pool.request(addr, cmd, timeout).await?)
+}
+
+/// Sends `cmd` and requires SUCCESS.
+pub(crate) async fn call_ok(
+    pool: &ConnectionPool,
+    addr: &str,
+    cmd: RemotingCommand,
+    timeout: Duration,
+) -> Result<RemotingCommand, ClientError> {
+    let request = cmd.request_code();
+    let resp = call(pool, addr, cmd, timeout).await?;
+    expect_code(addr, request, resp, &[ResponseCode::Success])
+}
+
+/// Passes the response through if its code is one of `ok`, otherwise turns it into an error.
+pub(crate) fn expect_code(
+    addr: &str,
+    request: RequestCode,
+    resp: RemotingCommand,
+    ok: &[ResponseCode],
+) -> Result<RemotingCommand, ClientError> {
+    if ok.contains(&resp.response_code()) {
+        Ok(resp)
+    } else {
+        Err(broker_error(addr, request, &resp))
+    }
+}
+
+pub(crate) fn broker_error(
+    addr: &str,
+    request: RequestCode,
+    resp: &RemotingCommand,
+) -> ClientError {
+    ClientError::Broker {
+        addr: addr.to_owned(),
+        request,
+        code: resp.response_code(),
+        remark: resp.remark.clone().unwrap_or_default(),
+    }
+}
+
+/// Decodes a typed response header, naming the call on failure.
+pub(crate) fn header_of<H: crate::protocol::header::CommandHeader>(
+    addr: &str,
+    request: RequestCode,
+    resp: &RemotingCommand,
+) -> Result<H, ClientError> {
+    resp.header().map_err(|source| ClientError::Header { addr: addr.to_owned(), request, source })
+}
+
+/// Wraps a body decode error with the call it came from.
+pub(crate) fn body_error(
+    addr: &str,
+    request: RequestCode,
+) -> impl FnOnce(BodyError) -> ClientError {
+    let addr = addr.to_owned();
+    move |source| ClientError::Body { addr, request, source }
+}

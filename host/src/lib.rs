@@ -1,0 +1,11 @@
+//! rmq-wasm: a native RocketMQ push-consumer host whose listeners are sandboxed WebAssembly
+//! components.
+//!
+//! Layout follows the architecture, bottom up: [`protocol`] (pure wire codecs) → [`remoting`]
+//! (one task per TCP connection, request/response matching) → [`client`] (name server, broker
+//! admin and producer calls).
+
+pub mod cli;
+pub mod client;
+pub mod protocol;
+pub mod remoting;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs the rocketmq-rust 1.0.0 name server and broker (rocketmq-namesrv-rust,
+# rocketmq-broker-rust) unless both are already on PATH or in ~/.cargo/bin.
+# Idempotent; building them from scratch takes ~25 min on 2 cores.
+set -euo pipefail
+
+VERSION=1.0.0
+BINS=(rocketmq-namesrv-rust rocketmq-broker-rust)
+CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+
+find_bin() {
+  command -v "$1" 2>/dev/null && return 0
+  [[ -x "$CARGO_BIN/$1" ]] && { echo "$CARGO_BIN/$1"; return 0; }
+  return 1
+}
+
+missing=()
+for bin in "${BINS[@]}"; do
+  if path=$(find_bin "$bin"); then
+    echo "install-cluster: found $bin at $path"
+  else
+    missing+=("$bin")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-cluster: rocketmq-rust binaries present; nothing to do"
+  exit 0
+fi
+
+crates=()
+for bin in "${missing[@]}"; do
+  case "$bin" in
+    rocketmq-namesrv-rust) crates+=("rocketmq-namesrv@$VERSION") ;;
+    rocketmq-broker-rust) crates+=("rocketmq-broker@$VERSION") ;;
+  esac
+done
+
+echo "install-cluster: installing ${crates[*]} (cargo install --locked; this takes a while)"
+start=$SECONDS
+cargo install --locked "${crates[@]}"
+echo "install-cluster: installed ${crates[*]} in $((SECONDS - start)) s"
+
+for bin in "${BINS[@]}"; do
+  find_bin "$bin" >/dev/null || { echo "install-cluster: $bin still missing" >&2; exit 1; }
+done

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's single test command (README; CI runs exactly this via .ci/run):
+# formatting, clippy on all targets with warnings denied, and every test, including the ones
+# against a real local rocketmq-rust cluster (started and stopped by the tests themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() {
+  local name=$1
+  shift
+  echo "==> $name: $*"
+  local start=$SECONDS
+  "$@"
+  echo "<== $name: ok in $((SECONDS - start)) s"
+}
+
+# The real-cluster tests need rocketmq-namesrv-rust / rocketmq-broker-rust (no-op when present).
+step install-cluster scripts/install-cluster.sh
+step fmt cargo fmt --all --check
+step clippy cargo clippy --workspace --all-targets -- -D warnings
+step test cargo test --workspace

@@ -1,0 +1,156 @@
+//! `cluster start|stop|status [--dir D]`: a local rocketmq-rust cluster (name server + broker on
+//! 127.0.0.1) for the demo and manual runs, left running detached. `start` writes `cluster.env`
+//! (NAMESRV_ADDR, BROKER_ADDR, pids, ...) into the directory and prints it; `stop` and `status`
+//! read it. Tests can reuse such a cluster with `RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env`.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use anyhow::Result;
+use clap::Parser;
+use clap::Subcommand;
+use rmq_wasm_tests::cluster;
+use rmq_wasm_tests::cluster::Cluster;
+use rmq_wasm_tests::cluster::ClusterOptions;
+
+#[derive(Debug, Parser)]
+#[command(about = "Start, stop or inspect a local rocketmq-rust cluster on 127.0.0.1")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a fresh cluster (fresh store, free ports) and leave it running; print its env.
+    Start {
+        #[command(flatten)]
+        dir: DirArg,
+        /// messageDelayLevel for the broker: `test` (default; 18 levels of 1 s each, as the tests
+        /// use, so consumer retries come back quickly), `stock` (1s 5s 10s 30s 1m ... 2h), or an
+        /// explicit list such as "1s 5s 10s".
+        #[arg(long, default_value = "test")]
+        delay_levels: String,
+        /// Bound on the wait for the broker to register, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout_secs: u64,
+    },
+    /// Stop the cluster recorded in the directory.
+    Stop {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Print the env of the cluster in the directory and whether it is serving (exit 1 if not).
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DirArg {
+    /// Cluster directory (default: <workspace>/target/local-cluster).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+impl DirArg {
+    fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| {
+            let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+            tests_crate.parent().unwrap_or(tests_crate).join("target").join("local-cluster")
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    match args.command {
+        Cmd::Start { dir, delay_levels, timeout_secs } => {
+            let dir = dir.path();
+            let env_file = dir.join(cluster::ENV_FILE);
+            if env_file.exists() {
+                if let Ok(running) = Cluster::attach(&env_file) {
+                    eprintln!("already running (stop it first for a fresh store)");
+                    print!("{}", running.env());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                stop_recorded(&env_file)?;
+            }
+            let opts = ClusterOptions {
+                dir: Some(dir.clone()),
+                message_delay_level: match delay_levels.as_str() {
+                    "test" => cluster::TEST_DELAY_LEVELS.to_owned(),
+                    "stock" => cluster::DEFAULT_DELAY_LEVELS.to_owned(),
+                    levels => levels.to_owned(),
+                },
+                startup_timeout: std::time::Duration::from_secs(timeout_secs),
+                watchdog: false,
+                ..ClusterOptions::default()
+            };
+            let started = std::time::Instant::now();
+            let cluster = Cluster::start(opts)?;
+            let env_file = cluster.write_env_file()?;
+            eprintln!(
+                "cluster ready in {:.1}s; env in {}, logs in {}",
+                started.elapsed().as_secs_f64(),
+                env_file.display(),
+                cluster.dir.display()
+            );
+            print!("{}", cluster.env());
+            cluster.detach();
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stop { dir } => {
+            let env_file = dir.path().join(cluster::ENV_FILE);
+            if !env_file.exists() {
+                eprintln!("no cluster recorded in {}", env_file.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            stop_recorded(&env_file)?;
+            eprintln!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { dir } => {
+            let env_file = dir.path().join(cluster::ENV_FILE);
+            if !env_file.exists() {
+                eprintln!("no cluster recorded in {}", env_file.display());
+                return Ok(ExitCode::FAILURE);
+            }
+            match Cluster::attach(&env_file) {
+                Ok(running) => {
+                    print!("{}", running.env());
+                    eprintln!("serving");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(error) => {
+                    eprintln!("not serving: {error:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+/// Stops the pids recorded in `env_file` (broker first) and removes the file.
+fn stop_recorded(env_file: &Path) -> Result<()> {
+    let env = cluster::read_env_file(env_file)?;
+    for key in ["BROKER_PID", "NAMESRV_PID"] {
+        if let Some(pid) = env.get(key).and_then(|pid| pid.parse::<u32>().ok()) {
+            cluster::stop_pid(pid).with_context(|| format!("stopping {key}={pid}"))?;
+        }
+    }
+    std::fs::remove_file(env_file).with_context(|| format!("removing {}", env_file.display()))?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Test support.
+
+pub mod cluster;
+pub mod support;

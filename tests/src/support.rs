@@ -1,0 +1,75 @@
+//! Clients wired to a test cluster, and small helpers shared by the integration tests.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rmq_wasm::client::admin::TopicSpec;
+use rmq_wasm::client::{Admin, BrokerClient, NameServerClient, Producer, ProducerConfig};
+use rmq_wasm::protocol::body::TopicRouteData;
+use rmq_wasm::remoting::ConnectionPool;
+
+use crate::cluster::Cluster;
+
+/// Every client a test needs, over one connection pool.
+#[derive(Debug)]
+pub struct Clients {
+    pub namesrv: NameServerClient,
+    pub broker: BrokerClient,
+    pub admin: Admin,
+    pub producer: Producer,
+}
+
+impl Clients {
+    /// Clients for `cluster`.
+    pub fn new(cluster: &Cluster) -> Self {
+        let pool = ConnectionPool::default();
+        let namesrv = NameServerClient::new(pool.clone(), vec![cluster.namesrv_addr.clone()])
+            .expect("one name server address");
+        let broker = BrokerClient::new(pool);
+        let admin = Admin::new(namesrv.clone(), broker.clone());
+        let producer = Producer::new(
+            namesrv.clone(),
+            broker.clone(),
+            ProducerConfig { group: unique("test_producer"), ..Default::default() },
+        );
+        Self { namesrv, broker, admin, producer }
+    }
+
+    /// Creates a topic with `queues` queues on the cluster and waits for its route.
+    pub async fn create_topic(
+        &self,
+        cluster: &Cluster,
+        topic: &str,
+        queues: i32,
+    ) -> anyhow::Result<TopicRouteData> {
+        Ok(self
+            .admin
+            .create_topic(
+                &cluster.cluster_name,
+                &TopicSpec::new(topic, queues),
+                Duration::from_secs(30),
+            )
+            .await?)
+    }
+}
+
+/// A name no other test (or earlier run against the same cluster) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000_000)
+        .unwrap_or_default();
+    format!("{prefix}_{}_{millis}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Installs a test log subscriber once (RUST_LOG controls it).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}
