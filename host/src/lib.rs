@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod client;
+pub mod consumer;
 pub mod protocol;
 pub mod remoting;

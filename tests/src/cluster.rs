@@ -7,15 +7,31 @@
 //! * [`Cluster::shared`] is a process-wide cluster for one test binary, started on first use. It is
 //!   never dropped; a watchdog process kills the servers (and removes the store) when the test
 //!   process exits, however it exits.
-//! * [`rpc`] is a tiny self-contained synchronous remoting client (JSON headers only) used for the
-//!   readiness probe and smoke tests. The real client lives in the host crate.
+//! * [`rpc`] is a tiny self-contained synchronous remoting client (sends JSON headers, reads JSON
+//!   or binary ones) for the readiness probe and smoke tests. The real client is the host crate's.
 //!
 //! The binaries are `rocketmq-namesrv-rust` and `rocketmq-broker-rust` from rocketmq-rust 1.0.0
 //! (`scripts/install-cluster.sh`). Everything they write goes below the cluster directory: `HOME`
 //! and `ROCKETMQ_HOME` point into it, every listener binds 127.0.0.1, and the broker advertises
 //! 127.0.0.1.
+//!
+//! rocketmq-rust 1.0.0 specifics handled here:
+//! * Both servers refuse to start without `ROCKETMQ_HOME`; the default store, kv config and
+//!   `configStorePath` live under `$HOME`. A `NAMESRV_ADDR` or `RUST_LOG` in the environment
+//!   overrides the config file, so neither is inherited.
+//! * The broker's canonical config is TOML (`[broker]`, `[broker.brokerIdentity]`,
+//!   `[broker.brokerServerConfig]`, `[store]`) with unknown keys rejected. Its Java properties form
+//!   cannot set the bind address, and every broker listener (remoting `listenPort`, "fast"
+//!   `listenPort - 2`, HA `haListenPort`) binds 0.0.0.0 by default. `haListenPort` defaults to a
+//!   fixed 10912 (Java derives `listenPort + 1`).
+//! * `messageDelayLevel` is a `[store]` key, parsed by the broker's schedule service at start (an
+//!   invalid value makes the broker exit).
+//! * A failed bind is logged without its cause, so a server that exits during startup is retried
+//!   with fresh ports.
+//! * The broker's SIGTERM shutdown unregisters from the name server: stop the broker first.
 
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::fs::File;
@@ -31,7 +47,9 @@ use std::process::Child;
 use std::process::ChildStdin;
 use std::process::Command;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::sync::OnceLock;
+use std::sync::PoisonError;
 use std::sync::atomic::AtomicI32;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering;
@@ -224,12 +242,17 @@ impl Cluster {
         for attempt in 1..=START_ATTEMPTS {
             match start_once(&opts, &namesrv_bin, &broker_bin, &dir, remove_dir) {
                 Ok(cluster) => return Ok(cluster),
-                Err(StartError::PortTaken(error)) if attempt < START_ATTEMPTS => {
-                    // Another process took a port between probing and binding: retry afresh.
+                Err(StartError::Exited(error)) if attempt < START_ATTEMPTS => {
+                    // Most likely another process bound one of the ports between probing and the
+                    // server binding it (rocketmq-rust logs no cause for a failed bind): retry
+                    // with fresh ports and a fresh store.
+                    tracing::warn!(
+                        "local RocketMQ cluster start attempt {attempt} failed: {error:#}"
+                    );
                     last_error = Some(error);
                     clean_cluster_dir(&dir)?;
                 }
-                Err(StartError::PortTaken(error) | StartError::Other(error)) => {
+                Err(StartError::Exited(error) | StartError::Other(error)) => {
                     if remove_dir {
                         fs::remove_dir_all(&dir).ok();
                     }
@@ -427,8 +450,8 @@ impl Drop for Cluster {
 }
 
 enum StartError {
-    /// A server could not bind its port: worth retrying with other ports.
-    PortTaken(anyhow::Error),
+    /// A server exited during startup: worth retrying with other ports.
+    Exited(anyhow::Error),
     Other(anyhow::Error),
 }
 
@@ -556,13 +579,7 @@ fn wait_until(
                     server.name,
                     server.log.display()
                 );
-                let port_taken =
-                    log.contains("Address already in use") || log.contains("os error 98");
-                return Err(if port_taken {
-                    StartError::PortTaken(error)
-                } else {
-                    StartError::Other(error)
-                });
+                return Err(StartError::Exited(error));
             }
         }
         if Instant::now() >= deadline {
@@ -623,6 +640,8 @@ pids=
 while read -r p; do pids="$p $pids"; done
 alive() { [ -e "/proc/$1" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
 for p in $pids; do
+  # A server that died earlier may have had its pid reused: only signal our binaries.
+  grep -qa 'rocketmq-[a-z]*-rust' "/proc/$p/cmdline" 2>/dev/null || continue
   kill -TERM "$p" 2>/dev/null || :
   i=0
   while alive "$p" && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -656,24 +675,31 @@ struct Ports {
 }
 
 fn pick_ports() -> Result<Ports> {
+    // Ports handed to any cluster of this process are never handed out again, so concurrent starts
+    // in one test binary cannot collide (another process still can: see `Cluster::start`).
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
     // Hold every probe listener until all ports are chosen so that they are distinct.
     let mut held = Vec::new();
-    let mut any_port = || -> Result<u16> {
-        let listener = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        held.push(listener);
-        Ok(port)
-    };
-    let namesrv = any_port()?;
-    let ha = any_port()?;
-    for _ in 0..100 {
-        let broker = any_port()?;
-        if broker <= 1024 + 2 {
-            continue;
+    let mut free_port = |wanted: u16| -> Option<u16> {
+        let listener = TcpListener::bind(("127.0.0.1", wanted)).ok()?;
+        let port = listener.local_addr().ok()?.port();
+        if port <= 1024 + 2 || handed_out.contains(&port) {
+            return None;
         }
-        if let Ok(fast) = TcpListener::bind(("127.0.0.1", broker - 2)) {
-            drop(fast);
-            return Ok(Ports { namesrv, broker, ha });
+        held.push(listener);
+        Some(port)
+    };
+    let mut any_port = || (0..100).find_map(|_| free_port(0));
+    let (Some(namesrv), Some(ha)) = (any_port(), any_port()) else {
+        bail!("found no free loopback port");
+    };
+    for _ in 0..100 {
+        let Some(broker) = free_port(0) else { continue };
+        if free_port(broker - 2).is_some() {
+            let ports = Ports { namesrv, broker, ha };
+            handed_out.extend([namesrv, broker, broker - 2, ha]);
+            return Ok(ports);
         }
     }
     bail!("found no free loopback port pair (p, p-2) for the broker")
@@ -1203,6 +1229,16 @@ mod tests {
         let (opaque, code, remark, ext) = decode_binary_header(&h).unwrap();
         assert_eq!((opaque, code, remark.as_deref()), (7, 17, Some("no")));
         assert_eq!(ext.get("k").map(String::as_str), Some("v"));
+    }
+
+    #[test]
+    fn picked_ports_are_distinct_and_fresh() {
+        let a = pick_ports().unwrap();
+        let b = pick_ports().unwrap();
+        let all =
+            [a.namesrv, a.broker, a.broker - 2, a.ha, b.namesrv, b.broker, b.broker - 2, b.ha];
+        let set: BTreeSet<u16> = all.iter().copied().collect();
+        assert_eq!(set.len(), all.len(), "{all:?}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::{ClientError, body_error, broker_error, call, call_ok, expect_code, header_of};
 use crate::protocol::body::{
-    GetConsumerListByGroupResponseBody, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
-    UnlockBatchRequestBody,
+    CheckClientRequestBody, GetConsumerListByGroupResponseBody, HeartbeatData,
+    LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
     ConsumerSendMsgBackRequestHeader, GetConsumerListByGroupRequestHeader,
@@ -281,6 +281,19 @@ impl BrokerClient {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         let cmd = RemotingCommand::request(RequestCode::ConsumerSendMsgBack, header);
+        call_ok(&self.pool, addr, cmd, timeout).await.map(drop)
+    }
+
+    /// CHECK_CLIENT_CONFIG (46): whether the broker accepts a SQL92 subscription (Java checks
+    /// before subscribing with one; the broker says no when `enablePropertyFilter` is off).
+    pub async fn check_client_config(
+        &self,
+        addr: &str,
+        body: &CheckClientRequestBody,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let cmd = RemotingCommand::request_without_header(RequestCode::CheckClientConfig)
+            .with_body(body.encode());
         call_ok(&self.pool, addr, cmd, timeout).await.map(drop)
     }
 

@@ -51,7 +51,7 @@ enum Cmd {
 
 #[derive(Debug, clap::Args)]
 struct DirArg {
-    /// Cluster directory (default: <workspace>/target/local-cluster).
+    /// Cluster directory (default: `target/local-cluster` in the workspace).
     #[arg(long)]
     dir: Option<PathBuf>,
 }

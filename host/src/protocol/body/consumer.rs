@@ -41,6 +41,19 @@ pub struct ConsumeMessageDirectlyResult {
     pub spent_time_mills: i64,
 }
 
+/// CHECK_CLIENT_CONFIG (46) body: asks the broker whether it can evaluate a non-TAG (SQL92)
+/// subscription before the consumer relies on it; the broker answers an error when property
+/// filtering is off or the expression does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckClientRequestBody {
+    pub client_id: String,
+    pub group: String,
+    pub subscription_data: super::heartbeat::SubscriptionData,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
 fn default_true() -> bool {
     true
 }

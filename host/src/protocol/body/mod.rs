@@ -29,7 +29,10 @@ pub mod running_info;
 use bytes::Bytes;
 
 pub use cluster_info::ClusterInfo;
-pub use consumer::{CMResult, ConsumeMessageDirectlyResult, GetConsumerListByGroupResponseBody};
+pub use consumer::{
+    CMResult, CheckClientRequestBody, ConsumeMessageDirectlyResult,
+    GetConsumerListByGroupResponseBody,
+};
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, ExpressionType, HeartbeatData, MessageModel,
     ProducerData, SubscriptionData, java_string_hash,
@@ -83,6 +86,7 @@ macro_rules! json_bodies {
 }
 
 json_bodies!(
+    CheckClientRequestBody,
     ClusterInfo,
     ConsumeMessageDirectlyResult,
     ConsumerRunningInfo,

@@ -1,0 +1,174 @@
+//! One consume job (concurrent mode): call the listener on a batch, then settle every message —
+//! commit, send back for a delayed retry, or dead-letter — before reporting to the queue task.
+//!
+//! Settling happens here, inside the job, so a slow send-back never stalls the queue task's
+//! pull loop; the queue task only learns which offsets are settled and which messages must be
+//! consumed again locally.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::listener::{ConsumeContext, ConsumeMode, MessageOutcome, outcomes_for};
+use super::shared::Shared;
+use crate::client::ClientError;
+use crate::protocol::body::MessageModel;
+use crate::protocol::header::ConsumerSendMsgBackRequestHeader;
+use crate::protocol::message::{Message, MessageExt, property};
+use crate::protocol::{EpochMillis, MessageQueue, QueueOffset};
+
+/// Java resubmits a message locally after this long when its send-back failed.
+pub(crate) const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// What a finished job tells its queue task.
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    /// Messages whose fate is settled: remove them from the process queue.
+    pub settled: Vec<QueueOffset>,
+    /// Messages that could not be handed back to the broker: consume again locally later, with
+    /// their reconsume count already increased.
+    pub redo: Vec<MessageExt>,
+}
+
+/// Restores what the listener should see (reference 3.2 step 5, 4.6 step 2–3): the original
+/// topic of a retried message and its consume start time.
+pub(crate) fn prepare_for_listener(group_retry_topic: &str, msgs: &mut [MessageExt]) {
+    let now = EpochMillis::now().0.to_string();
+    for m in msgs {
+        if m.topic == group_retry_topic
+            && let Some(original) = m.properties.get(property::RETRY_TOPIC).map(str::to_owned)
+        {
+            m.topic = original;
+        }
+        m.properties.insert(property::CONSUME_START_TIME, now.clone());
+    }
+}
+
+/// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes.
+pub(crate) async fn consume_concurrently(
+    shared: Arc<Shared>,
+    queue: MessageQueue,
+    mut msgs: Vec<MessageExt>,
+    delay: Option<Duration>,
+) -> Completion {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    // The permit bounds listener calls across all queues (Java's consume thread pool).
+    let Ok(_permit) = shared.consume_permits.acquire().await else {
+        return Completion::default();
+    };
+    prepare_for_listener(&shared.retry_topic, &mut msgs);
+    let ctx = ConsumeContext {
+        group: Arc::clone(&shared.group),
+        queue: queue.clone(),
+        mode: ConsumeMode::Concurrently,
+    };
+    let started = Instant::now();
+    let result = shared.listener.consume(&ctx, &msgs).await;
+    let elapsed = started.elapsed();
+    if let Err(e) = &result {
+        tracing::warn!(group = %shared.group, %queue, error = %e, "listener failed; batch will be retried");
+    }
+    let outcomes = outcomes_for(msgs.len(), result);
+    drop(_permit);
+
+    let ok = outcomes.iter().filter(|o| o.is_success()).count();
+    if let Some(stats) = shared.queue_stats(&queue) {
+        stats.add_consume(elapsed, ok, outcomes.len() - ok);
+    }
+    let mut done = Completion::default();
+    for (msg, outcome) in msgs.into_iter().zip(outcomes) {
+        match outcome {
+            MessageOutcome::Success => done.settled.push(msg.queue_offset),
+            // Broadcasting never retries: a failed message is only logged (Java).
+            _ if shared.config.message_model == MessageModel::Broadcasting => {
+                tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, "broadcast message failed; dropped");
+                done.settled.push(msg.queue_offset);
+            }
+            MessageOutcome::RetryLater { delay_level } => {
+                settle_retry(&shared, &queue, msg, delay_level.unwrap_or(0), &mut done).await;
+            }
+            MessageOutcome::DeadLetter { reason, .. } => {
+                tracing::info!(group = %shared.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
+                // A negative delay level makes the broker write the message to %DLQ% directly.
+                settle_retry(&shared, &queue, msg, -1, &mut done).await;
+            }
+        }
+    }
+    done
+}
+
+/// Hands a failed message back to the broker; falls back to re-sending it to the retry topic,
+/// and finally to a local retry — the offset never passes it until one of them succeeds.
+async fn settle_retry(
+    shared: &Shared,
+    queue: &MessageQueue,
+    mut msg: MessageExt,
+    delay_level: i32,
+    done: &mut Completion,
+) {
+    match send_back(shared, queue, &msg, delay_level).await {
+        Ok(()) => done.settled.push(msg.queue_offset),
+        Err(e) => {
+            tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "send-back failed; re-sending to the retry topic");
+            match resend_to_retry_topic(shared, &msg, delay_level).await {
+                Ok(()) => done.settled.push(msg.queue_offset),
+                Err(e) => {
+                    tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "retry-topic send failed; consuming again locally");
+                    msg.reconsume_times += 1;
+                    done.redo.push(msg);
+                }
+            }
+        }
+    }
+}
+
+/// CONSUMER_SEND_MSG_BACK to the master of the message's broker (reference 2.10).
+pub(crate) async fn send_back(
+    shared: &Shared,
+    queue: &MessageQueue,
+    msg: &MessageExt,
+    delay_level: i32,
+) -> Result<(), ClientError> {
+    let addr = shared.routes.master_addr(&queue.broker_name).ok_or_else(|| {
+        ClientError::NoRoute(format!("no master for broker {}", queue.broker_name))
+    })?;
+    let header = ConsumerSendMsgBackRequestHeader {
+        offset: msg.commit_log_offset,
+        group: shared.group.to_string(),
+        delay_level,
+        origin_msg_id: Some(msg.msg_id()),
+        origin_topic: Some(msg.topic.clone()),
+        unit_mode: false,
+        max_reconsume_times: Some(shared.max_reconsume_times),
+        bname: Some(queue.broker_name.clone()),
+    };
+    shared.broker.send_back(&addr, &header, Duration::from_secs(5)).await
+}
+
+/// Java's fallback when send-back fails: a new message to `%RETRY%<group>` carrying the retry
+/// bookkeeping in its properties (reference 4.8).
+async fn resend_to_retry_topic(
+    shared: &Shared,
+    msg: &MessageExt,
+    delay_level: i32,
+) -> Result<(), ClientError> {
+    let mut retry = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
+    retry.flag = msg.flag;
+    retry.properties = msg.properties.clone();
+    let origin_id = msg.msg_id();
+    retry.properties.remove(property::TRAN_MSG);
+    if retry.properties.get(property::RETRY_TOPIC).is_none() {
+        retry.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
+    }
+    retry.properties.insert(property::ORIGIN_MESSAGE_ID, origin_id);
+    retry.properties.insert(property::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
+    retry.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
+    // A fresh id: the broker would otherwise see a duplicate of the original.
+    retry.properties.remove(property::UNIQ_KEY);
+    let level = if delay_level > 0 { delay_level } else { 3 + msg.reconsume_times };
+    retry = retry.with_delay_level(level.clamp(1, 18));
+    shared.producer.send(retry).await.map(drop)
+}

@@ -1,0 +1,29 @@
+//! The push consumer: Java's `DefaultMQPushConsumer` rebuilt as small owned parts.
+//!
+//! - [`config`]: settings with Java's defaults and ranges; [`allocate`], [`policy`] and
+//!   [`process_queue`]: pure policies and the per-queue buffer, table-tested;
+//! - [`offset_store`]: remote (clustering) and local-file (broadcasting) offsets;
+//! - `route`: the route cache; `scheduler`: the one background task (routes, heartbeats, offset
+//!   persistence, rebalance, shutdown) which owns `rebalance`, the reconciler of
+//! - `queue_task`: one task per owned queue (pull → buffer → consume jobs → commit);
+//! - [`listener`]: the contract with native and Wasm listeners; [`push`]: the public handle.
+
+pub mod allocate;
+pub mod config;
+mod consume;
+mod handler;
+pub mod listener;
+pub mod offset_store;
+pub mod policy;
+pub mod process_queue;
+pub mod push;
+mod queue_task;
+mod rebalance;
+pub mod route;
+mod scheduler;
+mod shared;
+pub mod stats;
+
+pub use config::{ConsumerConfig, Subscription};
+pub use listener::{ConsumeContext, ConsumeMode, MessageListener, MessageOutcome};
+pub use push::{ConsumerError, PushConsumer};

@@ -1,0 +1,425 @@
+//! One task per assigned queue: it owns the queue's process queue and runs its whole cycle —
+//! pull (long poll) → filter → buffer → dispatch to consume jobs → settle → commit offset.
+//!
+//! Owning the buffer in one task means no locks around it: consume jobs report back through the
+//! task's `JoinSet`, and the task is the only writer of the queue's offset. Flow control is
+//! waiting, not spinning: while the buffer is over a threshold the task does not pull, and the
+//! next completed consume job wakes it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use super::consume::{Completion, LOCAL_RETRY_DELAY, consume_concurrently};
+use super::offset_store::ReadFrom;
+use super::policy::{
+    self, FlowLimits, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL, PULL_DELAY_WHEN_EXCEPTION,
+    PullDelayReason, StartOffsetDecision, StoredOffset,
+};
+use super::process_queue::ProcessQueue;
+use super::shared::Shared;
+use super::stats::QueueStats;
+use crate::client::{ClientError, PullResult, PullStatus};
+use crate::protocol::body::{ExpressionType, MessageModel, SubscriptionData};
+use crate::protocol::header::{
+    GetMaxOffsetRequestHeader, PullMessageRequestHeader, SearchOffsetRequestHeader, pull_sys_flag,
+};
+use crate::protocol::message::property;
+use crate::protocol::{MessageQueue, QueueOffset, ResponseCode};
+
+/// Why a queue task is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Rebalanced away: pending results are discarded (Java drops the process queue), the
+    /// current offset is persisted for the next owner.
+    Removed,
+    /// Consumer shutdown: in-flight consumption may finish (until the deadline) and commit.
+    Shutdown { deadline: Instant },
+}
+
+/// The owner's handle: stop the task and wait for it.
+#[derive(Debug)]
+pub(crate) struct QueueTaskHandle {
+    pub stats: Arc<QueueStats>,
+    stop: tokio::sync::watch::Sender<Option<StopReason>>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl QueueTaskHandle {
+    /// Starts the task for `queue`, pulling from `start`.
+    pub fn spawn(
+        shared: Arc<Shared>,
+        queue: MessageQueue,
+        start: QueueOffset,
+        parent: &CancellationToken,
+    ) -> Self {
+        let stats = Arc::new(QueueStats::default());
+        stats.next_offset.store(start.0, Ordering::Relaxed);
+        let (stop, stop_rx) = tokio::sync::watch::channel(None);
+        let task = QueueTask {
+            shared,
+            queue,
+            next_offset: start,
+            suggested_broker: 0,
+            pq: ProcessQueue::new(Instant::now()),
+            jobs: JoinSet::new(),
+            stats: Arc::clone(&stats),
+        };
+        let cancel = parent.child_token();
+        let join = tokio::spawn(task.run(stop_rx, cancel));
+        Self { stats, stop, join }
+    }
+
+    /// Stops the task and waits until it has finished (offset persisted).
+    pub async fn stop(self, reason: StopReason) {
+        let _ = self.stop.send(Some(reason));
+        if let Err(e) = self.join.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "queue task panicked");
+        }
+    }
+}
+
+type PullFuture = Pin<Box<dyn Future<Output = (Result<PullResult, ClientError>, Duration)> + Send>>;
+
+struct QueueTask {
+    shared: Arc<Shared>,
+    queue: MessageQueue,
+    next_offset: QueueOffset,
+    /// Which replica the broker suggested for the next pull.
+    suggested_broker: i64,
+    pq: ProcessQueue,
+    jobs: JoinSet<Completion>,
+    stats: Arc<QueueStats>,
+}
+
+impl QueueTask {
+    async fn run(
+        mut self,
+        mut stop: tokio::sync::watch::Receiver<Option<StopReason>>,
+        cancel: CancellationToken,
+    ) {
+        let mut pull: Option<PullFuture> = None;
+        let mut next_pull_at = Instant::now();
+        let reason = loop {
+            if pull.is_none() && Instant::now() >= next_pull_at {
+                match self.flow_control() {
+                    Some(_) if !self.jobs.is_empty() => {
+                        // Wait for a consume job to finish instead of polling.
+                        self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                        next_pull_at = far_future();
+                    }
+                    Some(fc) => {
+                        self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                        next_pull_at = Instant::now()
+                            + policy::pull_delay_for(PullDelayReason::FlowControl(fc));
+                    }
+                    None => match self.start_pull() {
+                        Ok(fut) => pull = Some(fut),
+                        Err(delay) => next_pull_at = Instant::now() + delay,
+                    },
+                }
+            }
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break StopReason::Removed,
+                changed = stop.changed() => {
+                    let reason = if changed.is_ok() { *stop.borrow() } else { Some(StopReason::Removed) };
+                    if let Some(reason) = reason { break reason; }
+                }
+                Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
+                    match done {
+                        Ok(completion) => self.settle(completion),
+                        Err(e) => tracing::error!(queue = %self.queue, error = %e, "consume job failed"),
+                    }
+                    if next_pull_at == far_future() {
+                        next_pull_at = Instant::now();
+                    }
+                }
+                (result, rt) = async { pull.as_mut().expect("guarded").await }, if pull.is_some() => {
+                    pull = None;
+                    next_pull_at = Instant::now() + self.on_pull(result, rt);
+                }
+                _ = sleep_until(next_pull_at), if pull.is_none() && next_pull_at != far_future() => {}
+            }
+        };
+        drop(pull);
+        self.finish(reason).await;
+    }
+
+    fn flow_control(&self) -> Option<policy::FlowControlReason> {
+        let owned = self.shared.owned_queue_count().max(1);
+        policy::flow_control_check(
+            self.pq.cached_count(),
+            self.pq.cached_size_bytes(),
+            self.pq.max_span(),
+            &FlowLimits::new(&self.shared.config, owned),
+        )
+    }
+
+    /// Builds the pull request; `Err(delay)` when it cannot be sent yet.
+    fn start_pull(&mut self) -> Result<PullFuture, Duration> {
+        let Some(sub) = self.shared.subscription(&self.queue.topic) else {
+            return Err(policy::pull_delay_for(PullDelayReason::NoSubscription));
+        };
+        let Some((addr, is_master)) =
+            self.shared.routes.pull_addr(&self.queue.broker_name, self.suggested_broker)
+        else {
+            return Err(PULL_DELAY_WHEN_EXCEPTION);
+        };
+        let clustering = self.shared.config.message_model == MessageModel::Clustering;
+        // The committed offset rides on the pull (reference 2.7), clustering and master only.
+        let commit = if clustering {
+            self.shared.offsets.read_memory(&self.queue).filter(|o| o.0 > 0)
+        } else {
+            None
+        };
+        let mut sys_flag = pull_sys_flag::SUSPEND;
+        if commit.is_some() && is_master {
+            sys_flag |= pull_sys_flag::COMMIT_OFFSET;
+        }
+        let header =
+            pull_header(&self.shared, &self.queue, &sub, self.next_offset, sys_flag, commit);
+        let broker = self.shared.broker.clone();
+        let timeout = self.shared.config.pull_timeout;
+        Ok(Box::pin(async move {
+            let started = Instant::now();
+            let result = broker.pull(&addr, &header, timeout).await;
+            (result, started.elapsed())
+        }))
+    }
+
+    /// Handles a pull result; returns how long to wait before the next pull.
+    fn on_pull(&mut self, result: Result<PullResult, ClientError>, rt: Duration) -> Duration {
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
+                let delay = if e.response_code() == Some(ResponseCode::FlowControl) {
+                    PULL_DELAY_WHEN_BROKER_FLOW_CONTROL
+                } else {
+                    PULL_DELAY_WHEN_EXCEPTION
+                };
+                tracing::debug!(queue = %self.queue, error = %e, ?delay, "pull failed");
+                return delay;
+            }
+        };
+        self.suggested_broker = result.suggest_which_broker_id;
+        self.stats.max_offset.store(result.max_offset.0, Ordering::Relaxed);
+        self.stats.add_pull(rt, result.messages.len());
+        match result.status {
+            PullStatus::Found => {
+                self.next_offset = result.next_begin_offset;
+                let sub = self.shared.subscription(&self.queue.topic);
+                let mut msgs = result.messages;
+                // The broker filtered by tag hash only; re-check the tag text (reference 3.2).
+                if let Some(sub) = &sub {
+                    msgs.retain(|m| sub.matches_tag(m.tags()));
+                }
+                for m in &mut msgs {
+                    m.properties.insert(property::MIN_OFFSET, result.min_offset.0.to_string());
+                    m.properties.insert(property::MAX_OFFSET, result.max_offset.0.to_string());
+                }
+                if msgs.is_empty() {
+                    self.correct_offset_if_idle();
+                } else {
+                    self.dispatch(msgs);
+                }
+            }
+            PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
+                self.next_offset = result.next_begin_offset;
+                self.correct_offset_if_idle();
+            }
+            PullStatus::OffsetIllegal => {
+                tracing::warn!(queue = %self.queue, from = %self.next_offset, to = %result.next_begin_offset, "pull offset illegal; moving");
+                self.next_offset = result.next_begin_offset;
+                // Java freezes the corrected offset and drops the queue so a rebalance restarts
+                // it; with a single owner task, moving the pull offset and committing it (once
+                // nothing older is buffered) has the same effect without the restart.
+                if self.pq.cached_count() == 0 {
+                    self.shared.offsets.update(&self.queue, self.next_offset, false);
+                    self.stats.committed_offset.store(self.next_offset.0, Ordering::Relaxed);
+                }
+            }
+        }
+        self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
+        self.shared.config.pull_interval
+    }
+
+    /// With nothing buffered, the next pull offset is safe to commit (Java `correctTagsOffset`):
+    /// it skips filtered-out messages so lag reads true.
+    fn correct_offset_if_idle(&mut self) {
+        if self.pq.cached_count() == 0 {
+            self.shared.offsets.update(&self.queue, self.next_offset, true);
+            self.stats.committed_offset.fetch_max(self.next_offset.0, Ordering::Relaxed);
+        }
+    }
+
+    fn dispatch(&mut self, msgs: Vec<crate::protocol::message::MessageExt>) {
+        self.pq.put(&msgs);
+        let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
+        self.pq.mark_consume_started(&offsets, Instant::now());
+        self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
+        let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let chunk: Vec<_> = msgs.by_ref().take(batch).collect();
+            self.jobs.spawn(consume_concurrently(
+                Arc::clone(&self.shared),
+                self.queue.clone(),
+                chunk,
+                None,
+            ));
+        }
+    }
+
+    /// Applies a finished job: remove settled messages, commit the new lowest unsettled
+    /// offset, and schedule local retries.
+    fn settle(&mut self, done: Completion) {
+        if let Some(offset) = self.pq.remove(&done.settled, Instant::now()) {
+            self.shared.offsets.update(&self.queue, offset, true);
+            self.stats.committed_offset.fetch_max(offset.0, Ordering::Relaxed);
+        }
+        self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
+        if !done.redo.is_empty() {
+            self.jobs.spawn(consume_concurrently(
+                Arc::clone(&self.shared),
+                self.queue.clone(),
+                done.redo,
+                Some(LOCAL_RETRY_DELAY),
+            ));
+        }
+    }
+
+    /// Ends the task: drains (shutdown) or discards (removal) in-flight jobs, then persists.
+    async fn finish(mut self, reason: StopReason) {
+        match reason {
+            StopReason::Removed => self.jobs.abort_all(),
+            StopReason::Shutdown { deadline } => {
+                while !self.jobs.is_empty() {
+                    match tokio::time::timeout_at(deadline, self.jobs.join_next()).await {
+                        Ok(Some(Ok(done))) => self.settle(done),
+                        Ok(Some(Err(_))) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            tracing::warn!(queue = %self.queue, pending = self.jobs.len(), "shutdown deadline passed; abandoning in-flight messages (they will be redelivered)");
+                            self.jobs.abort_all();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        while self.jobs.join_next().await.is_some() {}
+        if let Err(e) = self.shared.offsets.persist(&self.queue).await {
+            tracing::warn!(queue = %self.queue, error = %e, "persisting the offset failed");
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    // Far enough to never fire, near enough not to overflow.
+    static FAR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *FAR.get_or_init(|| Instant::now() + Duration::from_secs(86_400 * 365))
+}
+
+/// The PULL_MESSAGE header a push consumer sends (reference 2.7).
+pub(crate) fn pull_header(
+    shared: &Shared,
+    queue: &MessageQueue,
+    sub: &SubscriptionData,
+    offset: QueueOffset,
+    sys_flag: i32,
+    commit: Option<QueueOffset>,
+) -> PullMessageRequestHeader {
+    PullMessageRequestHeader {
+        consumer_group: shared.group.to_string(),
+        topic: queue.topic.clone(),
+        queue_id: queue.queue_id,
+        queue_offset: offset,
+        max_msg_nums: i32::try_from(shared.config.pull_batch_size).unwrap_or(32),
+        sys_flag,
+        commit_offset: commit.unwrap_or(QueueOffset(0)),
+        suspend_timeout_millis: i64::try_from(shared.config.broker_suspend_max.as_millis())
+            .unwrap_or(15_000),
+        subscription: None,
+        sub_version: sub.sub_version,
+        expression_type: Some(match sub.expression_type {
+            ExpressionType::Sql92 => "SQL92".into(),
+            _ => "TAG".into(),
+        }),
+        max_msg_bytes: None,
+        bname: Some(queue.broker_name.clone()),
+    }
+}
+
+/// Where a newly assigned queue starts (reference 4.10): the stored offset, or the policy's
+/// choice when the group has none. An error means "not now": the next rebalance retries.
+pub(crate) async fn start_offset(
+    shared: &Shared,
+    queue: &MessageQueue,
+) -> Result<QueueOffset, StartOffsetError> {
+    let stored = match shared.offsets.read(queue, ReadFrom::Store).await {
+        Ok(Some(offset)) => StoredOffset::Found(offset),
+        Ok(None) => StoredOffset::NotFound,
+        Err(e) => {
+            tracing::debug!(%queue, error = %e, "offset query failed");
+            StoredOffset::QueryFailed
+        }
+    };
+    let timestamp = shared.config.consume_timestamp_at(shared.started_at);
+    let decision = policy::start_offset(
+        shared.config.consume_from_where,
+        policy::is_retry_topic(&queue.topic),
+        stored,
+        timestamp,
+    );
+    let master = || {
+        shared.routes.master_addr(&queue.broker_name).ok_or_else(|| {
+            StartOffsetError::Client(ClientError::NoRoute(format!(
+                "no master for broker {}",
+                queue.broker_name
+            )))
+        })
+    };
+    let timeout = shared.config.mq_client_api_timeout;
+    match decision {
+        StartOffsetDecision::Use(offset) => Ok(offset),
+        StartOffsetDecision::GiveUp => Err(StartOffsetError::QueryFailed),
+        StartOffsetDecision::AskMaxOffset => {
+            let header = GetMaxOffsetRequestHeader {
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                committed: Some(true),
+                bname: Some(queue.broker_name.clone()),
+            };
+            Ok(shared.broker.max_offset(&master()?, &header, timeout).await?)
+        }
+        StartOffsetDecision::AskByTimestamp(ts) => {
+            let header = SearchOffsetRequestHeader {
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                timestamp: ts,
+                boundary_type: None,
+                bname: Some(queue.broker_name.clone()),
+            };
+            Ok(shared.broker.search_offset(&master()?, &header, timeout).await?)
+        }
+    }
+}
+
+/// Why a queue could not be started this round.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartOffsetError {
+    #[error("the stored offset could not be read")]
+    QueryFailed,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}

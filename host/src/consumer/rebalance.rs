@@ -1,0 +1,157 @@
+//! The reconciler: turns "which queues should this client own" (the pure allocation in
+//! [`super::allocate`]) into started and stopped queue tasks (reference 4.3).
+//!
+//! It is owned by the scheduler task, so its table of queue tasks needs no lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use super::allocate::allocate;
+use super::queue_task::{QueueTaskHandle, StopReason, start_offset};
+use super::shared::Shared;
+use crate::protocol::MessageQueue;
+use crate::protocol::body::MessageModel;
+
+/// The queue tasks this client runs.
+#[derive(Debug, Default)]
+pub(crate) struct Rebalancer {
+    owned: BTreeMap<MessageQueue, QueueTaskHandle>,
+}
+
+impl Rebalancer {
+    /// Queues owned right now.
+    pub fn owned(&self) -> BTreeSet<MessageQueue> {
+        self.owned.keys().cloned().collect()
+    }
+
+    /// One pass over every subscribed topic. Returns true if the owned set changed.
+    pub async fn rebalance(&mut self, shared: &Arc<Shared>, cancel: &CancellationToken) -> bool {
+        let topics = shared.topics();
+        let mut changed = false;
+        for topic in &topics {
+            if let Some(target) = self.target_for(shared, topic).await {
+                changed |= self.reconcile(shared, topic, target, cancel).await;
+            }
+        }
+        // Queues of topics no longer subscribed (reference 4.3 step 7).
+        let stale: Vec<MessageQueue> =
+            self.owned.keys().filter(|q| !topics.contains(&q.topic)).cloned().collect();
+        for queue in stale {
+            changed = true;
+            self.remove(shared, &queue, StopReason::Removed).await;
+        }
+        changed
+    }
+
+    /// The queues of `topic` this client should own; `None` to leave the topic as it is (no
+    /// route or no member list yet).
+    async fn target_for(&self, shared: &Shared, topic: &str) -> Option<BTreeSet<MessageQueue>> {
+        let mq_all = shared.routes.subscribe_queues(topic)?;
+        if shared.config.message_model == MessageModel::Broadcasting {
+            return Some(mq_all.into_iter().collect());
+        }
+        let addr = shared.routes.any_broker_of(topic)?;
+        let cids = match shared
+            .broker
+            .consumer_ids(&addr, &shared.group, shared.config.mq_client_api_timeout)
+            .await
+        {
+            Ok(cids) if !cids.is_empty() => cids,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::debug!(topic, error = %e, "no member list; skipping this topic");
+                return None;
+            }
+        };
+        let mut mq_all = mq_all;
+        mq_all.sort();
+        let mut cids = cids;
+        cids.sort();
+        let mine = allocate(
+            shared.config.allocate_strategy,
+            &shared.group,
+            &shared.client_id,
+            &mq_all,
+            &cids,
+        );
+        Some(mine.into_iter().collect())
+    }
+
+    async fn reconcile(
+        &mut self,
+        shared: &Arc<Shared>,
+        topic: &str,
+        target: BTreeSet<MessageQueue>,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let mut changed = false;
+        let gone: Vec<MessageQueue> = self
+            .owned
+            .keys()
+            .filter(|q| q.topic == topic && !target.contains(*q))
+            .cloned()
+            .collect();
+        for queue in gone {
+            changed = true;
+            tracing::info!(group = %shared.group, %queue, "queue rebalanced away");
+            self.remove(shared, &queue, StopReason::Removed).await;
+        }
+        for queue in target {
+            if self.owned.contains_key(&queue) {
+                continue;
+            }
+            // Java drops any stale in-memory offset before computing where to start.
+            shared.offsets.remove(&queue);
+            match start_offset(shared, &queue).await {
+                Ok(start) => {
+                    tracing::info!(group = %shared.group, %queue, %start, "queue assigned");
+                    let handle =
+                        QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), start, cancel);
+                    shared
+                        .stats
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(queue.clone(), Arc::clone(&handle.stats));
+                    self.owned.insert(queue, handle);
+                    changed = true;
+                }
+                Err(e) => {
+                    tracing::warn!(group = %shared.group, %queue, error = %e, "cannot compute the start offset; retrying at the next rebalance");
+                }
+            }
+        }
+        changed
+    }
+
+    async fn remove(&mut self, shared: &Shared, queue: &MessageQueue, reason: StopReason) {
+        if let Some(handle) = self.owned.remove(queue) {
+            handle.stop(reason).await;
+        }
+        shared.stats.write().unwrap_or_else(PoisonError::into_inner).remove(queue);
+        if reason == StopReason::Removed {
+            shared.offsets.remove(queue);
+        }
+    }
+
+    /// Stops every queue task for shutdown, letting in-flight consumption finish until
+    /// `deadline`; their offsets stay in the store for the final persist.
+    pub async fn stop_all(&mut self, shared: &Shared, deadline: tokio::time::Instant) {
+        let handles: Vec<_> = std::mem::take(&mut self.owned).into_values().collect();
+        let stops = handles.into_iter().map(|h| h.stop(StopReason::Shutdown { deadline }));
+        futures_join_all(stops).await;
+        shared.stats.write().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+/// Awaits every future concurrently (a tiny `join_all`, to avoid a dependency for one use).
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl IntoIterator<Item = F>,
+) {
+    let mut set = tokio::task::JoinSet::new();
+    for f in futs {
+        set.spawn(f);
+    }
+    while set.join_next().await.is_some() {}
+}

@@ -1,0 +1,132 @@
+//! The consumer's one background task besides the queue tasks: route refresh, heartbeats,
+//! offset persistence and rebalance, on Java's intervals (reference 4.1), plus shutdown.
+//!
+//! It owns the [`Rebalancer`], so starting and stopping queue tasks is never concurrent with
+//! itself.
+
+use std::sync::Arc;
+
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio_util::sync::CancellationToken;
+
+use super::rebalance::Rebalancer;
+use super::shared::Shared;
+use crate::protocol::body::{ConsumeType, ConsumerData, HeartbeatData};
+use crate::protocol::header::UnregisterClientRequestHeader;
+
+/// Runs until `cancel`, then shuts the consumer down in Java's order (reference 4.12).
+pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+    let cfg = &shared.config;
+    let now = Instant::now();
+    let mut routes =
+        interval_at(now + cfg.poll_name_server_interval, cfg.poll_name_server_interval);
+    let mut heartbeat =
+        interval_at(now + cfg.heartbeat_broker_interval, cfg.heartbeat_broker_interval);
+    let mut persist = interval_at(
+        now + cfg.persist_consumer_offset_interval,
+        cfg.persist_consumer_offset_interval,
+    );
+    let mut rebalance = interval_at(now + cfg.rebalance_interval, cfg.rebalance_interval);
+    for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance] {
+        t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    }
+    let queues_cancel = cancel.child_token();
+    let mut rebalancer = Rebalancer::default();
+    // Start-up already fetched routes and sent a heartbeat; rebalance at once.
+    rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            _ = routes.tick() => refresh_routes(&shared).await,
+            _ = heartbeat.tick() => send_heartbeats(&shared).await,
+            _ = persist.tick() => persist_offsets(&shared, &rebalancer).await,
+            _ = rebalance.tick() => rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await,
+            _ = shared.rebalance_now.notified() => {
+                rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
+                rebalance.reset();
+            }
+        }
+    }
+    shutdown(&shared, &mut rebalancer).await;
+}
+
+async fn rebalance_pass(
+    shared: &Arc<Shared>,
+    rebalancer: &mut Rebalancer,
+    cancel: &CancellationToken,
+) {
+    if rebalancer.rebalance(shared, cancel).await {
+        // Java's messageQueueChanged: tell the brokers at once.
+        send_heartbeats(shared).await;
+    }
+}
+
+/// Refreshes the route of every subscribed topic (a missing `%RETRY%` route is normal until the
+/// broker creates it on our first heartbeat).
+pub(crate) async fn refresh_routes(shared: &Shared) {
+    for topic in shared.topics() {
+        if let Err(e) = shared.routes.refresh(&shared.namesrv, &topic).await {
+            tracing::warn!(topic, error = %e, "route refresh failed");
+        }
+    }
+}
+
+/// The heartbeat body: this client's one consumer group with all its subscriptions.
+pub(crate) fn heartbeat_data(shared: &Shared) -> HeartbeatData {
+    HeartbeatData {
+        client_id: shared.client_id.clone(),
+        consumer_data_set: vec![ConsumerData {
+            group_name: shared.group.to_string(),
+            consume_type: ConsumeType::Passively,
+            message_model: shared.config.message_model,
+            consume_from_where: shared.config.consume_from_where,
+            subscription_data_set: shared.subscription_list(),
+            unit_mode: false,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Heartbeats every known broker address (masters and slaves).
+pub(crate) async fn send_heartbeats(shared: &Shared) {
+    let data = heartbeat_data(shared);
+    for addr in shared.routes.all_broker_addrs() {
+        if let Err(e) =
+            shared.broker.heartbeat(&addr, &data, shared.config.mq_client_api_timeout).await
+        {
+            tracing::warn!(%addr, error = %e, "heartbeat failed");
+        }
+    }
+}
+
+async fn persist_offsets(shared: &Shared, rebalancer: &Rebalancer) {
+    let owned = rebalancer.owned();
+    if let Err(e) = shared.offsets.persist_all(&owned).await {
+        tracing::warn!(error = %e, "persisting offsets failed");
+    }
+}
+
+/// Java's shutdown order: stop consuming (draining in flight until the deadline), persist every
+/// offset — synchronously here, so it has landed before we leave — then unregister.
+async fn shutdown(shared: &Shared, rebalancer: &mut Rebalancer) {
+    let owned = rebalancer.owned();
+    let deadline = Instant::now() + shared.config.shutdown_drain_timeout;
+    rebalancer.stop_all(shared, deadline).await;
+    if let Err(e) = shared.offsets.persist_all_confirmed(&owned).await {
+        tracing::warn!(group = %shared.group, error = %e, "final offset commit failed");
+    }
+    let header = UnregisterClientRequestHeader {
+        client_id: shared.client_id.clone(),
+        producer_group: None,
+        consumer_group: Some(shared.group.to_string()),
+    };
+    for addr in shared.routes.all_broker_addrs() {
+        if let Err(e) =
+            shared.broker.unregister(&addr, &header, shared.config.mq_client_api_timeout).await
+        {
+            tracing::warn!(%addr, error = %e, "unregister failed");
+        }
+    }
+    shared.broker.pool().close_all();
+}

@@ -1,0 +1,91 @@
+//! What every consumer task reads: configuration, identity, clients, routes, offsets, the
+//! listener and the consume bound. Built once at start-up, fully, then shared behind an `Arc` —
+//! no field is filled in later.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tokio::sync::{Notify, Semaphore};
+
+use super::config::ConsumerConfig;
+use super::listener::{ConsumeMode, MessageListener};
+use super::offset_store::OffsetStore;
+use super::route::RouteTable;
+use super::stats::QueueStats;
+use crate::client::{BrokerClient, NameServerClient, Producer};
+use crate::protocol::MessageQueue;
+use crate::protocol::body::SubscriptionData;
+
+/// Context shared by the scheduler, the queue tasks and the consume jobs.
+pub(crate) struct Shared {
+    pub config: ConsumerConfig,
+    pub group: Arc<str>,
+    pub client_id: String,
+    /// `%RETRY%<group>`.
+    pub retry_topic: Arc<str>,
+    /// Topic → subscription, including the retry topic in clustering. The `subVersion` here is
+    /// what heartbeats and pulls both send, so they always agree.
+    pub subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
+    pub namesrv: NameServerClient,
+    pub broker: BrokerClient,
+    /// Fallback retry sends (reference 4.8) and the listener's produce capability.
+    pub producer: Producer,
+    pub routes: Arc<RouteTable>,
+    pub offsets: OffsetStore,
+    pub listener: Arc<dyn MessageListener>,
+    /// Bounds listener calls across all queues (Java's consume thread pool size).
+    pub consume_permits: Semaphore,
+    /// Wakes the rebalance early (NOTIFY_CONSUMER_IDS_CHANGED, OFFSET_ILLEGAL, start).
+    pub rebalance_now: Arc<Notify>,
+    /// Live counters of owned queues.
+    pub stats: RwLock<HashMap<MessageQueue, Arc<QueueStats>>>,
+    /// The effective max reconsume times sent with send-backs.
+    pub max_reconsume_times: i32,
+    /// When the consumer started: CONSUME_FROM_TIMESTAMP's default is 30 min before it.
+    pub started_at: crate::protocol::EpochMillis,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("group", &self.group)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The subscription of `topic`, if subscribed.
+    pub fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
+        self.subscriptions.read().unwrap_or_else(PoisonError::into_inner).get(topic).cloned()
+    }
+
+    /// Subscribed topics, retry topic included.
+    pub fn topics(&self) -> Vec<String> {
+        self.subscriptions.read().unwrap_or_else(PoisonError::into_inner).keys().cloned().collect()
+    }
+
+    /// All subscriptions, for heartbeats.
+    pub fn subscription_list(&self) -> Vec<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Counters of an owned queue.
+    pub fn queue_stats(&self, queue: &MessageQueue) -> Option<Arc<QueueStats>> {
+        self.stats.read().unwrap_or_else(PoisonError::into_inner).get(queue).cloned()
+    }
+
+    /// Number of queues owned now (per-topic flow-control thresholds are split over them).
+    pub fn owned_queue_count(&self) -> usize {
+        self.stats.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn consume_mode(&self) -> ConsumeMode {
+        self.config.consume_mode
+    }
+}

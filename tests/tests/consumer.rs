@@ -1,0 +1,292 @@
+//! The push consumer against a real rocketmq-rust cluster: rebalance among several members,
+//! at-least-once delivery, retries with reconsume times, DLQ, restart without redelivery.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmq_wasm::consumer::PushConsumer;
+use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
+use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
+use rmq_wasm::protocol::MessageQueue;
+use rmq_wasm::protocol::body::ConsumeFromWhere;
+use rmq_wasm::protocol::header::{PullMessageRequestHeader, pull_sys_flag};
+use rmq_wasm::protocol::message::{Message, MessageExt};
+use rmq_wasm::protocol::{EpochMillis, QueueOffset};
+use rmq_wasm_tests::cluster::Cluster;
+use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+
+/// What a listener saw: message id → reconsume times of every delivery, per consumer name.
+type Seen = Arc<Mutex<Vec<(String, String, i32)>>>;
+
+fn recorder(name: &str, seen: &Seen) -> Arc<dyn MessageListener> {
+    let name = name.to_owned();
+    let seen = Arc::clone(seen);
+    Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+        let name = name.clone();
+        let seen = Arc::clone(&seen);
+        async move {
+            let mut s = seen.lock().unwrap();
+            for m in &msgs {
+                s.push((name.clone(), m.msg_id(), m.reconsume_times));
+            }
+            Ok(vec![MessageOutcome::Success; msgs.len()])
+        }
+    }))
+}
+
+fn config(group: &str, topic: &str, instance: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
+    c.instance_name = instance.to_owned();
+    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    // Faster reaction in tests; Java's 20 s still applies by default.
+    c.rebalance_interval = Duration::from_secs(2);
+    c
+}
+
+async fn start(
+    cluster: &Cluster,
+    config: ConsumerConfig,
+    listener: Arc<dyn MessageListener>,
+) -> PushConsumer {
+    PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], listener)
+        .await
+        .expect("consumer starts")
+}
+
+fn owned(c: &PushConsumer, topic: &str) -> BTreeSet<MessageQueue> {
+    c.stats().queues.into_keys().filter(|q| q.topic == topic).collect()
+}
+
+/// True when the members' queue sets are disjoint and together cover `all`.
+fn partition(
+    members: &[&PushConsumer],
+    topic: &str,
+    all: &BTreeSet<MessageQueue>,
+) -> Option<Vec<usize>> {
+    let sets: Vec<_> = members.iter().map(|c| owned(c, topic)).collect();
+    let total: usize = sets.iter().map(BTreeSet::len).sum();
+    let union: BTreeSet<_> = sets.iter().flatten().cloned().collect();
+    (total == all.len() && &union == all).then(|| sets.iter().map(BTreeSet::len).collect())
+}
+
+async fn produce(c: &Clients, topic: &str, from: usize, n: usize) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for i in from..from + n {
+        let msg = Message::new(topic, Bytes::from(format!("m{i}"))).with_keys([format!("k{i}")]);
+        ids.insert(c.producer.send(msg).await.unwrap().msg_id);
+    }
+    ids
+}
+
+fn distinct_ids(seen: &Seen) -> BTreeSet<String> {
+    seen.lock().unwrap().iter().map(|(_, id, _)| id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustering_members_split_queues_and_lose_nothing() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("split");
+    let route = c.create_topic(cluster, &topic, 8).await.unwrap();
+    let all: BTreeSet<_> = route.subscribe_queues(&topic).into_iter().collect();
+    let group = unique("split_group");
+    let seen: Seen = Arc::default();
+    let mut expected = produce(&c, &topic, 0, 200).await;
+
+    let c1 = start(cluster, config(&group, &topic, "one"), recorder("one", &seen)).await;
+    let c2 = start(cluster, config(&group, &topic, "two"), recorder("two", &seen)).await;
+    // AVG over 8 queues: 4 + 4, disjoint, covering all.
+    wait_for("2 members to split 8 queues 4/4", Duration::from_secs(30), || {
+        partition(&[&c1, &c2], &topic, &all).filter(|s| s == &[4, 4])
+    })
+    .await;
+
+    let c3 = start(cluster, config(&group, &topic, "three"), recorder("three", &seen)).await;
+    // AVG over 8 queues and 3 sorted members: 3 + 3 + 2, disjoint, covering all.
+    wait_for("3 members to split 8 queues 3/3/2", Duration::from_secs(30), || {
+        partition(&[&c1, &c2, &c3], &topic, &all).filter(|s| {
+            let mut s = s.clone();
+            s.sort_unstable();
+            s == [2, 3, 3]
+        })
+    })
+    .await;
+    expected.extend(produce(&c, &topic, 200, 300).await);
+    wait_for("all 500 messages consumed", Duration::from_secs(60), || {
+        (distinct_ids(&seen).is_superset(&expected)).then_some(())
+    })
+    .await;
+
+    // One member leaves: its queues move to the others.
+    c2.shutdown().await;
+    wait_for("2 remaining members to split 8 queues 4/4", Duration::from_secs(30), || {
+        partition(&[&c1, &c3], &topic, &all).filter(|s| s == &[4, 4])
+    })
+    .await;
+    expected.extend(produce(&c, &topic, 500, 200).await);
+    wait_for("all 700 messages consumed", Duration::from_secs(60), || {
+        (distinct_ids(&seen).is_superset(&expected)).then_some(())
+    })
+    .await;
+    let names: BTreeSet<_> = seen.lock().unwrap().iter().map(|(n, _, _)| n.clone()).collect();
+    assert_eq!(names.len(), 3, "every member consumed something: {names:?}");
+    c1.shutdown().await;
+    c3.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_message_comes_back_with_growing_reconsume_times_then_succeeds() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("retry");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("retry_group");
+    const FAILS: i32 = 3;
+    let attempts: Arc<Mutex<HashMap<String, Vec<i32>>>> = Arc::default();
+    let a = Arc::clone(&attempts);
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+        let a = Arc::clone(&a);
+        async move {
+            let mut a = a.lock().unwrap();
+            Ok(msgs
+                .iter()
+                .map(|m| {
+                    let key = m.keys().next().unwrap_or_default().to_owned();
+                    a.entry(key.clone()).or_default().push(m.reconsume_times);
+                    if key == "flaky" && m.reconsume_times < FAILS {
+                        // Delay level 1: the test broker's shortest level.
+                        MessageOutcome::RetryLater { delay_level: Some(1) }
+                    } else {
+                        MessageOutcome::Success
+                    }
+                })
+                .collect())
+        }
+    }));
+    let consumer = start(cluster, config(&group, &topic, "r"), listener).await;
+    let msg = Message::new(&topic, &b"x"[..]).with_keys(["flaky"]);
+    c.producer.send(msg).await.unwrap();
+    c.producer.send(Message::new(&topic, &b"y"[..]).with_keys(["steady"])).await.unwrap();
+    let seen = wait_for("the flaky message to succeed", Duration::from_secs(60), || {
+        let a = attempts.lock().unwrap();
+        a.get("flaky").filter(|v| v.len() > usize::try_from(FAILS).unwrap()).cloned()
+    })
+    .await;
+    assert_eq!(seen, vec![0, 1, 2, 3], "reconsume times of each delivery");
+    assert_eq!(attempts.lock().unwrap().get("steady").cloned(), Some(vec![0]));
+    consumer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_always_fails_ends_in_the_dlq() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("dlq");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    let group = unique("dlq_group");
+    let deliveries: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let d = Arc::clone(&deliveries);
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+        let d = Arc::clone(&d);
+        async move {
+            d.lock().unwrap().extend(msgs.iter().map(|m| m.reconsume_times));
+            Ok(vec![MessageOutcome::RetryLater { delay_level: Some(1) }; msgs.len()])
+        }
+    }));
+    let mut cfg = config(&group, &topic, "d");
+    cfg.max_reconsume_times = Some(2);
+    let consumer = start(cluster, cfg, listener).await;
+    let sent =
+        c.producer.send(Message::new(&topic, &b"poison"[..]).with_keys(["p"])).await.unwrap();
+
+    // Read the DLQ topic back once the broker has created it.
+    let dlq = format!("%DLQ%{group}");
+    let found = read_topic_until(&c, cluster, &dlq, Duration::from_secs(60), |m| {
+        m.keys().any(|k| k == "p")
+    })
+    .await;
+    assert_eq!(found.body, Bytes::from_static(b"poison"));
+    assert_eq!(found.uniq_key(), Some(sent.msg_id.as_str()));
+    assert_eq!(*deliveries.lock().unwrap(), vec![0, 1, 2], "initial delivery + 2 retries");
+    consumer.shutdown().await;
+}
+
+/// Pulls every queue of `topic` from 0 until a message matching `pred` shows up.
+async fn read_topic_until(
+    c: &Clients,
+    cluster: &Cluster,
+    topic: &str,
+    timeout: Duration,
+    pred: impl Fn(&MessageExt) -> bool,
+) -> MessageExt {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(route) = c.namesrv.route(topic).await.unwrap() {
+            for q in route.subscribe_queues(topic) {
+                let header = PullMessageRequestHeader {
+                    consumer_group: "dlq_reader".into(),
+                    topic: topic.to_owned(),
+                    queue_id: q.queue_id,
+                    queue_offset: QueueOffset(0),
+                    max_msg_nums: 32,
+                    sys_flag: pull_sys_flag::SUBSCRIPTION,
+                    commit_offset: QueueOffset(0),
+                    suspend_timeout_millis: 0,
+                    subscription: Some("*".into()),
+                    sub_version: EpochMillis(0),
+                    expression_type: Some("TAG".into()),
+                    max_msg_bytes: None,
+                    bname: None,
+                };
+                if let Ok(r) =
+                    c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
+                    && let Some(m) = r.messages.into_iter().find(|m| pred(m))
+                {
+                    return m;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no matching message in {topic}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_neither_loses_nor_redelivers() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("restart");
+    c.create_topic(cluster, &topic, 4).await.unwrap();
+    let group = unique("restart_group");
+    let first: Seen = Arc::default();
+    let consumer = start(cluster, config(&group, &topic, "r1"), recorder("first", &first)).await;
+    let batch1 = produce(&c, &topic, 0, 100).await;
+    wait_for("the first 100 consumed", Duration::from_secs(60), || {
+        distinct_ids(&first).is_superset(&batch1).then_some(())
+    })
+    .await;
+    consumer.shutdown().await;
+
+    let batch2 = produce(&c, &topic, 100, 100).await;
+    let second: Seen = Arc::default();
+    let consumer = start(cluster, config(&group, &topic, "r2"), recorder("second", &second)).await;
+    wait_for("the next 100 consumed", Duration::from_secs(60), || {
+        distinct_ids(&second).is_superset(&batch2).then_some(())
+    })
+    .await;
+    let again: BTreeSet<_> = distinct_ids(&second).intersection(&batch1).cloned().collect();
+    assert!(again.is_empty(), "committed messages were redelivered: {} of them", again.len());
+    let per_id: BTreeMap<String, usize> =
+        first.lock().unwrap().iter().fold(BTreeMap::new(), |mut m, (_, id, _)| {
+            *m.entry(id.clone()).or_default() += 1;
+            m
+        });
+    assert!(per_id.values().all(|n| *n == 1), "no duplicates within a clean run");
+    consumer.shutdown().await;
+}
