@@ -172,3 +172,81 @@ async fn resend_to_retry_topic(
     retry = retry.with_delay_level(level.clamp(1, 18));
     shared.producer.send(retry).await.map(drop)
 }
+
+/// What an orderly consume job tells its queue task.
+#[derive(Debug, Default)]
+pub(crate) struct OrderlyDone {
+    /// How many messages, from the head of the batch, are settled (consumed or dead-lettered):
+    /// everything before the first message that must be consumed again.
+    pub settled_prefix: usize,
+    /// The messages to consume again (reconsume times already increased), in order; non-empty
+    /// means the queue is suspended for a moment.
+    pub again: Vec<MessageExt>,
+}
+
+/// Runs the listener on the head of an orderly queue and decides, in order, how far the queue
+/// may advance (reference 4.7). A message that must be retried stops the walk: nothing after it
+/// may be committed before it. A message past `max_reconsume_times` goes to the DLQ instead.
+pub(crate) async fn consume_orderly(
+    shared: Arc<Shared>,
+    queue: MessageQueue,
+    mut msgs: Vec<MessageExt>,
+) -> OrderlyDone {
+    let Ok(permit) = shared.consume_permits.acquire().await else {
+        return OrderlyDone { settled_prefix: 0, again: msgs };
+    };
+    let originals = msgs.clone();
+    prepare_for_listener(&shared.retry_topic, &mut msgs);
+    let ctx = ConsumeContext {
+        group: Arc::clone(&shared.group),
+        queue: queue.clone(),
+        mode: ConsumeMode::Orderly,
+    };
+    let started = Instant::now();
+    let result = shared.listener.consume(&ctx, &msgs).await;
+    let elapsed = started.elapsed();
+    if let Err(e) = &result {
+        tracing::warn!(group = %shared.group, %queue, error = %e, "orderly listener failed; suspending the queue");
+    }
+    let outcomes = outcomes_for(msgs.len(), result);
+    drop(permit);
+    let ok = outcomes.iter().filter(|o| o.is_success()).count();
+    if let Some(stats) = shared.queue_stats(&queue) {
+        stats.add_consume(elapsed, ok, outcomes.len() - ok);
+    }
+
+    let mut done = OrderlyDone::default();
+    let mut walk = originals.into_iter().zip(outcomes).enumerate();
+    for (i, (msg, outcome)) in walk.by_ref() {
+        let to_dlq = match outcome {
+            MessageOutcome::Success => false,
+            MessageOutcome::DeadLetter { .. } => true,
+            MessageOutcome::RetryLater { .. } => {
+                let exhausted = shared.config.message_model == MessageModel::Clustering
+                    && msg.reconsume_times >= shared.max_reconsume_times;
+                if !exhausted {
+                    done.settled_prefix = i;
+                    done.again.push(msg);
+                    break;
+                }
+                true
+            }
+        };
+        if to_dlq
+            && shared.config.message_model == MessageModel::Clustering
+            && let Err(e) = send_back(&shared, &queue, &msg, -1).await
+        {
+            tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");
+            done.settled_prefix = i;
+            done.again.push(msg);
+            break;
+        }
+        done.settled_prefix = i + 1;
+    }
+    // Everything after the first retry comes again too, in order.
+    done.again.extend(walk.map(|(_, (msg, _))| msg));
+    for m in &mut done.again {
+        m.reconsume_times += 1;
+    }
+    done
+}

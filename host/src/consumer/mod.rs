@@ -13,6 +13,7 @@ pub mod config;
 mod consume;
 mod handler;
 pub mod listener;
+mod locking;
 pub mod offset_store;
 pub mod policy;
 pub mod process_queue;

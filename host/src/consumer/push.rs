@@ -113,6 +113,7 @@ impl PushConsumer {
         let shared = Arc::new(Shared {
             consume_permits: Semaphore::new(config.consume_thread_max as usize),
             started_at: EpochMillis::now(),
+            locks: std::sync::Mutex::default(),
             config,
             group,
             client_id,

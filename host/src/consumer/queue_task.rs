@@ -16,7 +16,10 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::consume::{Completion, LOCAL_RETRY_DELAY, consume_concurrently};
+use super::consume::{
+    Completion, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly, send_back,
+};
+use super::listener::ConsumeMode;
 use super::offset_store::ReadFrom;
 use super::policy::{
     self, FlowLimits, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL, PULL_DELAY_WHEN_EXCEPTION,
@@ -28,7 +31,8 @@ use super::stats::QueueStats;
 use crate::client::{ClientError, PullResult, PullStatus};
 use crate::protocol::body::{ExpressionType, MessageModel, SubscriptionData};
 use crate::protocol::header::{
-    GetMaxOffsetRequestHeader, PullMessageRequestHeader, SearchOffsetRequestHeader, pull_sys_flag,
+    GetMaxOffsetRequestHeader, PullMessageRequestHeader, SearchOffsetRequestHeader,
+    UpdateConsumerOffsetRequestHeader, pull_sys_flag,
 };
 use crate::protocol::message::property;
 use crate::protocol::{MessageQueue, QueueOffset, ResponseCode};
@@ -70,6 +74,9 @@ impl QueueTaskHandle {
             pq: ProcessQueue::new(Instant::now()),
             jobs: JoinSet::new(),
             stats: Arc::clone(&stats),
+            orderly_running: false,
+            resume_at: None,
+            next_cleanup: Instant::now() + CLEANUP_PERIOD.min(Duration::from_secs(60)),
         };
         let cancel = parent.child_token();
         let join = tokio::spawn(task.run(stop_rx, cancel));
@@ -89,6 +96,20 @@ impl QueueTaskHandle {
 
 type PullFuture = Pin<Box<dyn Future<Output = (Result<PullResult, ClientError>, Duration)> + Send>>;
 
+/// What a consume job reports back.
+#[derive(Debug)]
+enum JobDone {
+    Concurrent(Completion),
+    Orderly(OrderlyDone),
+}
+
+/// How often a queue looks for messages stuck in the listener past the consume timeout
+/// (Java: every `consumeTimeout` minutes; we look more often and send back only expired ones).
+const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
+
+/// Orderly: how long to wait before retrying when the queue's lock is missing or expired.
+const RELOCK_WAIT: Duration = Duration::from_secs(1);
+
 struct QueueTask {
     shared: Arc<Shared>,
     queue: MessageQueue,
@@ -96,8 +117,14 @@ struct QueueTask {
     /// Which replica the broker suggested for the next pull.
     suggested_broker: i64,
     pq: ProcessQueue,
-    jobs: JoinSet<Completion>,
+    jobs: JoinSet<JobDone>,
     stats: Arc<QueueStats>,
+    /// Orderly: a consume job for this queue is running (at most one ever is).
+    orderly_running: bool,
+    /// Orderly: the queue is suspended (after a failure, or waiting for its lock) until then.
+    resume_at: Option<Instant>,
+    /// Concurrent: next consume-timeout sweep.
+    next_cleanup: Instant,
 }
 
 impl QueueTask {
@@ -136,8 +163,12 @@ impl QueueTask {
                 }
                 Some(done) = self.jobs.join_next(), if !self.jobs.is_empty() => {
                     match done {
-                        Ok(completion) => self.settle(completion),
-                        Err(e) => tracing::error!(queue = %self.queue, error = %e, "consume job failed"),
+                        Ok(JobDone::Concurrent(completion)) => self.settle(completion),
+                        Ok(JobDone::Orderly(done)) => self.settle_orderly(done),
+                        Err(e) => {
+                            self.orderly_running = false;
+                            tracing::error!(queue = %self.queue, error = %e, "consume job failed");
+                        }
                     }
                     if next_pull_at == far_future() {
                         next_pull_at = Instant::now();
@@ -148,6 +179,14 @@ impl QueueTask {
                     next_pull_at = Instant::now() + self.on_pull(result, rt);
                 }
                 _ = sleep_until(next_pull_at), if pull.is_none() && next_pull_at != far_future() => {}
+                _ = sleep_until(self.resume_at.unwrap_or_else(far_future)), if self.resume_at.is_some() => {
+                    self.resume_at = None;
+                    self.consume_orderly_next();
+                }
+                _ = sleep_until(self.next_cleanup), if !self.is_orderly() => {
+                    self.next_cleanup = Instant::now() + CLEANUP_PERIOD;
+                    self.clean_expired();
+                }
             }
         };
         drop(pull);
@@ -166,6 +205,9 @@ impl QueueTask {
 
     /// Builds the pull request; `Err(delay)` when it cannot be sent yet.
     fn start_pull(&mut self) -> Result<PullFuture, Duration> {
+        if self.needs_lock() && !self.shared.is_locked(&self.queue) {
+            return Err(policy::pull_delay_for(PullDelayReason::NotLocked));
+        }
         let Some(sub) = self.shared.subscription(&self.queue.topic) else {
             return Err(policy::pull_delay_for(PullDelayReason::NoSubscription));
         };
@@ -262,22 +304,102 @@ impl QueueTask {
         }
     }
 
+    fn is_orderly(&self) -> bool {
+        self.shared.consume_mode() == ConsumeMode::Orderly
+    }
+
+    /// Orderly clustering needs the broker lock to pull and consume; broadcasting never locks.
+    fn needs_lock(&self) -> bool {
+        self.is_orderly() && self.shared.config.message_model == MessageModel::Clustering
+    }
+
     fn dispatch(&mut self, msgs: Vec<crate::protocol::message::MessageExt>) {
         self.pq.put(&msgs);
+        self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
+        if self.is_orderly() {
+            self.consume_orderly_next();
+            return;
+        }
         let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
         self.pq.mark_consume_started(&offsets, Instant::now());
-        self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
         let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
             let chunk: Vec<_> = msgs.by_ref().take(batch).collect();
-            self.jobs.spawn(consume_concurrently(
-                Arc::clone(&self.shared),
-                self.queue.clone(),
-                chunk,
-                None,
-            ));
+            let job =
+                consume_concurrently(Arc::clone(&self.shared), self.queue.clone(), chunk, None);
+            self.jobs.spawn(async move { JobDone::Concurrent(job.await) });
         }
+    }
+
+    /// Orderly: starts the next consume job on the head of the queue, unless one is running,
+    /// the queue is suspended, or its lock is missing (then it retries shortly).
+    fn consume_orderly_next(&mut self) {
+        if self.orderly_running || self.resume_at.is_some() || self.pq.is_empty() {
+            return;
+        }
+        if self.needs_lock() && !self.shared.is_locked(&self.queue) {
+            self.resume_at = Some(Instant::now() + RELOCK_WAIT);
+            return;
+        }
+        let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
+        let msgs = self.pq.take(batch, Instant::now());
+        if msgs.is_empty() {
+            return;
+        }
+        self.orderly_running = true;
+        let job = consume_orderly(Arc::clone(&self.shared), self.queue.clone(), msgs);
+        self.jobs.spawn(async move { JobDone::Orderly(job.await) });
+    }
+
+    /// Orderly: commits the settled head exactly (not increase-only: orderly offsets are
+    /// exact) and either continues or suspends the queue for a moment.
+    fn settle_orderly(&mut self, done: OrderlyDone) {
+        self.orderly_running = false;
+        let suspend = !done.again.is_empty();
+        if suspend {
+            self.pq.make_to_consume_again(done.again);
+        }
+        if let Some(offset) = self.pq.commit() {
+            self.shared.offsets.update(&self.queue, offset, false);
+            self.stats.committed_offset.store(offset.0, Ordering::Relaxed);
+        }
+        self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
+        if suspend {
+            let pause =
+                policy::clamp_suspend_time(None, self.shared.config.suspend_current_queue_time);
+            self.resume_at = Some(Instant::now() + pause);
+        } else {
+            self.consume_orderly_next();
+        }
+    }
+
+    /// Concurrent consume timeout (Java `cleanExpiredMsg`): a message stuck in the listener
+    /// longer than `consume_timeout` is sent back (delay level 3) so it no longer pins the
+    /// committed offset; the stuck call's own result is ignored when it finally returns.
+    fn clean_expired(&mut self) {
+        let expired = self.pq.expired_heads(Instant::now(), self.shared.config.consume_timeout);
+        if expired.is_empty() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let queue = self.queue.clone();
+        self.jobs.spawn(async move {
+            let mut done = Completion::default();
+            for msg in expired {
+                match send_back(&shared, &queue, &msg, policy::DelayLevel::CONSUME_TIMEOUT.get()).await {
+                    Ok(()) => {
+                        tracing::warn!(%queue, offset = %msg.queue_offset, "message exceeded the consume timeout; sent back");
+                        done.settled.push(msg.queue_offset);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%queue, offset = %msg.queue_offset, error = %e, "sending back an expired message failed");
+                        break;
+                    }
+                }
+            }
+            JobDone::Concurrent(done)
+        });
     }
 
     /// Applies a finished job: remove settled messages, commit the new lowest unsettled
@@ -289,40 +411,81 @@ impl QueueTask {
         }
         self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
         if !done.redo.is_empty() {
-            self.jobs.spawn(consume_concurrently(
+            let job = consume_concurrently(
                 Arc::clone(&self.shared),
                 self.queue.clone(),
                 done.redo,
                 Some(LOCAL_RETRY_DELAY),
-            ));
+            );
+            self.jobs.spawn(async move { JobDone::Concurrent(job.await) });
         }
     }
 
     /// Ends the task: drains (shutdown) or discards (removal) in-flight jobs, then persists.
     async fn finish(mut self, reason: StopReason) {
-        match reason {
-            StopReason::Removed => self.jobs.abort_all(),
-            StopReason::Shutdown { deadline } => {
-                while !self.jobs.is_empty() {
-                    match tokio::time::timeout_at(deadline, self.jobs.join_next()).await {
-                        Ok(Some(Ok(done))) => self.settle(done),
-                        Ok(Some(Err(_))) => {}
-                        Ok(None) => break,
-                        Err(_) => {
-                            tracing::warn!(queue = %self.queue, pending = self.jobs.len(), "shutdown deadline passed; abandoning in-flight messages (they will be redelivered)");
-                            self.jobs.abort_all();
-                            break;
-                        }
+        let deadline = match reason {
+            // Orderly: let the running batch finish (Java waits up to 500 ms for the queue's
+            // consume lock), so the next owner starts after it instead of replaying it.
+            StopReason::Removed if self.is_orderly() => Instant::now() + ORDERLY_REMOVAL_WAIT,
+            // Concurrent: Java drops the queue and discards pending results; the messages are
+            // redelivered to the next owner.
+            StopReason::Removed => Instant::now(),
+            StopReason::Shutdown { deadline } => deadline,
+        };
+        // Commit what finishes in time, but start nothing new.
+        self.resume_at = Some(far_future());
+        while !self.jobs.is_empty() {
+            match tokio::time::timeout_at(deadline, self.jobs.join_next()).await {
+                Ok(Some(Ok(JobDone::Concurrent(done)))) if reason != StopReason::Removed => {
+                    self.settle(done);
+                }
+                Ok(Some(Ok(JobDone::Orderly(done)))) => self.settle_orderly(done),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    if !matches!(reason, StopReason::Removed) || self.is_orderly() {
+                        tracing::warn!(queue = %self.queue, pending = self.jobs.len(), ?reason, "deadline passed; abandoning in-flight messages (they will be redelivered)");
                     }
+                    self.jobs.abort_all();
+                    break;
                 }
             }
         }
         while self.jobs.join_next().await.is_some() {}
-        if let Err(e) = self.shared.offsets.persist(&self.queue).await {
+        if let Err(e) = self.persist_confirmed().await {
             tracing::warn!(queue = %self.queue, error = %e, "persisting the offset failed");
         }
     }
+
+    /// Writes this queue's offset and waits for the broker to accept it: the next owner reads it
+    /// right after we let go of the queue, so a oneway update could arrive too late.
+    async fn persist_confirmed(&self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if self.shared.config.message_model == MessageModel::Broadcasting {
+            return Ok(self.shared.offsets.persist(&self.queue).await?);
+        }
+        let Some(offset) = self.shared.offsets.read_memory(&self.queue) else { return Ok(()) };
+        let addr = self
+            .shared
+            .routes
+            .master_or_any_addr(&self.queue.broker_name)
+            .ok_or_else(|| format!("no address for broker {}", self.queue.broker_name))?;
+        let header = UpdateConsumerOffsetRequestHeader {
+            consumer_group: self.shared.group.to_string(),
+            topic: self.queue.topic.clone(),
+            queue_id: self.queue.queue_id,
+            commit_offset: offset,
+            bname: Some(self.queue.broker_name.clone()),
+        };
+        self.shared
+            .broker
+            .update_offset(&addr, &header, self.shared.config.mq_client_api_timeout)
+            .await?;
+        Ok(())
+    }
 }
+
+/// How long an orderly queue being rebalanced away waits for its running batch.
+const ORDERLY_REMOVAL_WAIT: Duration = Duration::from_millis(500);
 
 fn far_future() -> Instant {
     // Far enough to never fire, near enough not to overflow.

@@ -9,6 +9,7 @@ use std::sync::{Arc, PoisonError};
 use tokio_util::sync::CancellationToken;
 
 use super::allocate::allocate;
+use super::locking;
 use super::queue_task::{QueueTaskHandle, StopReason, start_offset};
 use super::shared::Shared;
 use crate::protocol::MessageQueue;
@@ -102,6 +103,13 @@ impl Rebalancer {
             if self.owned.contains_key(&queue) {
                 continue;
             }
+            // Orderly: the broker lock comes first; a queue locked by another member is skipped
+            // and retried at the next rebalance.
+            if shared.needs_locks()
+                && locking::lock(shared, &BTreeSet::from([queue.clone()])).await.is_empty()
+            {
+                continue;
+            }
             // Java drops any stale in-memory offset before computing where to start.
             shared.offsets.remove(&queue);
             match start_offset(shared, &queue).await {
@@ -132,6 +140,9 @@ impl Rebalancer {
         shared.stats.write().unwrap_or_else(PoisonError::into_inner).remove(queue);
         if reason == StopReason::Removed {
             shared.offsets.remove(queue);
+            if shared.needs_locks() {
+                locking::unlock(shared, &BTreeSet::from([queue.clone()]), true).await;
+            }
         }
     }
 

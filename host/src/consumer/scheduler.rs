@@ -9,6 +9,9 @@ use std::sync::Arc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_util::sync::CancellationToken;
 
+use std::time::Duration;
+
+use super::locking;
 use super::rebalance::Rebalancer;
 use super::shared::Shared;
 use crate::protocol::body::{ConsumeType, ConsumerData, HeartbeatData};
@@ -27,7 +30,9 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
         cfg.persist_consumer_offset_interval,
     );
     let mut rebalance = interval_at(now + cfg.rebalance_interval, cfg.rebalance_interval);
-    for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance] {
+    // Orderly only: renew every queue lock (Java: first after 1 s, then every 20 s).
+    let mut relock = interval_at(now + Duration::from_secs(1), cfg.lock_interval);
+    for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance, &mut relock] {
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
     let queues_cancel = cancel.child_token();
@@ -42,6 +47,9 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = heartbeat.tick() => send_heartbeats(&shared).await,
             _ = persist.tick() => persist_offsets(&shared, &rebalancer).await,
             _ = rebalance.tick() => rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await,
+            _ = relock.tick(), if shared.needs_locks() => {
+                locking::lock(&shared, &rebalancer.owned()).await;
+            }
             _ = shared.rebalance_now.notified() => {
                 rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
                 rebalance.reset();
@@ -115,6 +123,9 @@ async fn shutdown(shared: &Shared, rebalancer: &mut Rebalancer) {
     rebalancer.stop_all(shared, deadline).await;
     if let Err(e) = shared.offsets.persist_all_confirmed(&owned).await {
         tracing::warn!(group = %shared.group, error = %e, "final offset commit failed");
+    }
+    if shared.needs_locks() {
+        locking::unlock(shared, &owned, false).await;
     }
     let header = UnregisterClientRequestHeader {
         client_id: shared.client_id.clone(),

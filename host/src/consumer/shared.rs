@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub max_reconsume_times: i32,
     /// When the consumer started: CONSUME_FROM_TIMESTAMP's default is 30 min before it.
     pub started_at: crate::protocol::EpochMillis,
+    /// Orderly: when each queue's broker lock was last confirmed. Written by the rebalance and
+    /// the periodic lock-all, read by queue tasks before pulling and consuming.
+    pub locks: std::sync::Mutex<HashMap<MessageQueue, tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -83,6 +86,32 @@ impl Shared {
     /// Number of queues owned now (per-topic flow-control thresholds are split over them).
     pub fn owned_queue_count(&self) -> usize {
         self.stats.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Orderly: whether this client holds a fresh broker lock on `queue` (the client-side lock
+    /// expires after 30 s without renewal, half the broker's 60 s).
+    pub fn is_locked(&self, queue: &MessageQueue) -> bool {
+        self.locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(queue)
+            .is_some_and(|at| at.elapsed() <= super::process_queue::LOCK_MAX_LIVE_TIME)
+    }
+
+    /// Records the outcome of a lock request.
+    pub fn set_locked(&self, queue: &MessageQueue, locked: bool) {
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if locked {
+            locks.insert(queue.clone(), tokio::time::Instant::now());
+        } else {
+            locks.remove(queue);
+        }
+    }
+
+    /// Orderly clustering locks its queues on the broker; broadcasting and concurrent never do.
+    pub fn needs_locks(&self) -> bool {
+        self.config.consume_mode == ConsumeMode::Orderly
+            && self.config.message_model == crate::protocol::body::MessageModel::Clustering
     }
 
     pub fn consume_mode(&self) -> ConsumeMode {
