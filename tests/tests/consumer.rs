@@ -290,3 +290,117 @@ async fn a_restart_neither_loses_nor_redelivers() {
     assert!(per_id.values().all(|n| *n == 1), "no duplicates within a clean run");
     consumer.shutdown().await;
 }
+
+/// Admin requests the broker forwards to us: GET_CONSUMER_RUNNING_INFO answers with real
+/// figures, CONSUME_MESSAGE_DIRECTLY runs the listener on one message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_can_ask_for_running_info_and_direct_consumption() {
+    use rmq_wasm::protocol::body::{CMResult, ConsumeMessageDirectlyResult, ConsumerRunningInfo};
+    use rmq_wasm::protocol::header::{
+        ConsumeMessageDirectlyResultRequestHeader, GetConsumerRunningInfoRequestHeader,
+    };
+    use rmq_wasm::protocol::{RemotingCommand, RequestCode, ResponseCode};
+
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("admin");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("admin_group");
+    let seen: Seen = Arc::default();
+    let consumer = start(cluster, config(&group, &topic, "adm"), recorder("adm", &seen)).await;
+    let ids = produce(&c, &topic, 0, 10).await;
+    wait_for("10 consumed", Duration::from_secs(60), || {
+        distinct_ids(&seen).is_superset(&ids).then_some(())
+    })
+    .await;
+
+    let header = GetConsumerRunningInfoRequestHeader {
+        consumer_group: group.clone(),
+        client_id: consumer.client_id().to_owned(),
+        jstack_enable: Some(false),
+    };
+    let cmd = RemotingCommand::request(RequestCode::GetConsumerRunningInfo, &header);
+    let resp =
+        c.broker.pool().request(&cluster.broker_addr, cmd, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success, "{:?}", resp.remark);
+    let info = ConsumerRunningInfo::decode(&resp.body).unwrap();
+    assert_eq!(
+        info.properties.get(ConsumerRunningInfo::PROP_CONSUME_TYPE).map(String::as_str),
+        Some("CONSUME_PASSIVELY")
+    );
+    assert!(info.subscription_set.iter().any(|s| s.topic == topic));
+    let topic_queues: Vec<_> = info.mq_table.iter().filter(|(q, _)| q.topic == topic).collect();
+    assert_eq!(topic_queues.len(), 2, "both queues reported: {:?}", info.mq_table.keys());
+    let committed: i64 = topic_queues.iter().map(|(_, pq)| pq.commit_offset.0).sum();
+    assert_eq!(committed, 10, "commit offsets add up to the 10 consumed messages");
+    let status = info.status_table.get(&topic).expect("a status for the topic");
+    assert!(status.consume_ok_tps > 0.0);
+
+    // Direct consumption of one stored message by its offset msg id.
+    let sent =
+        c.producer.send(Message::new(&topic, &b"direct"[..]).with_keys(["direct"])).await.unwrap();
+    let header = ConsumeMessageDirectlyResultRequestHeader {
+        consumer_group: group.clone(),
+        client_id: Some(consumer.client_id().to_owned()),
+        msg_id: Some(sent.offset_msg_id.clone()),
+        broker_name: Some(cluster.broker_name.clone()),
+        topic: Some(topic.clone()),
+        topic_sys_flag: None,
+        group_sys_flag: None,
+    };
+    let cmd = RemotingCommand::request(RequestCode::ConsumeMessageDirectly, &header);
+    let resp =
+        c.broker.pool().request(&cluster.broker_addr, cmd, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success, "{:?}", resp.remark);
+    let result = ConsumeMessageDirectlyResult::decode(&resp.body).unwrap();
+    assert_eq!(result.consume_result, Some(CMResult::Success));
+    assert!(!result.order);
+    let direct_count = seen.lock().unwrap().iter().filter(|(_, id, _)| id == &sent.msg_id).count();
+    assert!(direct_count >= 1, "the listener ran on the message");
+    consumer.shutdown().await;
+}
+
+/// An admin offset reset (INVOKE_BROKER_TO_RESET_OFFSET) rewinds the group: whether the broker
+/// pushes RESET_CONSUMER_CLIENT_OFFSET to us (4.x path) or answers our next pull with
+/// OFFSET_MOVED (5.x server-side reset), the consumed messages come again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_offset_reset_rewinds_the_group() {
+    use rmq_wasm::protocol::header::ResetOffsetRequestHeader;
+    use rmq_wasm::protocol::{EpochMillis, RemotingCommand, RequestCode, ResponseCode};
+
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("reset");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("reset_group");
+    let seen: Seen = Arc::default();
+    let consumer = start(cluster, config(&group, &topic, "rs"), recorder("rs", &seen)).await;
+    let ids = produce(&c, &topic, 0, 10).await;
+    wait_for("10 consumed", Duration::from_secs(60), || {
+        distinct_ids(&seen).is_superset(&ids).then_some(())
+    })
+    .await;
+    let before = seen.lock().unwrap().len();
+
+    let header = ResetOffsetRequestHeader {
+        topic: topic.clone(),
+        group: group.clone(),
+        timestamp: EpochMillis(0),
+        is_force: true,
+        queue_id: None,
+        offset: None,
+    };
+    let cmd = RemotingCommand::request(RequestCode::Other(222), &header);
+    let resp =
+        c.broker.pool().request(&cluster.broker_addr, cmd, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(resp.response_code(), ResponseCode::Success, "{:?}", resp.remark);
+    wait_for("the 10 messages to be consumed again", Duration::from_secs(60), || {
+        let s = seen.lock().unwrap();
+        let again: BTreeSet<&String> = s[before..].iter().map(|(_, id, _)| id).collect();
+        (ids.iter().all(|id| again.contains(id))).then_some(())
+    })
+    .await;
+    consumer.shutdown().await;
+}

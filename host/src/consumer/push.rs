@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ConfigError, ConsumerConfig};
-use super::handler::ConsumerRequestHandler;
+use super::handler::{self, ConsumerRequestHandler};
 use super::listener::{ConsumeMode, MessageListener};
 use super::offset_store::{
     BrokerAddrs, DEFAULT_DIR_NAME, DEFAULT_OFFSET_RPC_TIMEOUT, LocalOffsetStore, OffsetStore,
@@ -46,6 +46,8 @@ pub struct PushConsumer {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// Answers broker-initiated requests (running info, consume directly, offset reset).
+    requests: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl PushConsumer {
@@ -74,11 +76,13 @@ impl PushConsumer {
         }
 
         let rebalance_now = Arc::new(Notify::new());
+        let (forward, forwarded) = mpsc::channel(64);
+        let (commands, command_rx) = mpsc::channel(16);
         // One pool (so one set of connections) per consumer: a broker binds a connection to the
         // client id of its first heartbeat.
         let pool = ConnectionPool::new(
             PoolConfig::default(),
-            Arc::new(ConsumerRequestHandler { rebalance_now: Arc::clone(&rebalance_now) }),
+            Arc::new(ConsumerRequestHandler { rebalance_now: Arc::clone(&rebalance_now), forward }),
         );
         let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs)?;
         let broker = BrokerClient::new(pool);
@@ -134,9 +138,11 @@ impl PushConsumer {
         check_sql_subscriptions(&shared).await?;
         scheduler::send_heartbeats(&shared).await;
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(scheduler::run(Arc::clone(&shared), cancel.clone()));
+        let task = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, cancel.clone()));
+        let requests =
+            tokio::spawn(handler::serve(Arc::clone(&shared), forwarded, commands, cancel.clone()));
         tracing::info!(group = %shared.group, client_id = %shared.client_id, "consumer started");
-        Ok(Self { shared, cancel, scheduler: Some(task) })
+        Ok(Self { shared, cancel, scheduler: Some(task), requests: Some(requests) })
     }
 
     /// This client's id, as brokers see it.
@@ -168,6 +174,9 @@ impl PushConsumer {
             && let Err(e) = task.await
         {
             tracing::error!(error = %e, "consumer scheduler failed during shutdown");
+        }
+        if let Some(task) = self.requests.take() {
+            let _ = task.await;
         }
         tracing::info!(group = %self.shared.group, client_id = %self.shared.client_id, "consumer stopped");
     }

@@ -146,6 +146,43 @@ impl Rebalancer {
         }
     }
 
+    /// Admin offset reset (RESET_CONSUMER_CLIENT_OFFSET): each owned queue in `table` is
+    /// stopped (pending results discarded, as Java drops the process queue), its offset set
+    /// and committed, and restarted from there. Queues not owned only get the offset recorded
+    /// and committed, for whichever member owns them next.
+    pub async fn reset_offsets(
+        &mut self,
+        shared: &Arc<Shared>,
+        table: BTreeMap<MessageQueue, crate::protocol::QueueOffset>,
+        cancel: &CancellationToken,
+    ) {
+        for (queue, offset) in table {
+            let was_owned = match self.owned.remove(&queue) {
+                Some(handle) => {
+                    handle.stop(StopReason::Removed).await;
+                    true
+                }
+                None => false,
+            };
+            shared.offsets.update(&queue, offset, false);
+            if let Err(e) = shared.offsets.persist(&queue).await {
+                tracing::warn!(%queue, error = %e, "persisting the reset offset failed");
+            }
+            if !was_owned {
+                shared.offsets.remove(&queue);
+                continue;
+            }
+            tracing::info!(%queue, %offset, "queue restarted at the reset offset");
+            let handle = QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), offset, cancel);
+            shared
+                .stats
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(queue.clone(), Arc::clone(&handle.stats));
+            self.owned.insert(queue, handle);
+        }
+    }
+
     /// Stops every queue task for shutdown, letting in-flight consumption finish until
     /// `deadline`; their offsets stay in the store for the final persist.
     pub async fn stop_all(&mut self, shared: &Shared, deadline: tokio::time::Instant) {

@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
+use super::handler::SchedulerCommand;
 use super::locking;
 use super::rebalance::Rebalancer;
 use super::shared::Shared;
@@ -18,7 +21,11 @@ use crate::protocol::body::{ConsumeType, ConsumerData, HeartbeatData};
 use crate::protocol::header::UnregisterClientRequestHeader;
 
 /// Runs until `cancel`, then shuts the consumer down in Java's order (reference 4.12).
-pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<SchedulerCommand>,
+    cancel: CancellationToken,
+) {
     let cfg = &shared.config;
     let now = Instant::now();
     let mut routes =
@@ -50,6 +57,11 @@ pub(crate) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = relock.tick(), if shared.needs_locks() => {
                 locking::lock(&shared, &rebalancer.owned()).await;
             }
+            Some(command) = commands.recv() => match command {
+                SchedulerCommand::ResetOffsets(table) => {
+                    rebalancer.reset_offsets(&shared, table, &queues_cancel).await;
+                }
+            },
             _ = shared.rebalance_now.notified() => {
                 rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
                 rebalance.reset();

@@ -27,6 +27,9 @@ pub struct QueueStats {
     pub next_offset: AtomicI64,
     pub committed_offset: AtomicI64,
     pub max_offset: AtomicI64,
+    /// Wall-clock ms of the last pull and consume, for the admin tools' running info.
+    pub last_pull_ms: AtomicI64,
+    pub last_consume_ms: AtomicI64,
 }
 
 impl QueueStats {
@@ -34,12 +37,14 @@ impl QueueStats {
         self.pulls.fetch_add(1, Ordering::Relaxed);
         self.pull_rt_micros.fetch_add(micros(rt), Ordering::Relaxed);
         self.pulled_messages.fetch_add(messages as u64, Ordering::Relaxed);
+        self.last_pull_ms.store(crate::protocol::EpochMillis::now().0, Ordering::Relaxed);
     }
 
     pub(crate) fn add_consume(&self, rt: Duration, ok: usize, failed: usize) {
         self.consumed_ok.fetch_add(ok as u64, Ordering::Relaxed);
         self.consumed_failed.fetch_add(failed as u64, Ordering::Relaxed);
         self.consume_rt_micros.fetch_add(micros(rt), Ordering::Relaxed);
+        self.last_consume_ms.store(crate::protocol::EpochMillis::now().0, Ordering::Relaxed);
     }
 
     pub(crate) fn set_cache(&self, count: usize, bytes: u64) {

@@ -54,6 +54,21 @@ pub struct CheckClientRequestBody {
     pub namespace: Option<String>,
 }
 
+/// GET_CONSUMER_STATUS_FROM_CLIENT (221) reply: this client's offsets of one topic (Java
+/// `GetConsumerStatusBody`). `consumerTable` is only filled by the broker when it aggregates
+/// several clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetConsumerStatusBody {
+    #[serde(default, with = "super::mq_map")]
+    pub message_queue_table: std::collections::BTreeMap<
+        crate::protocol::types::MessageQueue,
+        crate::protocol::types::QueueOffset,
+    >,
+    #[serde(default)]
+    pub consumer_table: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 fn default_true() -> bool {
     true
 }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 pub use cluster_info::ClusterInfo;
 pub use consumer::{
     CMResult, CheckClientRequestBody, ConsumeMessageDirectlyResult,
-    GetConsumerListByGroupResponseBody,
+    GetConsumerListByGroupResponseBody, GetConsumerStatusBody,
 };
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, ExpressionType, HeartbeatData, MessageModel,
@@ -91,6 +91,7 @@ json_bodies!(
     ConsumeMessageDirectlyResult,
     ConsumerRunningInfo,
     GetConsumerListByGroupResponseBody,
+    GetConsumerStatusBody,
     HeartbeatData,
     LockBatchRequestBody,
     LockBatchResponseBody,
