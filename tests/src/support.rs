@@ -89,3 +89,37 @@ pub async fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits until `current()` contains every id in `want`.
+pub async fn wait_for_all(
+    what: &str,
+    timeout: Duration,
+    want: &std::collections::BTreeSet<String>,
+    current: impl Fn() -> std::collections::BTreeSet<String>,
+) {
+    wait_for(what, timeout, || current().is_superset(want).then_some(())).await;
+}
+
+/// A PULL_MESSAGE header that reads everything from `offset` without a registered subscription
+/// (the filter rides on the request) and without long polling: for tests that read a topic back.
+pub fn read_back_header(
+    topic: &str,
+    queue_id: rmq_wasm::protocol::QueueId,
+    offset: rmq_wasm::protocol::QueueOffset,
+) -> rmq_wasm::protocol::header::PullMessageRequestHeader {
+    rmq_wasm::protocol::header::PullMessageRequestHeader {
+        consumer_group: "test_reader".into(),
+        topic: topic.to_owned(),
+        queue_id,
+        queue_offset: offset,
+        max_msg_nums: 32,
+        sys_flag: rmq_wasm::protocol::header::pull_sys_flag::SUBSCRIPTION,
+        commit_offset: rmq_wasm::protocol::QueueOffset(0),
+        suspend_timeout_millis: 0,
+        subscription: Some("*".into()),
+        sub_version: rmq_wasm::protocol::EpochMillis(0),
+        expression_type: Some("TAG".into()),
+        max_msg_bytes: None,
+        bname: None,
+    }
+}

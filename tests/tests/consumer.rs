@@ -10,12 +10,13 @@ use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::MessageQueue;
+use rmq_wasm::protocol::QueueOffset;
 use rmq_wasm::protocol::body::ConsumeFromWhere;
-use rmq_wasm::protocol::header::{PullMessageRequestHeader, pull_sys_flag};
 use rmq_wasm::protocol::message::{Message, MessageExt};
-use rmq_wasm::protocol::{EpochMillis, QueueOffset};
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+use rmq_wasm_tests::support::{
+    Clients, init_tracing, read_back_header, unique, wait_for, wait_for_all,
+};
 
 /// What a listener saw: message id → reconsume times of every delivery, per consumer name.
 type Seen = Arc<Mutex<Vec<(String, String, i32)>>>;
@@ -115,8 +116,8 @@ async fn clustering_members_split_queues_and_lose_nothing() {
     })
     .await;
     expected.extend(produce(&c, &topic, 200, 300).await);
-    wait_for("all 500 messages consumed", Duration::from_secs(60), || {
-        (distinct_ids(&seen).is_superset(&expected)).then_some(())
+    wait_for_all("all 500 messages consumed", Duration::from_secs(60), &expected, || {
+        distinct_ids(&seen)
     })
     .await;
 
@@ -127,8 +128,8 @@ async fn clustering_members_split_queues_and_lose_nothing() {
     })
     .await;
     expected.extend(produce(&c, &topic, 500, 200).await);
-    wait_for("all 700 messages consumed", Duration::from_secs(60), || {
-        (distinct_ids(&seen).is_superset(&expected)).then_some(())
+    wait_for_all("all 700 messages consumed", Duration::from_secs(60), &expected, || {
+        distinct_ids(&seen)
     })
     .await;
     let names: BTreeSet<_> = seen.lock().unwrap().iter().map(|(n, _, _)| n.clone()).collect();
@@ -228,21 +229,7 @@ async fn read_topic_until(
     loop {
         if let Some(route) = c.namesrv.route(topic).await.unwrap() {
             for q in route.subscribe_queues(topic) {
-                let header = PullMessageRequestHeader {
-                    consumer_group: "dlq_reader".into(),
-                    topic: topic.to_owned(),
-                    queue_id: q.queue_id,
-                    queue_offset: QueueOffset(0),
-                    max_msg_nums: 32,
-                    sys_flag: pull_sys_flag::SUBSCRIPTION,
-                    commit_offset: QueueOffset(0),
-                    suspend_timeout_millis: 0,
-                    subscription: Some("*".into()),
-                    sub_version: EpochMillis(0),
-                    expression_type: Some("TAG".into()),
-                    max_msg_bytes: None,
-                    bname: None,
-                };
+                let header = read_back_header(topic, q.queue_id, QueueOffset(0));
                 if let Ok(r) =
                     c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
                     && let Some(m) = r.messages.into_iter().find(|m| pred(m))
@@ -267,8 +254,8 @@ async fn a_restart_neither_loses_nor_redelivers() {
     let first: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "r1"), recorder("first", &first)).await;
     let batch1 = produce(&c, &topic, 0, 100).await;
-    wait_for("the first 100 consumed", Duration::from_secs(60), || {
-        distinct_ids(&first).is_superset(&batch1).then_some(())
+    wait_for_all("the first 100 consumed", Duration::from_secs(60), &batch1, || {
+        distinct_ids(&first)
     })
     .await;
     consumer.shutdown().await;
@@ -276,8 +263,8 @@ async fn a_restart_neither_loses_nor_redelivers() {
     let batch2 = produce(&c, &topic, 100, 100).await;
     let second: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "r2"), recorder("second", &second)).await;
-    wait_for("the next 100 consumed", Duration::from_secs(60), || {
-        distinct_ids(&second).is_superset(&batch2).then_some(())
+    wait_for_all("the next 100 consumed", Duration::from_secs(60), &batch2, || {
+        distinct_ids(&second)
     })
     .await;
     let again: BTreeSet<_> = distinct_ids(&second).intersection(&batch1).cloned().collect();
@@ -310,10 +297,7 @@ async fn the_broker_can_ask_for_running_info_and_direct_consumption() {
     let seen: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "adm"), recorder("adm", &seen)).await;
     let ids = produce(&c, &topic, 0, 10).await;
-    wait_for("10 consumed", Duration::from_secs(60), || {
-        distinct_ids(&seen).is_superset(&ids).then_some(())
-    })
-    .await;
+    wait_for_all("10 consumed", Duration::from_secs(60), &ids, || distinct_ids(&seen)).await;
 
     let header = GetConsumerRunningInfoRequestHeader {
         consumer_group: group.clone(),
@@ -378,10 +362,7 @@ async fn an_admin_offset_reset_rewinds_the_group() {
     let seen: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "rs"), recorder("rs", &seen)).await;
     let ids = produce(&c, &topic, 0, 10).await;
-    wait_for("10 consumed", Duration::from_secs(60), || {
-        distinct_ids(&seen).is_superset(&ids).then_some(())
-    })
-    .await;
+    wait_for_all("10 consumed", Duration::from_secs(60), &ids, || distinct_ids(&seen)).await;
     let before = seen.lock().unwrap().len();
 
     let header = ResetOffsetRequestHeader {

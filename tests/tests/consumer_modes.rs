@@ -14,7 +14,7 @@ use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::body::{ConsumeFromWhere, MessageModel};
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for, wait_for_all};
 
 async fn start(
     cluster: &Cluster,
@@ -172,9 +172,8 @@ async fn broadcasting_delivers_everything_to_everyone_and_local_offsets_survive_
     }
     let all_first: BTreeSet<String> = (0..40).map(|i| format!("first-{i}")).collect();
     for (name, seen) in [("a", &a_seen), ("b", &b_seen)] {
-        wait_for(&format!("{name} to get all 40"), Duration::from_secs(60), || {
-            let s: BTreeSet<String> = seen.lock().unwrap().iter().cloned().collect();
-            s.is_superset(&all_first).then_some(())
+        wait_for_all(&format!("{name} to get all 40"), Duration::from_secs(60), &all_first, || {
+            keys_of(seen)
         })
         .await;
     }
@@ -192,17 +191,18 @@ async fn broadcasting_delivers_everything_to_everyone_and_local_offsets_survive_
             .unwrap();
     }
     let all_second: BTreeSet<String> = (0..10).map(|i| format!("second-{i}")).collect();
-    wait_for("restarted b to get the 10 new ones", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = b2_seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&all_second).then_some(())
-    })
+    wait_for_all(
+        "restarted b to get the 10 new ones",
+        Duration::from_secs(60),
+        &all_second,
+        || keys_of(&b2_seen),
+    )
     .await;
     let replayed: Vec<String> =
         b2_seen.lock().unwrap().iter().filter(|k| k.starts_with("first-")).cloned().collect();
     assert!(replayed.is_empty(), "restart replayed {} old messages", replayed.len());
-    wait_for("a to get the 10 new ones too", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = a_seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&all_second).then_some(())
+    wait_for_all("a to get the 10 new ones too", Duration::from_secs(60), &all_second, || {
+        keys_of(&a_seen)
     })
     .await;
     a.shutdown().await;
@@ -241,9 +241,8 @@ async fn a_tag_filter_delivers_exactly_the_matching_messages() {
         c.producer.send(msg).await.unwrap();
     }
     let want: BTreeSet<String> = (0..40).filter(|i| i % 4 < 2).map(|i| format!("m{i}")).collect();
-    wait_for("tag subscriber to get TagA/TagB", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&want).then_some(())
+    wait_for_all("tag subscriber to get TagA/TagB", Duration::from_secs(60), &want, || {
+        keys_of(&seen)
     })
     .await;
     // Nothing else arrives: the queues are drained (lag 0, nothing cached) and what was seen is
@@ -283,9 +282,8 @@ async fn sql92_subscriptions_are_registered_served_and_validated() {
         c.producer.send(msg).await.unwrap();
     }
     let want: BTreeSet<String> = (0..20).map(|i| format!("s{i}")).collect();
-    wait_for("sql subscriber to get everything", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&want).then_some(())
+    wait_for_all("sql subscriber to get everything", Duration::from_secs(60), &want, || {
+        keys_of(&seen)
     })
     .await;
     sql.shutdown().await;
@@ -382,14 +380,15 @@ async fn a_new_group_starts_at_the_first_or_the_last_offset_as_configured() {
     let new: BTreeSet<String> = (0..5).map(|i| format!("new-{i}")).collect();
     let everything: BTreeSet<String> =
         (0..30).map(|i| format!("old-{i}")).chain(new.iter().cloned()).collect();
-    wait_for("FIRST group to see history and new", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = first_seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&everything).then_some(())
-    })
+    wait_for_all(
+        "FIRST group to see history and new",
+        Duration::from_secs(60),
+        &everything,
+        || keys_of(&first_seen),
+    )
     .await;
-    wait_for("LAST group to see the new ones", Duration::from_secs(60), || {
-        let s: BTreeSet<String> = last_seen.lock().unwrap().iter().cloned().collect();
-        s.is_superset(&new).then_some(())
+    wait_for_all("LAST group to see the new ones", Duration::from_secs(60), &new, || {
+        keys_of(&last_seen)
     })
     .await;
     let old: Vec<String> =
@@ -397,4 +396,9 @@ async fn a_new_group_starts_at_the_first_or_the_last_offset_as_configured() {
     assert!(old.is_empty(), "LAST group replayed history: {old:?}");
     first.shutdown().await;
     last.shutdown().await;
+}
+
+/// The distinct keys a recorder saw.
+fn keys_of(seen: &Arc<Mutex<Vec<String>>>) -> BTreeSet<String> {
+    seen.lock().unwrap().iter().cloned().collect()
 }

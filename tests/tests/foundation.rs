@@ -17,7 +17,7 @@ use rmq_wasm::protocol::header::{
 use rmq_wasm::protocol::message::{Message, MessageExt, property};
 use rmq_wasm::protocol::{EpochMillis, MessageQueue, QueueId, QueueOffset};
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, init_tracing, unique};
+use rmq_wasm_tests::support::{Clients, init_tracing, read_back_header, unique};
 use tokio::time::Instant;
 
 const RPC: Duration = Duration::from_secs(5);
@@ -115,22 +115,7 @@ async fn a_thousand_messages_come_back_with_every_field_equal() {
         let deadline = Instant::now() + Duration::from_secs(60);
         while offset < max {
             assert!(Instant::now() < deadline, "pulling {queue} stalled at {offset}/{max}");
-            let header = PullMessageRequestHeader {
-                consumer_group: "foundation_puller".into(),
-                topic: topic.clone(),
-                queue_id: queue.queue_id,
-                queue_offset: offset,
-                max_msg_nums: 32,
-                // No heartbeat for this group: the filter comes with the request.
-                sys_flag: pull_sys_flag::SUBSCRIPTION,
-                commit_offset: QueueOffset(0),
-                suspend_timeout_millis: 0,
-                subscription: Some("*".into()),
-                sub_version: EpochMillis(0),
-                expression_type: Some("TAG".into()),
-                max_msg_bytes: None,
-                bname: None,
-            };
+            let header = read_back_header(&topic, queue.queue_id, offset);
             let result = c.broker.pull(&cluster.broker_addr, &header, RPC).await.unwrap();
             assert_eq!(result.status, PullStatus::Found, "pull {queue} at {offset}");
             assert!(result.next_begin_offset > offset);

@@ -45,6 +45,33 @@ pub(crate) fn prepare_for_listener(group_retry_topic: &str, msgs: &mut [MessageE
     }
 }
 
+/// Calls the listener under a consume permit (the permits bound listener calls across all
+/// queues, like Java's consume thread pool), after restoring what it should see; records the
+/// call in the queue's stats. Returns exactly one outcome per message, or `None` when the
+/// consumer is shutting down (the permits are closed).
+async fn call_listener(
+    shared: &Shared,
+    queue: &MessageQueue,
+    mode: ConsumeMode,
+    msgs: &mut [MessageExt],
+) -> Option<Vec<MessageOutcome>> {
+    let _permit = shared.consume_permits.acquire().await.ok()?;
+    prepare_for_listener(&shared.retry_topic, msgs);
+    let ctx = ConsumeContext { group: Arc::clone(&shared.group), queue: queue.clone(), mode };
+    let started = Instant::now();
+    let result = shared.listener.consume(&ctx, msgs).await;
+    let elapsed = started.elapsed();
+    if let Err(e) = &result {
+        tracing::warn!(group = %shared.group, %queue, ?mode, error = %e, "listener failed; the batch will be consumed again");
+    }
+    let outcomes = outcomes_for(msgs.len(), result);
+    let ok = outcomes.iter().filter(|o| o.is_success()).count();
+    if let Some(stats) = shared.queue_stats(queue) {
+        stats.add_consume(elapsed, ok, outcomes.len() - ok);
+    }
+    Some(outcomes)
+}
+
 /// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes.
 pub(crate) async fn consume_concurrently(
     shared: Arc<Shared>,
@@ -55,29 +82,10 @@ pub(crate) async fn consume_concurrently(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    // The permit bounds listener calls across all queues (Java's consume thread pool).
-    let Ok(_permit) = shared.consume_permits.acquire().await else {
+    let Some(outcomes) = call_listener(&shared, &queue, ConsumeMode::Concurrently, &mut msgs).await
+    else {
         return Completion::default();
     };
-    prepare_for_listener(&shared.retry_topic, &mut msgs);
-    let ctx = ConsumeContext {
-        group: Arc::clone(&shared.group),
-        queue: queue.clone(),
-        mode: ConsumeMode::Concurrently,
-    };
-    let started = Instant::now();
-    let result = shared.listener.consume(&ctx, &msgs).await;
-    let elapsed = started.elapsed();
-    if let Err(e) = &result {
-        tracing::warn!(group = %shared.group, %queue, error = %e, "listener failed; batch will be retried");
-    }
-    let outcomes = outcomes_for(msgs.len(), result);
-    drop(_permit);
-
-    let ok = outcomes.iter().filter(|o| o.is_success()).count();
-    if let Some(stats) = shared.queue_stats(&queue) {
-        stats.add_consume(elapsed, ok, outcomes.len() - ok);
-    }
     let mut done = Completion::default();
     for (msg, outcome) in msgs.into_iter().zip(outcomes) {
         match outcome {
@@ -192,29 +200,11 @@ pub(crate) async fn consume_orderly(
     queue: MessageQueue,
     mut msgs: Vec<MessageExt>,
 ) -> OrderlyDone {
-    let Ok(permit) = shared.consume_permits.acquire().await else {
-        return OrderlyDone { settled_prefix: 0, again: msgs };
-    };
     let originals = msgs.clone();
-    prepare_for_listener(&shared.retry_topic, &mut msgs);
-    let ctx = ConsumeContext {
-        group: Arc::clone(&shared.group),
-        queue: queue.clone(),
-        mode: ConsumeMode::Orderly,
+    let Some(outcomes) = call_listener(&shared, &queue, ConsumeMode::Orderly, &mut msgs).await
+    else {
+        return OrderlyDone { settled_prefix: 0, again: originals };
     };
-    let started = Instant::now();
-    let result = shared.listener.consume(&ctx, &msgs).await;
-    let elapsed = started.elapsed();
-    if let Err(e) = &result {
-        tracing::warn!(group = %shared.group, %queue, error = %e, "orderly listener failed; suspending the queue");
-    }
-    let outcomes = outcomes_for(msgs.len(), result);
-    drop(permit);
-    let ok = outcomes.iter().filter(|o| o.is_success()).count();
-    if let Some(stats) = shared.queue_stats(&queue) {
-        stats.add_consume(elapsed, ok, outcomes.len() - ok);
-    }
-
     let mut done = OrderlyDone::default();
     let mut walk = originals.into_iter().zip(outcomes).enumerate();
     for (i, (msg, outcome)) in walk.by_ref() {

@@ -115,14 +115,7 @@ impl Rebalancer {
             match start_offset(shared, &queue).await {
                 Ok(start) => {
                     tracing::info!(group = %shared.group, %queue, %start, "queue assigned");
-                    let handle =
-                        QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), start, cancel);
-                    shared
-                        .stats
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .insert(queue.clone(), Arc::clone(&handle.stats));
-                    self.owned.insert(queue, handle);
+                    self.adopt(shared, queue, start, cancel);
                     changed = true;
                 }
                 Err(e) => {
@@ -131,6 +124,23 @@ impl Rebalancer {
             }
         }
         changed
+    }
+
+    /// Starts the task of a newly owned queue and publishes its counters.
+    fn adopt(
+        &mut self,
+        shared: &Arc<Shared>,
+        queue: MessageQueue,
+        start: crate::protocol::QueueOffset,
+        cancel: &CancellationToken,
+    ) {
+        let handle = QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), start, cancel);
+        shared
+            .stats
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(queue.clone(), Arc::clone(&handle.stats));
+        self.owned.insert(queue, handle);
     }
 
     async fn remove(&mut self, shared: &Shared, queue: &MessageQueue, reason: StopReason) {
@@ -173,13 +183,7 @@ impl Rebalancer {
                 continue;
             }
             tracing::info!(%queue, %offset, "queue restarted at the reset offset");
-            let handle = QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), offset, cancel);
-            shared
-                .stats
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(queue.clone(), Arc::clone(&handle.stats));
-            self.owned.insert(queue, handle);
+            self.adopt(shared, queue, offset, cancel);
         }
     }
 
