@@ -172,12 +172,19 @@ async fn resend_to_retry_topic(
         retry.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
     }
     retry.properties.insert(property::ORIGIN_MESSAGE_ID, origin_id);
-    retry.properties.insert(property::RECONSUME_TIME, (msg.reconsume_times + 1).to_string());
+    // A dead-letter request (negative level) goes past the limit, so the broker's retry-topic
+    // rule sends it to %DLQ% rather than back to the listener.
+    let reconsume = if delay_level < 0 {
+        shared.max_reconsume_times.saturating_add(1)
+    } else {
+        msg.reconsume_times + 1
+    };
+    retry.properties.insert(property::RECONSUME_TIME, reconsume.to_string());
     retry.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
     // A fresh id: the broker would otherwise see a duplicate of the original.
     retry.properties.remove(property::UNIQ_KEY);
-    let level = if delay_level > 0 { delay_level } else { 3 + msg.reconsume_times };
-    retry = retry.with_delay_level(level.clamp(1, 18));
+    // Java ignores the requested level on this path: always 3 + reconsume times.
+    retry = retry.with_delay_level(super::policy::fallback_delay_level(msg.reconsume_times).get());
     shared.producer.send(retry).await.map(drop)
 }
 
