@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job on a local default: start a local rocketmq-rust cluster (installing it once),
-# create an 8-queue topic, produce sample messages and show where they went.
+# create an 8-queue topic, produce sample messages, show where they went, then consume them with a
+# sample Wasm plugin (router.wasm: copies every message to <topic>Routed) through
+# `rmq-wasm run --config`, and print the listener's stats.
 # Stops the cluster on exit unless KEEP_CLUSTER=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ COUNT=${COUNT:-1000}
 DIR=${CLUSTER_DIR:-target/demo-cluster}
 
 scripts/install-cluster.sh
+scripts/build-plugins.sh
 cargo build -q --release -p rmq-wasm -p rmq-wasm-tests --bins
 BIN=target/release
 
@@ -23,3 +26,21 @@ set -a; source "$DIR/cluster.env"; set +a
 "$BIN/rmq-wasm" create-topic --namesrv "$NAMESRV_ADDR" --cluster "${CLUSTER_NAME:-DefaultCluster}" --topic "$TOPIC" --queues 8
 "$BIN/rmq-wasm" produce --namesrv "$NAMESRV_ADDR" --topic "$TOPIC" --count "$COUNT" --tags TagA,TagB --body-size 1024 --batch 16
 "$BIN/rmq-wasm" route --namesrv "$NAMESRV_ADDR" "$TOPIC"
+
+# Consume them with a Wasm plugin, through the binary, for RUN_FOR (default 20 s).
+"$BIN/rmq-wasm" create-topic --namesrv "$NAMESRV_ADDR" --cluster "${CLUSTER_NAME:-DefaultCluster}" --topic "${TOPIC}Routed" --queues 4
+cat >"$DIR/listeners.toml" <<EOF
+namesrv = "$NAMESRV_ADDR"
+
+[[listener]]
+name = "demo-router"
+group = "demo_router_$$"
+topic = "$TOPIC"
+consume_from = "first"
+wasm = "$PWD/target/plugins/router.wasm"
+batch_size = 32
+timeout = "2s"
+[listener.config]
+target-topic = "${TOPIC}Routed"
+EOF
+"$BIN/rmq-wasm" run --config "$DIR/listeners.toml" --duration "${RUN_FOR:-20s}"

@@ -16,6 +16,10 @@ step() {
 
 # The real-cluster tests need rocketmq-namesrv-rust / rocketmq-broker-rust (no-op when present).
 step install-cluster scripts/install-cluster.sh
+# The Wasm sandbox tests run the plugins from target/plugins/ (Rust, Python, JavaScript); the
+# script installs its own tools (componentize-py in a venv, npm packages) and is quick when
+# nothing changed.
+step plugins scripts/build-plugins.sh
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace

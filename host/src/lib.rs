@@ -10,3 +10,4 @@ pub mod client;
 pub mod consumer;
 pub mod protocol;
 pub mod remoting;
+pub mod wasm;

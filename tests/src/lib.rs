@@ -2,3 +2,4 @@
 
 pub mod cluster;
 pub mod support;
+pub mod wasm;

@@ -1,6 +1,9 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+pub mod run;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,6 +25,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run push consumers whose listeners are Wasm components, as a TOML file describes them
+    /// (see `rmq_wasm::cli::run`); Ctrl-C or SIGTERM shuts them down gracefully.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Shut down after this long (e.g. `30s`) instead of waiting for Ctrl-C: for demos.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Print a topic's route as the name server reports it.
     Route {
         /// Name servers, `host:port[;host:port…]`.
@@ -82,6 +94,7 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, duration } => run::run(&config, duration).await?,
         Command::Route { namesrv, topic } => {
             let (namesrv, _) = clients(&namesrv)?;
             match namesrv.route(&topic).await? {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::listener::{ConsumeContext, ConsumeMode, MessageOutcome, outcomes_for};
+use super::listener::{ConsumeContext, ConsumeMode, DLQ_REASON, MessageOutcome, outcomes_for};
 use super::shared::Shared;
 use crate::client::ClientError;
 use crate::protocol::body::MessageModel;
@@ -98,10 +98,16 @@ pub(crate) async fn consume_concurrently(
             MessageOutcome::RetryLater { delay_level } => {
                 settle_retry(&shared, &queue, msg, delay_level.unwrap_or(0), &mut done).await;
             }
-            MessageOutcome::DeadLetter { reason, .. } => {
+            MessageOutcome::DeadLetter { reason, properties } => {
                 tracing::info!(group = %shared.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
-                // A negative delay level makes the broker write the message to %DLQ% directly.
-                settle_retry(&shared, &queue, msg, -1, &mut done).await;
+                match send_to_dlq(&shared, &msg, &reason, &properties).await {
+                    Ok(()) => done.settled.push(msg.queue_offset),
+                    Err(e) => {
+                        tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "direct DLQ send failed; sending back to the broker's DLQ path (without the reason properties)");
+                        // A negative delay level makes the broker write the message to %DLQ%.
+                        settle_retry(&shared, &queue, msg, -1, &mut done).await;
+                    }
+                }
             }
         }
     }
@@ -188,6 +194,57 @@ async fn resend_to_retry_topic(
     shared.producer.send(retry).await.map(drop)
 }
 
+/// Sends a listener's dead letter to `%DLQ%<group>` with the reason and the listener's extra
+/// properties (for a Wasm listener: abort kind, fuel used, plugin version).
+///
+/// CONSUMER_SEND_MSG_BACK cannot carry properties, and the DLQ topic may not exist yet (the
+/// broker creates it on first use, and a producer cannot send to a topic without a route). So
+/// the copy goes where the retry fallback goes — `%RETRY%<group>`, which exists for every
+/// clustering consumer — with its reconsume count already past the limit: the broker's
+/// retry-topic rule then stores it, properties and all, in `%DLQ%<group>` (creating that topic
+/// if needed), exactly as it does for Java's send-back fallback. Callers fall back to
+/// send-back (without the extra properties) when this fails.
+pub(crate) async fn send_to_dlq(
+    shared: &Shared,
+    msg: &MessageExt,
+    reason: &str,
+    extra: &[(String, String)],
+) -> Result<(), ClientError> {
+    let mut dlq = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
+    dlq.flag = msg.flag;
+    dlq.properties = msg.properties.clone();
+    // Nothing that would delay, transact or mis-time the copy.
+    for key in [
+        property::DELAY,
+        property::TIMER_DELIVER_MS,
+        property::TIMER_DELAY_SEC,
+        property::TIMER_DELAY_MS,
+        property::TRAN_MSG,
+        property::CONSUME_START_TIME,
+    ] {
+        dlq.properties.remove(key);
+    }
+    if dlq.properties.get(property::RETRY_TOPIC).is_none() {
+        dlq.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
+    }
+    dlq.properties.insert(property::ORIGIN_MESSAGE_ID, msg.msg_id());
+    dlq.properties
+        .insert(property::RECONSUME_TIME, shared.max_reconsume_times.saturating_add(1).to_string());
+    dlq.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
+    // A fresh id, as on the retry fallback; ORIGIN_MESSAGE_ID names the original.
+    dlq.properties.remove(property::UNIQ_KEY);
+    if !reason.is_empty() {
+        dlq.properties.insert(DLQ_REASON, reason);
+    }
+    for (k, v) in extra {
+        if !v.is_empty() {
+            dlq.properties.insert(k.clone(), v.clone());
+        }
+    }
+    dlq.properties.validate().map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
+    shared.producer.send(dlq).await.map(drop)
+}
+
 /// What an orderly consume job tells its queue task.
 #[derive(Debug, Default)]
 pub(crate) struct OrderlyDone {
@@ -217,7 +274,17 @@ pub(crate) async fn consume_orderly(
     for (i, (msg, outcome)) in walk.by_ref() {
         let to_dlq = match outcome {
             MessageOutcome::Success => false,
-            MessageOutcome::DeadLetter { .. } => true,
+            MessageOutcome::DeadLetter { reason, properties } => {
+                // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
+                // send fails, the broker's path below still takes it.
+                if shared.config.message_model == MessageModel::Clustering
+                    && send_to_dlq(&shared, &msg, &reason, &properties).await.is_ok()
+                {
+                    done.settled_prefix = i + 1;
+                    continue;
+                }
+                true
+            }
             MessageOutcome::RetryLater { .. } => {
                 let exhausted = shared.config.message_model == MessageModel::Clustering
                     && msg.reconsume_times >= shared.max_reconsume_times;

@@ -15,6 +15,10 @@ use crate::protocol::message::MessageExt;
 
 pub use super::config::ConsumeMode;
 
+/// Property of the DLQ copy of a [`MessageOutcome::DeadLetter`] message: the listener's reason
+/// (its other properties are added as given).
+pub const DLQ_REASON: &str = "DLQ_REASON";
+
 /// What the listener decided for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {

@@ -1,0 +1,606 @@
+//! `rmq-wasm run --config FILE`: push consumers whose listeners are Wasm components, from a
+//! TOML file.
+//!
+//! ```toml
+//! namesrv = ["127.0.0.1:9876"]
+//!
+//! [engine]                      # optional
+//! max_instances = 64            # sandboxes at once, all listeners together
+//! max_memory = "256MiB"         # upper bound of any listener's memory cap
+//! cache_dir = "/var/cache/rmq-wasm"
+//!
+//! [[listener]]
+//! group = "orders_router"
+//! topic = "orders"
+//! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
+//! message_model = "clustering"  # or "broadcasting"
+//! consume_mode = "concurrently" # or "orderly"
+//! wasm = "plugins/router.wasm"  # relative to this file
+//! fuel = 1000000000
+//! timeout = "2s"
+//! memory = "64MiB"
+//! batch_size = 32
+//! max_reconsume_times = 16
+//! [listener.config]             # the plugin's own table (`config` import)
+//! target-topic = "routed"
+//! ```
+//!
+//! Every key is checked (`deny_unknown_fields`): a typo is an error naming the key, not a
+//! silently ignored setting. Unset consumer settings are the consumer's defaults
+//! (`ConsumerConfig::new`), unset sandbox limits `ListenerLimits::default()`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use crate::client::{NameServerClient, Producer, ProducerConfig};
+use crate::consumer::PushConsumer;
+use crate::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
+use crate::protocol::body::{ConsumeFromWhere, MessageModel};
+use crate::remoting::ConnectionPool;
+use crate::wasm::{
+    EngineConfig, ListenerLimits, PluginProducer, PluginSpec, SandboxEngine, WasmListener,
+};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Name servers: a list, or one `host:port[;host:port…]` string.
+    pub namesrv: Addrs,
+    #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(rename = "listener", default)]
+    pub listeners: Vec<ListenerSection>,
+}
+
+/// Name-server addresses in either spelling.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Addrs {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Addrs {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => NameServerClient::parse_addrs(s),
+            Self::Many(v) => v.iter().flat_map(|s| NameServerClient::parse_addrs(s)).collect(),
+        }
+    }
+}
+
+/// `[engine]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    pub max_instances: Option<u32>,
+    pub max_memory: Option<ByteSize>,
+    pub max_wasm_stack: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub epoch_tick: Option<Duration>,
+    /// Precompiled artifacts; default `~/.cache/rmq-wasm`.
+    pub cache_dir: Option<PathBuf>,
+    /// Disables the artifact cache.
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpressionType {
+    #[default]
+    Tag,
+    Sql92,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    #[default]
+    Clustering,
+    Broadcasting,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Concurrently,
+    Orderly,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumeFrom {
+    Last,
+    First,
+    Timestamp,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSection {
+    /// Names the plugin in logs and DLQ properties; default: the group.
+    pub name: Option<String>,
+    pub group: String,
+    pub topic: String,
+    #[serde(default = "star")]
+    pub expression: String,
+    #[serde(default)]
+    pub expression_type: ExpressionType,
+    #[serde(default)]
+    pub message_model: Model,
+    #[serde(default)]
+    pub consume_mode: Mode,
+    pub consume_from: Option<ConsumeFrom>,
+    /// The component; relative paths are relative to the config file.
+    pub wasm: PathBuf,
+    pub fuel: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    pub memory: Option<ByteSize>,
+    pub batch_size: Option<u32>,
+    pub max_reconsume_times: Option<i32>,
+    /// Concurrent sandboxes of this listener (and listener calls of its consumer).
+    pub slots: Option<u32>,
+    /// Grant the real clocks (frozen otherwise).
+    #[serde(default)]
+    pub clocks: bool,
+    /// Topics the plugin may produce to; unset: any non-system topic.
+    pub produce_topics: Option<Vec<String>>,
+    /// Watch the `.wasm` and swap in new versions (default on).
+    #[serde(default = "yes")]
+    pub hot_reload: bool,
+    #[serde(default = "yes")]
+    pub poison_isolation: bool,
+    /// The plugin's own table: strings, numbers and booleans (passed as strings).
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+fn star() -> String {
+    "*".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A byte count: an integer, or a string with a unit (`"64MiB"`, `"512 KiB"`, `"1GiB"`, `"100MB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => usize::try_from(n).map(ByteSize).map_err(serde::de::Error::custom),
+            Raw::Text(s) => parse_bytes(&s).map(ByteSize).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("{s:?} is not a byte size like \"64MiB\""))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!("unknown byte unit {other:?} in {s:?} (use B, KiB, MiB, GiB)"));
+        }
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl RunConfig {
+    /// Reads and parses `path`; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: Self =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for l in &mut config.listeners {
+            if l.wasm.is_relative() {
+                l.wasm = base.join(&l.wasm);
+            }
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Parses a config held in memory (relative wasm paths stay as written).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if self.namesrv.to_vec().is_empty() {
+            anyhow::bail!("namesrv: at least one name server address is needed");
+        }
+        if self.listeners.is_empty() {
+            anyhow::bail!("no [[listener]] is configured");
+        }
+        for l in &self.listeners {
+            for (key, value) in &l.config {
+                config_value(value).with_context(|| {
+                    format!("listener {}: config key {key:?}", l.display_name())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut c = EngineConfig::default();
+        let e = &self.engine;
+        if let Some(n) = e.max_instances {
+            c.max_instances = n;
+        }
+        if let Some(m) = e.max_memory {
+            c.max_memory_size = m.0;
+        }
+        if let Some(s) = e.max_wasm_stack {
+            c.max_wasm_stack = s.0;
+        }
+        if let Some(t) = e.epoch_tick {
+            c.epoch_tick = t;
+        }
+        if e.cache_dir.is_some() {
+            c.cache_dir = e.cache_dir.clone();
+        }
+        if e.no_cache {
+            c.cache_dir = None;
+        }
+        c
+    }
+}
+
+fn config_value(v: &toml::Value) -> anyhow::Result<String> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            anyhow::bail!("values must be strings, numbers or booleans")
+        }
+    })
+}
+
+impl ListenerSection {
+    fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.group)
+    }
+
+    /// The consumer settings: `ConsumerConfig::new` defaults plus what the section sets.
+    pub fn consumer_config(&self) -> ConsumerConfig {
+        let subscription = match self.expression_type {
+            ExpressionType::Tag => Subscription::tag(&self.topic, &self.expression),
+            ExpressionType::Sql92 => Subscription::sql92(&self.topic, &self.expression),
+        };
+        let mut c = ConsumerConfig::new(&self.group).subscribe(subscription);
+        c.message_model = match self.message_model {
+            Model::Clustering => MessageModel::Clustering,
+            Model::Broadcasting => MessageModel::Broadcasting,
+        };
+        c.consume_mode = match self.consume_mode {
+            Mode::Concurrently => ConsumeMode::Concurrently,
+            Mode::Orderly => ConsumeMode::Orderly,
+        };
+        if let Some(from) = self.consume_from {
+            c.consume_from_where = match from {
+                ConsumeFrom::Last => ConsumeFromWhere::LastOffset,
+                ConsumeFrom::First => ConsumeFromWhere::FirstOffset,
+                ConsumeFrom::Timestamp => ConsumeFromWhere::Timestamp,
+            };
+        }
+        if let Some(n) = self.batch_size {
+            c.consume_message_batch_max_size = n;
+        }
+        if self.max_reconsume_times.is_some() {
+            c.max_reconsume_times = self.max_reconsume_times;
+        }
+        if let Some(n) = self.slots {
+            c.consume_thread_max = n;
+        }
+        c
+    }
+
+    /// The plugin spec (limits on top of `ListenerLimits::default()`).
+    pub fn plugin_spec(&self, consumer: &ConsumerConfig) -> anyhow::Result<PluginSpec> {
+        let mut spec = PluginSpec::new(self.display_name(), &self.group);
+        for (k, v) in &self.config {
+            spec.config.insert(k.clone(), config_value(v)?);
+        }
+        let l = &mut spec.limits;
+        *l = ListenerLimits::default();
+        if let Some(f) = self.fuel {
+            l.fuel = f;
+        }
+        if let Some(t) = self.timeout {
+            l.timeout = t;
+        }
+        if let Some(m) = self.memory {
+            l.memory = m.0;
+        }
+        // As many sandboxes as the consumer runs listener calls: neither side waits on the other.
+        l.slots = consumer.consume_thread_max;
+        l.clocks = self.clocks;
+        l.allowed_topics = self.produce_topics.clone();
+        l.poison_isolation = self.poison_isolation;
+        l.max_reconsume_times =
+            u32::try_from(consumer.effective_max_reconsume_times()).unwrap_or(u32::MAX);
+        Ok(spec)
+    }
+}
+
+/// How often each listener's stats are logged while running.
+const STATS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Runs every listener until Ctrl-C or SIGTERM (or `duration`, when given), then shuts all
+/// consumers down gracefully and prints each listener's final stats.
+pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
+    let config = RunConfig::load(config_path)?;
+    let namesrv_addrs = config.namesrv.to_vec();
+    let engine = SandboxEngine::new(config.engine_config())?;
+
+    // One producer for every plugin's `producer.send`.
+    let pool = ConnectionPool::default();
+    let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs.clone())?;
+    let producer: Arc<dyn PluginProducer> = Arc::new(Producer::new(
+        namesrv,
+        crate::client::BrokerClient::new(pool),
+        ProducerConfig { group: "RMQ_WASM_PLUGIN_PRODUCER".into(), ..Default::default() },
+    ));
+
+    let mut running = Vec::new();
+    for section in &config.listeners {
+        let consumer_config = section.consumer_config();
+        let mut spec = section.plugin_spec(&consumer_config)?;
+        spec.producer = Some(Arc::clone(&producer));
+        let listener = Arc::new(
+            WasmListener::load(&engine, &section.wasm, spec)
+                .await
+                .with_context(|| format!("listener {}", section.display_name()))?,
+        );
+        let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
+        let consumer =
+            PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
+                .await
+                .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
+        tracing::info!(
+            listener = section.display_name(),
+            group = %section.group,
+            topic = %section.topic,
+            version = %listener.version().hash.short(),
+            "listener running"
+        );
+        running.push((listener, consumer, reloader));
+    }
+
+    let stop = async {
+        match duration {
+            Some(d) => tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = tokio::time::sleep(d) => {}
+            },
+            None => shutdown_signal().await,
+        }
+    };
+    tokio::pin!(stop);
+    let mut ticker = tokio::time::interval(STATS_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = ticker.tick() => {
+                for (listener, _, _) in &running {
+                    tracing::info!(listener = listener.name(), stats = ?listener.stats(), "listener stats");
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    let mut tasks = tokio::task::JoinSet::new();
+    for (listener, consumer, reloader) in running {
+        drop(reloader);
+        tasks.spawn(async move {
+            consumer.shutdown().await;
+            listener
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        let listener = done.context("a consumer shutdown task failed")?;
+        let s = listener.stats();
+        let c = &s.counters;
+        let aborts: Vec<String> = c
+            .aborts
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(kind, n)| format!("{kind}={n}"))
+            .collect();
+        println!(
+            "{}: version {} | calls {} answered {} listener-errors {} aborts [{}] poison {} | \
+             sends {} (failed {}) | log lines {} (dropped {}) | reloads {} (failed {})",
+            listener.name(),
+            &s.version[..12],
+            c.calls,
+            c.answered,
+            c.listener_errors,
+            aborts.join(" "),
+            c.poison,
+            c.sends,
+            c.send_failures,
+            c.log_lines,
+            c.log_dropped,
+            c.reloads,
+            c.reload_failures,
+        );
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+namesrv = "127.0.0.1:9876;127.0.0.1:9877"
+
+[engine]
+max_instances = 8
+max_memory = "128MiB"
+
+[[listener]]
+group = "g1"
+topic = "t1"
+expression = "a > 1"
+expression_type = "sql92"
+message_model = "broadcasting"
+consume_mode = "orderly"
+consume_from = "first"
+wasm = "router.wasm"
+fuel = 5000
+timeout = "2s 500ms"
+memory = "32MiB"
+batch_size = 32
+max_reconsume_times = 3
+[listener.config]
+target-topic = "out"
+limit = 7
+verbose = true
+
+[[listener]]
+group = "g2"
+topic = "t2"
+wasm = "/abs/filter.wasm"
+"#;
+
+    #[test]
+    fn a_full_config_maps_onto_consumer_and_sandbox_settings() {
+        let c = RunConfig::parse(FULL).unwrap();
+        assert_eq!(c.namesrv.to_vec(), ["127.0.0.1:9876", "127.0.0.1:9877"]);
+        assert_eq!(c.engine_config().max_instances, 8);
+        assert_eq!(c.engine_config().max_memory_size, 128 << 20);
+        let l = &c.listeners[0];
+        let cc = l.consumer_config();
+        assert_eq!(cc.subscriptions, vec![Subscription::sql92("t1", "a > 1")]);
+        assert_eq!(cc.message_model, MessageModel::Broadcasting);
+        assert_eq!(cc.consume_mode, ConsumeMode::Orderly);
+        assert_eq!(cc.consume_from_where, ConsumeFromWhere::FirstOffset);
+        assert_eq!(cc.consume_message_batch_max_size, 32);
+        assert_eq!(cc.max_reconsume_times, Some(3));
+        let spec = l.plugin_spec(&cc).unwrap();
+        assert_eq!(spec.limits.fuel, 5000);
+        assert_eq!(spec.limits.timeout, Duration::from_millis(2500));
+        assert_eq!(spec.limits.memory, 32 << 20);
+        assert_eq!(spec.limits.max_reconsume_times, 3);
+        assert_eq!(spec.config["limit"], "7");
+        assert_eq!(spec.config["verbose"], "true");
+        assert_eq!(spec.name, "g1");
+    }
+
+    #[test]
+    fn unset_values_are_the_consumers_defaults() {
+        let c = RunConfig::parse(FULL).unwrap();
+        let l = &c.listeners[1];
+        let cc = l.consumer_config();
+        let defaults = ConsumerConfig::new("g2");
+        assert_eq!(cc.consume_message_batch_max_size, defaults.consume_message_batch_max_size);
+        assert_eq!(cc.consume_mode, defaults.consume_mode);
+        assert_eq!(cc.consume_from_where, defaults.consume_from_where);
+        assert_eq!(cc.subscriptions, vec![Subscription::all("t2")]);
+        let spec = l.plugin_spec(&cc).unwrap();
+        assert_eq!(spec.limits.fuel, ListenerLimits::default().fuel);
+        assert_eq!(spec.limits.max_reconsume_times, 16);
+        assert!(l.hot_reload && l.poison_isolation);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let text = FULL.replace("batch_size = 32", "batch_sise = 32");
+        let e = format!("{:#}", RunConfig::parse(&text).unwrap_err());
+        assert!(e.contains("batch_sise"), "{e}");
+        let text = FULL.replace("max_instances = 8", "max_instance = 8");
+        let e = format!("{:#}", RunConfig::parse(&text).unwrap_err());
+        assert!(e.contains("max_instance"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let e = format!(
+            "{:#}",
+            RunConfig::parse(&FULL.replace("\"2s 500ms\"", "\"2 parsecs\"")).unwrap_err()
+        );
+        assert!(e.contains("timeout"), "{e}");
+        let e = format!(
+            "{:#}",
+            RunConfig::parse(&FULL.replace("\"32MiB\"", "\"32 MiBs\"")).unwrap_err()
+        );
+        assert!(e.contains("MiBs"), "{e}");
+        let e = format!(
+            "{:#}",
+            RunConfig::parse(&FULL.replace("limit = 7", "limit = [7]")).unwrap_err()
+        );
+        assert!(e.contains("limit"), "{e}");
+        let e = format!("{:#}", RunConfig::parse("namesrv = []\n").unwrap_err());
+        assert!(e.contains("namesrv"), "{e}");
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert!(parse_bytes("MiB").is_err());
+    }
+}

@@ -1,0 +1,375 @@
+//! The one wasmtime [`Engine`] of the process, its import [`Linker`], the epoch ticker, and the
+//! compile path: `.wasm` → (on-disk artifact cache) → [`Component`] → validated
+//! [`PluginVersion`] holding one `InstancePre` per listener version.
+//!
+//! Why these settings:
+//! - **Pooling allocator + copy-on-write memory init**: a fresh instance per consume call is the
+//!   isolation model (nothing leaks from one batch to the next), and pooling makes that cheap:
+//!   slots are reserved once, a memory image is mapped copy-on-write instead of copied.
+//! - **Fuel** is the deterministic CPU budget ("same message + same fuel → same abort"), which
+//!   poison-pill detection relies on; **epochs** are the wall-clock backstop, ticked by one
+//!   thread every [`EngineConfig::epoch_tick`].
+//! - **A bounded wasm stack** turns runaway recursion into a stack-overflow trap long before the
+//!   fiber's native stack is at risk.
+//! - **Compilation happens on the blocking pool**, never on a tokio worker, and its result is
+//!   cached on disk keyed by the content hash and the engine's compatibility hash, so a restart or
+//!   a reload of an unchanged file costs a `mmap`, not a Cranelift run.
+
+use std::fmt;
+use std::hash::Hasher;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::WasmError;
+use super::bindings::{Listener, ListenerPre};
+use super::host::HostState;
+
+/// Engine-wide limits. Per-listener limits (fuel, timeout, memory cap) live in
+/// [`super::ListenerLimits`] and must fit inside these.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Sandboxes that may run at once across all listeners: the pooling allocator's capacity.
+    /// Callers beyond it wait for a slot (backpressure), they are never refused.
+    pub max_instances: u32,
+    /// The largest linear memory any instance may have: the pool's slot size and therefore the
+    /// upper bound of every listener's memory cap.
+    pub max_memory_size: usize,
+    /// Native stack a wasm call may use before it traps with a stack overflow.
+    pub max_wasm_stack: usize,
+    /// Epoch ticker period: the resolution of the wall-clock deadline.
+    pub epoch_tick: Duration,
+    /// Where precompiled artifacts are cached (`None`: compile every time).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 64,
+            max_memory_size: 256 * 1024 * 1024,
+            max_wasm_stack: 512 * 1024,
+            epoch_tick: Duration::from_millis(10),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/rmq-wasm` or `~/.cache/rmq-wasm`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("rmq-wasm"))
+}
+
+/// Core instances a component may create (componentize-py links CPython as dozens of shared
+/// libraries, each its own core instance: 38 for our Python plugin) and memories/tables per
+/// component. The pool's totals are these times `max_instances`, so that a full set of the
+/// largest components still fits: a permit of the instance semaphore always finds its slots.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 16;
+/// Function-table slots per table: CPython's indirect-call table is large.
+const TABLE_ELEMENTS: usize = 100_000;
+/// Guest frames kept in a trap's backtrace.
+const BACKTRACE_FRAMES: usize = 24;
+/// VMContext size of one core instance; many imports/functions make it large for CPython.
+const CORE_INSTANCE_SIZE: usize = 4 << 20;
+
+/// The process's wasm engine. Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct SandboxEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: EngineConfig,
+    /// Hex of `Engine::precompile_compatibility_hash`: part of every cache key.
+    compat: String,
+    /// One permit per pool slot (see [`EngineConfig::max_instances`]).
+    instances: Arc<Semaphore>,
+}
+
+impl fmt::Debug for SandboxEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxEngine")
+            .field("config", &self.inner.config)
+            .field("compat", &self.inner.compat)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxEngine {
+    /// Builds the engine, links the imports (the `rmq:listener` interfaces and deny-by-default
+    /// WASI) and starts the epoch ticker, which stops by itself once the engine is dropped.
+    pub fn new(config: EngineConfig) -> Result<Self, WasmError> {
+        let mut pool = PoolingAllocationConfig::new();
+        let n = config.max_instances.max(1);
+        pool.total_component_instances(n)
+            .total_core_instances(n * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(n * MEMORIES_PER_COMPONENT)
+            .total_tables(n * TABLES_PER_COMPONENT)
+            .total_stacks(n)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .table_elements(TABLE_ELEMENTS)
+            .max_core_instance_size(CORE_INSTANCE_SIZE)
+            .max_memory_size(config.max_memory_size);
+
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .max_wasm_stack(config.max_wasm_stack)
+            // The fiber stack must hold the wasm stack plus the host frames (imports, libcalls)
+            // that run on it.
+            .async_stack_size(config.max_wasm_stack + 1024 * 1024)
+            .cranelift_opt_level(OptLevel::Speed)
+            // Enough frames to see where a trap happened; a stack overflow would otherwise log
+            // thousands of identical ones.
+            .wasm_backtrace_max_frames(NonZeroUsize::new(BACKTRACE_FRAMES))
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| WasmError::Engine(format!("linking WASI: {e:#}")))?;
+        Listener::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| WasmError::Engine(format!("linking rmq:listener imports: {e:#}")))?;
+
+        let mut hasher = Sha256Hasher::default();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let compat = hex(&hasher.0.finalize()[..8]);
+
+        spawn_epoch_ticker(&engine, config.epoch_tick);
+        let instances = Arc::new(Semaphore::new(n as usize));
+        Ok(Self { inner: Arc::new(Inner { engine, linker, config, compat, instances }) })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The engine-wide limits.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Waits for a free pool slot. Held for the duration of one sandboxed call.
+    pub(crate) async fn instance_slot(&self) -> OwnedSemaphorePermit {
+        Arc::clone(&self.inner.instances)
+            .acquire_owned()
+            .await
+            .expect("the instance semaphore is never closed")
+    }
+
+    /// Compiles (or loads from the cache) and validates the component at `path`, off the async
+    /// path. The result is ready to instantiate: imports are linked and the export is
+    /// type-checked against the `rmq:listener` world.
+    pub async fn load(&self, path: &Path) -> Result<PluginVersion, WasmError> {
+        let this = self.clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || this.load_blocking(&path))
+            .await
+            .map_err(|e| WasmError::Join(e.to_string()))?
+    }
+
+    /// [`SandboxEngine::load`] on the current thread (it blocks for the compile).
+    pub fn load_blocking(&self, path: &Path) -> Result<PluginVersion, WasmError> {
+        let started = Instant::now();
+        let bytes =
+            std::fs::read(path).map_err(|source| WasmError::Read { path: path.into(), source })?;
+        let hash = ContentHash::of(&bytes);
+        let (component, cached) = self.compile(path, &bytes, &hash)?;
+        let invalid =
+            |e: wasmtime::Error| WasmError::Invalid { path: path.into(), reason: format!("{e:#}") };
+        let pre = self.inner.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = ListenerPre::new(pre).map_err(invalid)?;
+        let version = PluginVersion {
+            pre,
+            hash,
+            path: path.to_path_buf(),
+            load_time: started.elapsed(),
+            from_cache: cached,
+        };
+        tracing::info!(
+            path = %path.display(),
+            version = %version.hash.short(),
+            load_ms = version.load_time.as_secs_f64() * 1e3,
+            from_cache = cached,
+            "plugin loaded"
+        );
+        Ok(version)
+    }
+
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        hash: &ContentHash,
+    ) -> Result<(Component, bool), WasmError> {
+        let cache_file = self
+            .inner
+            .config
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.inner.compat)));
+        if let Some(file) = &cache_file
+            && file.exists()
+        {
+            match deserialize_cached(&self.inner.engine, file) {
+                Ok(component) => return Ok((component, true)),
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "ignoring a bad cached artifact");
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| WasmError::Compile { path: path.into(), reason: format!("{e:#}") })?;
+        if let Some(file) = &cache_file
+            && let Err(e) = write_cache(&component, file)
+        {
+            // A cache we cannot write only costs a recompile next time.
+            tracing::warn!(file = %file.display(), error = %e, "could not cache the compiled plugin");
+        }
+        Ok((component, false))
+    }
+}
+
+/// Loads an artifact from our own cache directory.
+///
+/// `Component::deserialize_file` is `unsafe` because wasmtime maps the file and runs its machine
+/// code without re-validating it: a forged or corrupted artifact could do anything.
+#[allow(unsafe_code, reason = "deserializing our own precompiled cache; see SAFETY")]
+fn deserialize_cached(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `write_cache` below, from `Component::serialize` of a
+    // component this engine compiled; its name carries the sha256 of the `.wasm` it came from and
+    // the engine's compatibility hash, so a different input or an incompatible engine never
+    // reads it; it is written to a temporary name and renamed, so it is never seen half-written;
+    // and wasmtime still checks the header (version, target, engine flags) before using it. The
+    // file is mapped, so it must never change in place while mapped: `write_cache` only ever
+    // renames a complete new file over it (a new inode; existing mappings keep the old one). The
+    // cache directory is the operator's, with the same trust as the binary itself.
+    unsafe { Component::deserialize_file(engine, file) }
+}
+
+fn write_cache(component: &Component, file: &Path) -> std::io::Result<()> {
+    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, file)
+}
+
+/// Increments the engine's epoch every `tick` on a plain thread (not a tokio task: a busy
+/// runtime must not delay the deadlines that protect it). It holds only a weak reference and
+/// ends once the engine is gone.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("rmq-wasm-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(tick);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        // Without a ticker only the tokio timeout bounds a call; still safe, so only warn.
+        tracing::error!(error = %e, "could not start the epoch ticker; timeouts rely on tokio only");
+    }
+}
+
+/// A compiled, linked and validated plugin: what a consume call instantiates.
+pub struct PluginVersion {
+    pub(crate) pre: ListenerPre<HostState>,
+    /// sha256 of the `.wasm` file: the version's identity in stats and DLQ properties.
+    pub hash: ContentHash,
+    pub path: PathBuf,
+    /// Read + compile (or cache load) + link + validate.
+    pub load_time: Duration,
+    pub from_cache: bool,
+}
+
+impl fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("hash", &self.hash.short())
+            .field("path", &self.path)
+            .field("load_time", &self.load_time)
+            .field("from_cache", &self.from_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// sha256 of a plugin file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Full lowercase hex.
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// The first 12 hex digits: enough to tell versions apart in logs and DLQ properties.
+    pub fn short(&self) -> String {
+        hex(&self.0[..6])
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({})", self.short())
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.hex())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Feeds a `Hash` value into sha256, so the compatibility hash is stable across processes
+/// (`DefaultHasher` promises nothing about that).
+#[derive(Default)]
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let digest = self.0.clone().finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

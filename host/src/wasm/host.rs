@@ -1,0 +1,361 @@
+//! What a plugin can reach: the `rmq:listener` imports (`log`, `config`, `producer`), a
+//! deny-by-default WASI context, and the store's resource limiter. One [`HostState`] per store,
+//! so per call.
+//!
+//! WASI policy. Rust components built for `wasm32-wasip2` import `wasi:cli` and `wasi:io` even
+//! when they never print (std's runtime references them), and a plugin may import more (the
+//! fs-escape plugin imports filesystem and sockets). Refusing to link those would refuse
+//! ordinary plugins, so every WASI interface is linked but grants nothing:
+//! - no preopened directories (every path open fails with "no such file"/"not permitted"),
+//!   no environment variables, no arguments, stdin closed;
+//! - no network: TCP, UDP and name lookup are disabled outright (`allow_tcp(false)` …), not
+//!   merely filtered by address;
+//! - stdout is discarded; stderr goes to a small in-memory pipe whose content (a panic message,
+//!   typically) is attached to the log line of a failed call and otherwise logged at debug, under
+//!   the same caps as `log`;
+//! - clocks: unless the listener is granted them (`clocks = true`), the wall clock reads the Unix
+//!   epoch and the monotonic clock stands still. A plugin then cannot observe time, which keeps
+//!   a call a function of its input and fuel — the property poison-pill detection relies on — and
+//!   closes a timing side channel. Messages carry their own born/store timestamps;
+//! - randomness is real (the interpreters of Python and JavaScript plugins seed hash tables from
+//!   it, and refusing it would break them for no gain: it grants no access).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::rmq::listener::{config, log, producer, types};
+use super::convert;
+use super::limits::ListenerLimits;
+use super::stats::SandboxStats;
+use crate::client::{ClientError, Producer, SendResult};
+use crate::protocol::message::Message;
+
+/// Sends a plugin's messages. The host's [`Producer`] in production; tests substitute one that
+/// can fail or hang on demand.
+pub trait PluginProducer: Send + Sync + 'static {
+    fn send(
+        &self,
+        msg: Message,
+    ) -> Pin<Box<dyn Future<Output = Result<SendResult, ClientError>> + Send + '_>>;
+}
+
+impl PluginProducer for Producer {
+    fn send(
+        &self,
+        msg: Message,
+    ) -> Pin<Box<dyn Future<Output = Result<SendResult, ClientError>> + Send + '_>> {
+        Box::pin(Producer::send(self, msg))
+    }
+}
+
+/// Everything about a listener that its stores share: its name, config table, producer,
+/// limits and counters.
+pub(crate) struct PluginEnv {
+    pub name: Arc<str>,
+    pub group: Arc<str>,
+    /// The `[listener.config]` table, sorted by key (the order `config.all` promises).
+    pub config: BTreeMap<String, String>,
+    pub producer: Option<Arc<dyn PluginProducer>>,
+    pub limits: ListenerLimits,
+    pub stats: Arc<SandboxStats>,
+}
+
+impl fmt::Debug for PluginEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginEnv")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("config_keys", &self.config.len())
+            .field("producer", &self.producer.is_some())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the limiter refused a growth: the error a trapping `memory.grow` carries, so the call is
+/// reported as `ResourceLimit` and not as a plain trap.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("memory cap exceeded: {desired} bytes requested, cap {cap} bytes")]
+    Memory { desired: usize, cap: usize },
+    #[error("table cap exceeded: {desired} elements requested, cap {cap}")]
+    Table { desired: usize, cap: usize },
+}
+
+/// The per-store resource limiter. Growth past a cap traps (instead of `memory.grow` returning
+/// -1) so that the abort is attributed to the limit, with a backtrace at the allocation.
+#[derive(Debug)]
+pub(crate) struct StoreLimiter {
+    memory_cap: usize,
+    table_cap: usize,
+    /// The largest memory this store asked for, for the stats.
+    pub peak_memory: usize,
+}
+
+impl ResourceLimiter for StoreLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            return Err(wasmtime::Error::new(LimitExceeded::Memory {
+                desired,
+                cap: self.memory_cap,
+            }));
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_cap {
+            return Err(wasmtime::Error::new(LimitExceeded::Table {
+                desired,
+                cap: self.table_cap,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+/// Per-call log accounting.
+#[derive(Debug, Default)]
+pub(crate) struct LogMeter {
+    pub lines: u32,
+    pub dropped: u64,
+    pub truncated: u64,
+}
+
+/// Per-call producer accounting.
+#[derive(Debug, Default)]
+pub(crate) struct SendMeter {
+    pub sent: u32,
+    pub failed: u32,
+    pub denied: u32,
+}
+
+/// The data of one store: one consume call (or one isolated retry).
+pub(crate) struct HostState {
+    pub env: Arc<PluginEnv>,
+    /// Labels for the plugin's log lines.
+    pub topic: Arc<str>,
+    pub queue_id: i32,
+    /// Built on the first WASI call: most calls make none (Rust plugins import WASI but only
+    /// touch it to print a panic), and building a context (RNG seeding, clock objects) is a
+    /// measurable part of a call's set-up.
+    wasi: Option<WasiCtx>,
+    table: ResourceTable,
+    pub limiter: StoreLimiter,
+    pub log: LogMeter,
+    pub sends: SendMeter,
+    stderr: Option<MemoryOutputPipe>,
+}
+
+impl fmt::Debug for HostState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostState")
+            .field("plugin", &self.env.name)
+            .field("topic", &self.topic)
+            .field("queue_id", &self.queue_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bytes of stderr kept per call (a panic message fits; a flood does not get far).
+const STDERR_CAPACITY: usize = 4096;
+
+impl HostState {
+    pub fn new(env: Arc<PluginEnv>, topic: Arc<str>, queue_id: i32) -> Self {
+        let limiter = StoreLimiter {
+            memory_cap: env.limits.memory,
+            table_cap: env.limits.table_elements,
+            peak_memory: 0,
+        };
+        Self {
+            env,
+            topic,
+            queue_id,
+            wasi: None,
+            table: ResourceTable::new(),
+            limiter,
+            log: LogMeter::default(),
+            sends: SendMeter::default(),
+            stderr: None,
+        }
+    }
+
+    /// What the guest wrote to stderr, lossily decoded and trimmed.
+    pub fn stderr_text(&self) -> String {
+        self.stderr.as_ref().map_or_else(String::new, |pipe| {
+            String::from_utf8_lossy(&pipe.contents()).trim().to_owned()
+        })
+    }
+}
+
+/// The deny-by-default context (see the module docs).
+fn deny_by_default(limits: &ListenerLimits, stderr: &MemoryOutputPipe) -> WasiCtx {
+    let mut wasi = WasiCtx::builder();
+    wasi.stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    if !limits.clocks {
+        wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    wasi.build()
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        let Self { wasi, table, stderr, env, .. } = self;
+        let ctx = wasi.get_or_insert_with(|| {
+            let pipe = stderr.get_or_insert_with(|| MemoryOutputPipe::new(STDERR_CAPACITY));
+            deny_by_default(&env.limits, pipe)
+        });
+        WasiCtxView { ctx, table }
+    }
+}
+
+/// A clock that reads zero forever: the Unix epoch for the wall clock, a monotonic clock that
+/// never advances. See the module docs for why this is the default.
+#[derive(Debug, Clone, Copy)]
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    /// At most `max_log_lines` lines per call, each cut to `max_log_line` bytes; the rest is
+    /// counted and summarised once when the call ends (see `listener.rs`), so a flood costs the
+    /// host a counter increment per line.
+    fn log(&mut self, level: log::Level, mut message: String) {
+        let limits = &self.env.limits;
+        if self.log.lines >= limits.max_log_lines {
+            self.log.dropped += 1;
+            return;
+        }
+        self.log.lines += 1;
+        if message.len() > limits.max_log_line {
+            let mut cut = limits.max_log_line;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" …[truncated]");
+            self.log.truncated += 1;
+        }
+        let (plugin, group, topic, queue) =
+            (&*self.env.name, &*self.env.group, &*self.topic, self.queue_id);
+        macro_rules! emit {
+            ($lvl:expr) => {
+                tracing::event!(target: "rmq_wasm::plugin", $lvl, plugin, group, topic, queue, "{message}")
+            };
+        }
+        match level {
+            log::Level::Trace => emit!(tracing::Level::TRACE),
+            log::Level::Debug => emit!(tracing::Level::DEBUG),
+            log::Level::Info => emit!(tracing::Level::INFO),
+            log::Level::Warn => emit!(tracing::Level::WARN),
+            log::Level::Error => emit!(tracing::Level::ERROR),
+        }
+    }
+}
+
+impl config::Host for HostState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.env.config.get(&key).cloned()
+    }
+
+    fn all(&mut self) -> Vec<(String, String)> {
+        self.env.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl producer::Host for HostState {
+    /// Bounded per call (`max_sends`), restricted to the listener's allowed topics, never to a
+    /// RocketMQ system topic; every failure is returned to the guest as a WIT error, never a trap.
+    async fn send(
+        &mut self,
+        msg: producer::OutgoingMessage,
+    ) -> Result<producer::SendReceipt, producer::ProduceError> {
+        let env = Arc::clone(&self.env);
+        let Some(sink) = env.producer.as_ref() else {
+            self.sends.denied += 1;
+            return Err(producer::ProduceError::Denied(
+                "this listener has no producer configured".into(),
+            ));
+        };
+        if self.sends.sent + self.sends.failed >= env.limits.max_sends {
+            self.sends.denied += 1;
+            return Err(producer::ProduceError::Denied(format!(
+                "send quota of {} messages per call used up",
+                env.limits.max_sends
+            )));
+        }
+        if let Some(reason) = env.limits.topic_denied(&msg.topic) {
+            self.sends.denied += 1;
+            return Err(producer::ProduceError::Denied(reason));
+        }
+        let msg = match convert::outgoing(msg) {
+            Ok(m) => m,
+            Err(reason) => {
+                self.sends.failed += 1;
+                return Err(producer::ProduceError::Invalid(reason));
+            }
+        };
+        match sink.send(msg).await {
+            Ok(result) => {
+                self.sends.sent += 1;
+                Ok(convert::receipt(result))
+            }
+            Err(e) => {
+                self.sends.failed += 1;
+                Err(convert::produce_error(&e))
+            }
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! [`WasmListener`]: the consumer's [`MessageListener`] backed by a sandboxed component.
+//!
+//! Every consume call gets a fresh `Store` (fresh WASI context, fresh limiter) and a fresh
+//! instance from the active version's `InstancePre`, so nothing a batch does survives into the
+//! next one. The call runs under a fuel budget, an epoch deadline and a tokio timeout, with a
+//! memory cap; it ends in exactly one of three ways, which stay distinct in the result, the logs
+//! and the counters:
+//! - the guest answers with outcomes → honoured one by one (as the WIT says, missing outcomes
+//!   are retries and extra ones are ignored, like Java's `ackIndex`);
+//! - the guest answers `listener-error` → [`ListenerError::Failed`]: the batch is retried;
+//! - the host stops it (trap, fuel, timeout, memory, stack) → [`ListenerError::Aborted`], with one
+//!   log line carrying the guest backtrace and a counter per kind — unless poison isolation
+//!   applies (below).
+//!
+//! Poison isolation: an abort of a deterministic kind (trap, fuel, memory, stack — not a timeout,
+//! which depends on the clock and on host calls) is re-run message by message under the same
+//! fuel. A message that aborts alone again is a poison pill: it is dead-lettered at once with
+//! reason `poison` and properties naming the abort kind, the fuel used and the plugin version,
+//! instead of blocking its batch through 16 redeliveries. The other messages get the outcomes
+//! their own runs produced. In orderly mode isolation stops at the first message that is not
+//! settled, because nothing after it may be committed (or even run) before it.
+//!
+//! Backpressure: a call waits for one of the listener's slots and one of the engine's pool
+//! slots; while it waits the consumer's consume permits stay taken, so the queues stop being
+//! pulled (flow control) — nothing is dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use wasmtime::{Store, Trap, WasmBacktrace};
+
+use super::WasmError;
+use super::bindings::rmq::listener::types as wit;
+use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
+use super::engine::{PluginVersion, SandboxEngine};
+use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
+use super::limits::ListenerLimits;
+use super::reload::{self, Reloader};
+use super::stats::{SandboxStats, SandboxStatsSnapshot};
+use crate::consumer::listener::{
+    AbortKind, ConsumeContext, ConsumeMode, ListenerError, ListenerFuture, MessageListener,
+    MessageOutcome,
+};
+use crate::protocol::message::MessageExt;
+
+/// What a Wasm listener is, besides its `.wasm` file.
+#[derive(Clone)]
+pub struct PluginSpec {
+    /// Names the plugin in logs, stats and DLQ properties.
+    pub name: String,
+    /// The consumer group (for log fields).
+    pub group: String,
+    /// The plugin's own key/value table (`config` import).
+    pub config: BTreeMap<String, String>,
+    /// Where `producer.send` goes; `None` denies every send.
+    pub producer: Option<Arc<dyn PluginProducer>>,
+    pub limits: ListenerLimits,
+}
+
+impl fmt::Debug for PluginSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginSpec")
+            .field("name", &self.name)
+            .field("group", &self.group)
+            .field("config", &self.config)
+            .field("producer", &self.producer.is_some())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl PluginSpec {
+    /// A spec with default limits, no config and no producer.
+    pub fn new(name: impl Into<String>, group: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            group: group.into(),
+            config: BTreeMap::new(),
+            producer: None,
+            limits: ListenerLimits::default(),
+        }
+    }
+}
+
+/// The version serving a listener, swapped atomically by hot reload: a call clones the `Arc`
+/// at its start and finishes on that version whatever happens meanwhile.
+pub type ActiveVersion = ArcSwap<PluginVersion>;
+
+/// A [`MessageListener`] running a Wasm component.
+pub struct WasmListener {
+    engine: SandboxEngine,
+    env: Arc<PluginEnv>,
+    active: Arc<ActiveVersion>,
+    slots: Semaphore,
+}
+
+impl fmt::Debug for WasmListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmListener")
+            .field("name", &self.env.name)
+            .field("version", &self.active.load().hash.short())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stats of one listener: the serving version and the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmListenerStats {
+    /// sha256 (hex) of the serving `.wasm`.
+    pub version: String,
+    pub counters: SandboxStatsSnapshot,
+}
+
+/// Why the host stopped a call.
+#[derive(Debug, Clone)]
+struct Abort {
+    kind: AbortKind,
+    /// One line: what stopped the call. Travels in the `ListenerError`.
+    detail: String,
+    /// The guest's stderr and backtrace: only in the host's one log line for the abort.
+    context: String,
+}
+
+/// How one sandboxed call ended.
+struct CallReport {
+    result: Result<Result<Vec<wit::MessageOutcome>, wit::ListenerError>, Abort>,
+    fuel_used: u64,
+}
+
+/// Kinds that repeat for the same input and fuel, so re-running a message alone is evidence.
+fn deterministic(kind: AbortKind) -> bool {
+    matches!(
+        kind,
+        AbortKind::Trap
+            | AbortKind::FuelExhausted
+            | AbortKind::ResourceLimit
+            | AbortKind::StackOverflow
+    )
+}
+
+impl WasmListener {
+    /// Loads `path` (compiling off the async path) and builds the listener.
+    pub async fn load(
+        engine: &SandboxEngine,
+        path: &std::path::Path,
+        spec: PluginSpec,
+    ) -> Result<Self, WasmError> {
+        let version = engine.load(path).await?;
+        Self::new(engine, version, spec)
+    }
+
+    /// A listener serving `version`.
+    pub fn new(
+        engine: &SandboxEngine,
+        version: PluginVersion,
+        spec: PluginSpec,
+    ) -> Result<Self, WasmError> {
+        let limits = spec.limits;
+        let max = engine.config().max_memory_size;
+        if limits.memory > max {
+            return Err(WasmError::Limits(format!(
+                "listener {}: memory cap {} bytes is over the engine's maximum of {max} bytes",
+                spec.name, limits.memory
+            )));
+        }
+        if limits.fuel == 0 || limits.timeout.is_zero() || limits.slots == 0 {
+            return Err(WasmError::Limits(format!(
+                "listener {}: fuel, timeout and slots must be positive",
+                spec.name
+            )));
+        }
+        let slots = Semaphore::new(limits.slots.min(engine.config().max_instances) as usize);
+        let env = Arc::new(PluginEnv {
+            name: spec.name.into(),
+            group: spec.group.into(),
+            config: spec.config,
+            producer: spec.producer,
+            limits,
+            stats: Arc::new(SandboxStats::default()),
+        });
+        Ok(Self {
+            engine: engine.clone(),
+            env,
+            active: Arc::new(ArcSwap::from_pointee(version)),
+            slots,
+        })
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    /// The serving version.
+    pub fn version(&self) -> Arc<PluginVersion> {
+        self.active.load_full()
+    }
+
+    /// Serving version and counters.
+    pub fn stats(&self) -> WasmListenerStats {
+        WasmListenerStats {
+            version: self.active.load().hash.hex(),
+            counters: self.env.stats.snapshot(),
+        }
+    }
+
+    /// Starts hot reload of the serving version's file (see `reload.rs`). Reloading stops when
+    /// the returned handle is dropped.
+    pub fn watch(&self) -> Result<Reloader, WasmError> {
+        let path = self.active.load().path.clone();
+        reload::watch(
+            self.engine.clone(),
+            path,
+            Arc::clone(&self.active),
+            Arc::clone(&self.env.stats),
+            Arc::clone(&self.env.name),
+        )
+    }
+
+    /// Replaces the serving version (what a reload does once the new file validated).
+    pub fn swap(&self, version: PluginVersion) -> Arc<PluginVersion> {
+        self.active.swap(Arc::new(version))
+    }
+
+    /// [`MessageListener::consume`], also returning the version that served the call (for
+    /// tests and tracing of reloads: a call runs on exactly one version).
+    pub async fn consume_traced(
+        &self,
+        ctx: &ConsumeContext,
+        messages: &[MessageExt],
+    ) -> (Result<Vec<MessageOutcome>, ListenerError>, Arc<PluginVersion>) {
+        // Taken before the version: a call that waited for a slot runs the newest version.
+        let _slot = self.slots.acquire().await.expect("the slot semaphore is never closed");
+        let _instance = self.engine.instance_slot().await;
+        let version = self.active.load_full();
+        let result = self.consume_on(&version, ctx, messages).await;
+        (result, version)
+    }
+
+    async fn consume_on(
+        &self,
+        version: &PluginVersion,
+        ctx: &ConsumeContext,
+        messages: &[MessageExt],
+    ) -> Result<Vec<MessageOutcome>, ListenerError> {
+        let call = Call {
+            listener: self,
+            version,
+            version_tag: version.hash.short(),
+            wctx: convert::context(ctx, self.env.limits.max_reconsume_times),
+            topic: ctx.queue.topic.as_str().into(),
+            queue_id: ctx.queue.queue_id.0,
+        };
+        let msgs: Vec<wit::Message> =
+            messages.iter().map(|m| convert::message(m, &ctx.queue.broker_name)).collect();
+        let report = call.run(&msgs).await;
+        match report.result {
+            Ok(Ok(outcomes)) => {
+                if outcomes.len() != msgs.len() {
+                    // The WIT contract (Java's ackIndex): missing outcomes are retries, extra
+                    // ones are ignored. Worth a warning: it is usually a plugin bug.
+                    tracing::warn!(
+                        plugin = &*self.env.name,
+                        topic = &*call.topic,
+                        queue = call.queue_id,
+                        outcomes = outcomes.len(),
+                        messages = msgs.len(),
+                        "plugin returned a wrong number of outcomes; missing ones are retried"
+                    );
+                }
+                let mut mapped: Vec<MessageOutcome> =
+                    outcomes.into_iter().take(msgs.len()).map(|o| call.outcome(o)).collect();
+                mapped.resize(msgs.len(), MessageOutcome::RETRY);
+                Ok(mapped)
+            }
+            Ok(Err(e)) => Err(ListenerError::Failed(e.message)),
+            Err(abort) if self.env.limits.poison_isolation && deterministic(abort.kind) => {
+                Ok(call.isolate(&msgs, &abort, ctx.mode).await)
+            }
+            Err(abort) => Err(ListenerError::Aborted { kind: abort.kind, detail: abort.detail }),
+        }
+    }
+}
+
+impl MessageListener for WasmListener {
+    fn consume<'a>(
+        &'a self,
+        ctx: &'a ConsumeContext,
+        messages: &'a [MessageExt],
+    ) -> ListenerFuture<'a> {
+        Box::pin(async move { self.consume_traced(ctx, messages).await.0 })
+    }
+}
+
+/// One consume call's fixed parts (a batch run and its isolated re-runs share them).
+struct Call<'a> {
+    listener: &'a WasmListener,
+    version: &'a PluginVersion,
+    /// `version.hash.short()`, computed once per consume call.
+    version_tag: String,
+    wctx: wit::ConsumeContext,
+    topic: Arc<str>,
+    queue_id: i32,
+}
+
+impl Call<'_> {
+    fn env(&self) -> &Arc<PluginEnv> {
+        &self.listener.env
+    }
+
+    fn outcome(&self, o: wit::MessageOutcome) -> MessageOutcome {
+        convert::outcome(o, &self.env().name, &self.version_tag)
+    }
+
+    /// Runs the guest once on `msgs` in a fresh store and instance, under every limit.
+    async fn run(&self, msgs: &[wit::Message]) -> CallReport {
+        let env = self.env();
+        let limits = &env.limits;
+        let stats = &env.stats;
+        let engine = &self.listener.engine;
+        SandboxStats::add(&stats.calls, 1);
+        let started = Instant::now();
+
+        let state = HostState::new(Arc::clone(env), Arc::clone(&self.topic), self.queue_id);
+        let mut store = Store::new(engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
+        store
+            .fuel_async_yield_interval(Some(limits.fuel_yield_interval))
+            .expect("fuel is enabled on the engine");
+        let tick = engine.config().epoch_tick.as_nanos().max(1);
+        let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks.saturating_add(1));
+
+        let pre = &self.version.pre;
+        let wctx = &self.wctx;
+        let guarded = tokio::time::timeout(limits.timeout, async {
+            let instance =
+                pre.instantiate_async(&mut store).await.map_err(|e| (e, Stage::Instantiate))?;
+            instance
+                .rmq_listener_handler()
+                .call_consume(&mut store, wctx, msgs)
+                .await
+                .map_err(|e| (e, Stage::Call))
+        })
+        .await;
+        let result = match guarded {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err((e, stage))) => Err(classify(&e, stage, &store.data().stderr_text())),
+            Err(_) => Err(Abort {
+                kind: AbortKind::Timeout,
+                detail: format!(
+                    "no answer within {:?} (time blocked in host calls counts)",
+                    limits.timeout
+                ),
+                context: String::new(),
+            }),
+        };
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let elapsed = started.elapsed();
+        self.account(&store, &result, fuel_used, elapsed, msgs.len());
+        CallReport { result, fuel_used }
+    }
+
+    /// Counters, the log-cap summary and the abort log line of one run.
+    fn account(
+        &self,
+        store: &Store<HostState>,
+        result: &Result<Result<Vec<wit::MessageOutcome>, wit::ListenerError>, Abort>,
+        fuel_used: u64,
+        elapsed: Duration,
+        batch: usize,
+    ) {
+        let env = self.env();
+        let stats = &env.stats;
+        let state = store.data();
+        SandboxStats::add(&stats.fuel_used, fuel_used);
+        SandboxStats::add(&stats.log_lines, u64::from(state.log.lines));
+        SandboxStats::add(&stats.log_dropped, state.log.dropped);
+        SandboxStats::add(&stats.log_truncated, state.log.truncated);
+        SandboxStats::add(&stats.sends, u64::from(state.sends.sent));
+        SandboxStats::add(&stats.send_failures, u64::from(state.sends.failed + state.sends.denied));
+        let (plugin, group, topic, queue) = (&*env.name, &*env.group, &*self.topic, self.queue_id);
+        let version = &self.version_tag;
+        if state.log.dropped > 0 || state.log.truncated > 0 {
+            tracing::warn!(
+                plugin, group, topic, queue, %version,
+                dropped = state.log.dropped,
+                truncated = state.log.truncated,
+                kept = state.log.lines,
+                "plugin log capped"
+            );
+        }
+        match result {
+            Ok(Ok(_)) => SandboxStats::add(&stats.answered, 1),
+            Ok(Err(_)) => SandboxStats::add(&stats.listener_errors, 1),
+            Err(abort) => {
+                stats.abort(abort.kind);
+                tracing::warn!(
+                    plugin, group, topic, queue, %version,
+                    kind = %abort.kind,
+                    batch,
+                    fuel_used,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
+                    "listener call aborted: {}{}",
+                    abort.detail,
+                    abort.context
+                );
+            }
+        }
+        if result.as_ref().is_ok_and(|r| r.is_ok()) {
+            let stderr = state.stderr_text();
+            if !stderr.is_empty() {
+                tracing::debug!(target: "rmq_wasm::plugin", plugin, group, topic, queue, "stderr: {stderr}");
+            }
+        }
+    }
+
+    /// Re-runs every message alone after `first` aborted the batch (see the module docs).
+    async fn isolate(
+        &self,
+        msgs: &[wit::Message],
+        first: &Abort,
+        mode: ConsumeMode,
+    ) -> Vec<MessageOutcome> {
+        let env = self.env();
+        SandboxStats::add(&env.stats.isolations, 1);
+        tracing::info!(
+            plugin = &*env.name, topic = &*self.topic, queue = self.queue_id,
+            kind = %first.kind, batch = msgs.len(),
+            "isolating the batch's messages to find the poison"
+        );
+        let mut outcomes = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            let report = self.run(std::slice::from_ref(msg)).await;
+            let outcome = match report.result {
+                Ok(Ok(one)) => {
+                    one.into_iter().next().map_or(MessageOutcome::RETRY, |o| self.outcome(o))
+                }
+                Ok(Err(_)) => MessageOutcome::RETRY,
+                Err(abort) if deterministic(abort.kind) => {
+                    SandboxStats::add(&env.stats.poison, 1);
+                    tracing::warn!(
+                        plugin = &*env.name, topic = &*self.topic, queue = self.queue_id,
+                        msg_id = %msg.msg_id, offset = msg.queue_offset, kind = %abort.kind,
+                        fuel_used = report.fuel_used,
+                        "poison message: it aborts on its own; sending it to the DLQ"
+                    );
+                    self.poison(&abort, report.fuel_used)
+                }
+                Err(_) => MessageOutcome::RETRY,
+            };
+            let settled =
+                matches!(outcome, MessageOutcome::Success | MessageOutcome::DeadLetter { .. });
+            outcomes.push(outcome);
+            if mode == ConsumeMode::Orderly && !settled {
+                break;
+            }
+        }
+        outcomes.resize(msgs.len(), MessageOutcome::RETRY);
+        outcomes
+    }
+
+    fn poison(&self, abort: &Abort, fuel_used: u64) -> MessageOutcome {
+        MessageOutcome::DeadLetter {
+            reason: "poison".to_owned(),
+            properties: vec![
+                (PROP_ABORT.to_owned(), abort.kind.as_str().to_owned()),
+                (PROP_FUEL_USED.to_owned(), fuel_used.to_string()),
+                (PROP_VERSION.to_owned(), self.version_tag.clone()),
+                (PROP_PLUGIN.to_owned(), self.env().name.to_string()),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Instantiate,
+    Call,
+}
+
+/// Maps a wasmtime error to an abort kind and a one-line detail (plus the guest backtrace and
+/// stderr, when there are any).
+fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
+    let kind = if e.downcast_ref::<LimitExceeded>().is_some() {
+        AbortKind::ResourceLimit
+    } else if let Some(trap) = e.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => AbortKind::FuelExhausted,
+            Trap::Interrupt => AbortKind::Timeout,
+            Trap::StackOverflow => AbortKind::StackOverflow,
+            _ => AbortKind::Trap,
+        }
+    } else {
+        match stage {
+            // Not a trap and not a limit: the pool or the linker refused the instance.
+            Stage::Instantiate => AbortKind::Unavailable,
+            // A host function failed in a way the guest cannot handle: a trap for the guest.
+            Stage::Call => AbortKind::Trap,
+        }
+    };
+    // The outermost message of a trap is the backtrace context; the one line we want is the
+    // trap (or the limit) itself.
+    let what = if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
+        limit.to_string()
+    } else if let Some(trap) = e.downcast_ref::<Trap>() {
+        trap.to_string()
+    } else {
+        e.root_cause().to_string()
+    };
+    let detail = match stage {
+        Stage::Instantiate => format!("instantiating: {what}"),
+        Stage::Call => what,
+    };
+    let mut context = String::new();
+    if !stderr.is_empty() {
+        context.push_str("\nguest stderr: ");
+        context.push_str(stderr);
+    }
+    if let Some(bt) = e.downcast_ref::<WasmBacktrace>() {
+        context.push_str("\nguest backtrace:\n");
+        context.push_str(&bt.to_string());
+    }
+    Abort { kind, detail, context }
+}

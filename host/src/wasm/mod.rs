@@ -1,0 +1,55 @@
+//! The Wasm sandbox: listener logic as WebAssembly components implementing the
+//! `rmq:listener@0.1.0` world (`wit/listener.wit`), run under fuel, deadline and memory limits,
+//! with traps turned into retries, poison pills into DLQ entries, and hot reload.
+//!
+//! - [`engine`]: the one wasmtime engine (pooling, CoW, fuel, epochs), the compile path with its
+//!   on-disk artifact cache, and [`PluginVersion`] (an `InstancePre` per listener version);
+//! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
+//! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
+//! - `reload`: file watching and atomic version swaps;
+//! - `bindings`: the `bindgen!` output, alone.
+
+mod bindings;
+mod convert;
+pub mod engine;
+mod host;
+pub mod limits;
+pub mod listener;
+mod reload;
+pub mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
+pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
+pub use host::{LimitExceeded, PluginProducer};
+pub use limits::{FUEL_PER_MS, ListenerLimits};
+pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
+pub use reload::{DEBOUNCE, Reloader};
+pub use stats::SandboxStatsSnapshot;
+
+/// Why a plugin could not be loaded or a listener built. (Failures *during* a call are
+/// `ListenerError`s: they never leave the consume path as errors of this type.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WasmError {
+    #[error("creating the wasm engine: {0}")]
+    Engine(String),
+    #[error("reading plugin {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("compiling plugin {path}: {reason}")]
+    Compile { path: PathBuf, reason: String },
+    /// The component does not fit the `rmq:listener` world (missing/mistyped export, or an
+    /// import the host does not provide).
+    #[error("plugin {path} does not implement the rmq:listener world: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("invalid sandbox limits: {0}")]
+    Limits(String),
+    #[error("watching plugin {path} for reloads: {reason}")]
+    Watch { path: PathBuf, reason: String },
+    #[error("the compile task failed: {0}")]
+    Join(String),
+}

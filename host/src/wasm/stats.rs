@@ -1,0 +1,103 @@
+//! Counters of one Wasm listener: calls, the three ways a call ends (outcomes, listener error,
+//! abort by kind), poison isolation, log and producer caps, reloads. Plain atomics: they are
+//! bumped on every call and read rarely (stats, tests), so no metrics dependency is needed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::consumer::listener::AbortKind;
+
+/// Every abort kind, in a fixed order (the index into the per-kind counters).
+pub const ABORT_KINDS: [AbortKind; 6] = [
+    AbortKind::Trap,
+    AbortKind::FuelExhausted,
+    AbortKind::Timeout,
+    AbortKind::ResourceLimit,
+    AbortKind::StackOverflow,
+    AbortKind::Unavailable,
+];
+
+fn kind_index(kind: AbortKind) -> usize {
+    ABORT_KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// Live counters (shared by every call of a listener).
+#[derive(Debug, Default)]
+pub struct SandboxStats {
+    pub(crate) calls: AtomicU64,
+    pub(crate) answered: AtomicU64,
+    pub(crate) listener_errors: AtomicU64,
+    pub(crate) aborts: [AtomicU64; ABORT_KINDS.len()],
+    pub(crate) isolations: AtomicU64,
+    pub(crate) poison: AtomicU64,
+    pub(crate) fuel_used: AtomicU64,
+    pub(crate) log_lines: AtomicU64,
+    pub(crate) log_dropped: AtomicU64,
+    pub(crate) log_truncated: AtomicU64,
+    pub(crate) sends: AtomicU64,
+    pub(crate) send_failures: AtomicU64,
+    pub(crate) reloads: AtomicU64,
+    pub(crate) reload_failures: AtomicU64,
+}
+
+impl SandboxStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn abort(&self, kind: AbortKind) {
+        Self::add(&self.aborts[kind_index(kind)], 1);
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self) -> SandboxStatsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SandboxStatsSnapshot {
+            calls: get(&self.calls),
+            answered: get(&self.answered),
+            listener_errors: get(&self.listener_errors),
+            aborts: ABORT_KINDS.iter().map(|k| (*k, get(&self.aborts[kind_index(*k)]))).collect(),
+            isolations: get(&self.isolations),
+            poison: get(&self.poison),
+            fuel_used: get(&self.fuel_used),
+            log_lines: get(&self.log_lines),
+            log_dropped: get(&self.log_dropped),
+            log_truncated: get(&self.log_truncated),
+            sends: get(&self.sends),
+            send_failures: get(&self.send_failures),
+            reloads: get(&self.reloads),
+            reload_failures: get(&self.reload_failures),
+        }
+    }
+}
+
+/// A copy of [`SandboxStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxStatsSnapshot {
+    /// Sandboxed calls, isolated retries included.
+    pub calls: u64,
+    /// Calls the guest answered with outcomes.
+    pub answered: u64,
+    /// Calls the guest answered with `listener-error`.
+    pub listener_errors: u64,
+    /// Calls the host stopped, per kind.
+    pub aborts: Vec<(AbortKind, u64)>,
+    /// Batches retried message by message after an abort.
+    pub isolations: u64,
+    /// Messages dead-lettered as poison.
+    pub poison: u64,
+    pub fuel_used: u64,
+    pub log_lines: u64,
+    pub log_dropped: u64,
+    pub log_truncated: u64,
+    pub sends: u64,
+    pub send_failures: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+impl SandboxStatsSnapshot {
+    /// Aborts of one kind.
+    pub fn aborts_of(&self, kind: AbortKind) -> u64 {
+        self.aborts.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+    }
+}

@@ -1,0 +1,562 @@
+//! Sandbox tests against the real plugins (`scripts/build-plugins.sh` builds them into
+//! `target/plugins/`): outcomes, listener errors, every hostile plugin, poison isolation,
+//! backpressure, the artifact cache and hot reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use super::*;
+use crate::client::{ClientError, SendResult, SendStatus};
+use crate::consumer::listener::{
+    AbortKind, ConsumeContext, ConsumeMode, ListenerError, MessageListener, MessageOutcome,
+};
+use crate::protocol::message::{Message, MessageExt, Properties, property};
+use crate::protocol::{MessageQueue, QueueId, QueueOffset};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// The built plugin `name`, or a panic telling how to build it.
+pub(crate) fn plugin(name: &str) -> PathBuf {
+    let path = workspace_root().join("target/plugins").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-plugins.sh (it builds every plugin into target/plugins/)",
+        path.display()
+    );
+    path
+}
+
+/// One engine for the whole test binary: the pool reserves address space up front, and the
+/// artifact cache makes the second and later loads of a plugin cheap.
+pub(crate) fn engine() -> &'static SandboxEngine {
+    static ENGINE: OnceLock<SandboxEngine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        SandboxEngine::new(EngineConfig {
+            cache_dir: Some(workspace_root().join("target/wasm-cache")),
+            ..EngineConfig::default()
+        })
+        .expect("engine")
+    })
+}
+
+/// A producer for tests: records sends, never answers a send to `__hang__` (the contract of the
+/// hang-in-host-call plugin), and optionally holds every send until `gate` gives a permit.
+#[derive(Default)]
+pub(crate) struct TestProducer {
+    pub sent: Mutex<Vec<Message>>,
+    pub gate: Option<Arc<Semaphore>>,
+}
+
+impl PluginProducer for TestProducer {
+    fn send(
+        &self,
+        msg: Message,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<SendResult, ClientError>> + Send + '_>,
+    > {
+        Box::pin(async move {
+            if msg.topic == "__hang__" {
+                std::future::pending::<()>().await;
+            }
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("gate open").forget();
+            }
+            let queue = MessageQueue::new(msg.topic.clone(), "broker-test", QueueId(0));
+            let id = format!("ID{}", self.sent.lock().unwrap().len());
+            self.sent.lock().unwrap().push(msg);
+            Ok(SendResult {
+                status: SendStatus::Ok,
+                msg_id: id.clone(),
+                offset_msg_id: id,
+                queue,
+                queue_offset: QueueOffset(0),
+            })
+        })
+    }
+}
+
+fn spec(name: &str, config: &[(&str, &str)]) -> PluginSpec {
+    let mut spec = PluginSpec::new(name, "test_group");
+    spec.config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    spec
+}
+
+async fn listener(name: &str, spec: PluginSpec) -> WasmListener {
+    WasmListener::load(engine(), &plugin(name), spec).await.expect("plugin loads")
+}
+
+fn ctx() -> ConsumeContext {
+    ConsumeContext {
+        group: "test_group".into(),
+        queue: MessageQueue::new("test_topic", "broker-a", QueueId(1)),
+        mode: ConsumeMode::Concurrently,
+    }
+}
+
+fn msg(i: usize, tags: &str, keys: &str, body: &str) -> MessageExt {
+    let mut properties = Properties::new();
+    if !tags.is_empty() {
+        properties.insert(property::TAGS, tags);
+    }
+    if !keys.is_empty() {
+        properties.insert(property::KEYS, keys);
+    }
+    properties.insert(property::UNIQ_KEY, format!("UNIQ{i}"));
+    MessageExt {
+        topic: "test_topic".into(),
+        body: Bytes::from(body.to_owned()),
+        properties,
+        queue_id: QueueId(1),
+        queue_offset: QueueOffset(i as i64),
+        ..MessageExt::default()
+    }
+}
+
+fn batch(n: usize) -> Vec<MessageExt> {
+    (0..n).map(|i| msg(i, "TagA", &format!("key-{i}"), "{}")).collect()
+}
+
+fn aborted(r: &Result<Vec<MessageOutcome>, ListenerError>) -> AbortKind {
+    match r {
+        Err(ListenerError::Aborted { kind, .. }) => *kind,
+        other => panic!("expected an abort, got {other:?}"),
+    }
+}
+
+fn no_isolation(mut spec: PluginSpec) -> PluginSpec {
+    spec.limits.poison_isolation = false;
+    spec
+}
+
+#[tokio::test]
+async fn outcomes_are_honoured_per_message() {
+    let l = listener(
+        "filter",
+        spec("filter", &[("tag", "hold"), ("delay-level", "1m"), ("dead-letter-after", "2")]),
+    )
+    .await;
+    let mut held = msg(1, "hold", "", "x");
+    held.reconsume_times = 2;
+    let msgs = vec![msg(0, "go", "", "x"), msg(1, "hold", "", "x"), held];
+    let out = l.consume(&ctx(), &msgs).await.expect("outcomes");
+    assert_eq!(out[0], MessageOutcome::Success);
+    assert_eq!(out[1], MessageOutcome::RetryLater { delay_level: Some(5) });
+    match &out[2] {
+        MessageOutcome::DeadLetter { reason, properties } => {
+            assert!(reason.contains("after 2 redeliveries"), "{reason}");
+            assert!(properties.iter().any(|(k, _)| k == PROP_VERSION));
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+    let stats = l.stats();
+    assert_eq!(stats.counters.answered, 1);
+    assert_eq!(stats.version, l.version().hash.hex());
+}
+
+#[tokio::test]
+async fn a_listener_error_fails_the_batch() {
+    let l = listener("filter", spec("filter", &[])).await;
+    let r = l.consume(&ctx(), &batch(3)).await;
+    match r {
+        Err(ListenerError::Failed(m)) => assert!(m.contains("configure"), "{m}"),
+        other => panic!("expected a listener error, got {other:?}"),
+    }
+    assert_eq!(l.stats().counters.listener_errors, 1);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_fuel() {
+    let mut s = no_isolation(spec("infinite-loop", &[]));
+    s.limits.fuel = 50 * FUEL_PER_MS;
+    s.limits.timeout = Duration::from_secs(30);
+    let l = listener("infinite-loop", s).await;
+    let started = Instant::now();
+    let r = l.consume(&ctx(), &batch(2)).await;
+    assert_eq!(aborted(&r), AbortKind::FuelExhausted);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    let c = l.stats().counters;
+    assert_eq!(c.aborts_of(AbortKind::FuelExhausted), 1);
+    assert!(c.fuel_used >= 50 * FUEL_PER_MS, "{}", c.fuel_used);
+}
+
+#[tokio::test]
+async fn an_infinite_loop_with_fuel_to_spare_is_stopped_by_the_epoch_deadline() {
+    let mut s = no_isolation(spec("infinite-loop", &[]));
+    s.limits.fuel = u64::MAX / 2;
+    s.limits.timeout = Duration::from_millis(200);
+    let l = listener("infinite-loop", s).await;
+    let started = Instant::now();
+    let r = l.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_call_blocked_in_a_host_call_is_stopped_by_the_timeout() {
+    let mut s = spec("hang-in-host-call", &[]);
+    s.producer = Some(Arc::new(TestProducer::default()));
+    s.limits.timeout = Duration::from_millis(300);
+    let l = listener("hang-in-host-call", s).await;
+    let started = Instant::now();
+    let r = l.consume(&ctx(), &batch(4)).await;
+    // A timeout is not deterministic: no poison isolation, the whole batch is retried.
+    assert_eq!(aborted(&r), AbortKind::Timeout);
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
+    let c = l.stats().counters;
+    assert_eq!((c.calls, c.isolations), (1, 0));
+}
+
+#[tokio::test]
+async fn a_memory_bomb_hits_the_cap() {
+    let mut s = no_isolation(spec("memory-bomb", &[]));
+    s.limits.memory = 16 * 1024 * 1024;
+    let l = listener("memory-bomb", s).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::ResourceLimit);
+    let Err(ListenerError::Aborted { detail, .. }) = r else { unreachable!() };
+    assert!(detail.contains("memory cap exceeded"), "{detail}");
+}
+
+#[tokio::test]
+async fn deep_recursion_overflows_the_stack() {
+    let l = listener("deep-recursion", no_isolation(spec("deep-recursion", &[]))).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::StackOverflow);
+    // The error the consumer sees is one line; the backtrace goes to the host's own log line.
+    let Err(ListenerError::Aborted { detail, .. }) = r else { unreachable!() };
+    assert!(detail.contains("call stack exhausted") && !detail.contains('\n'), "{detail}");
+    // Bounded recursion is fine.
+    let l = listener("deep-recursion", spec("deep-recursion", &[("depth", "1000")])).await;
+    assert_eq!(l.consume(&ctx(), &batch(1)).await.unwrap(), vec![MessageOutcome::Success]);
+}
+
+#[tokio::test]
+async fn a_poison_message_is_isolated_and_the_rest_of_the_batch_succeeds() {
+    let l = listener("trap-on-key", spec("trap-on-key", &[("key", "poison")])).await;
+    let mut msgs = batch(32);
+    msgs[17] = msg(17, "TagA", "poison", "{}");
+    let out = l.consume(&ctx(), &msgs).await.expect("isolation answers per message");
+    assert_eq!(out.len(), 32);
+    for (i, o) in out.iter().enumerate() {
+        if i == 17 {
+            let MessageOutcome::DeadLetter { reason, properties } = o else {
+                panic!("message 17: expected poison, got {o:?}");
+            };
+            assert_eq!(reason, "poison");
+            let prop = |k: &str| properties.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            assert_eq!(prop(PROP_ABORT), Some("trap"));
+            assert_eq!(prop(PROP_VERSION), Some(l.version().hash.short().as_str()));
+            assert!(prop(PROP_FUEL_USED).is_some_and(|f| f.parse::<u64>().unwrap() > 0));
+        } else {
+            assert_eq!(*o, MessageOutcome::Success, "message {i}");
+        }
+    }
+    let c = l.stats().counters;
+    assert_eq!((c.isolations, c.poison, c.calls), (1, 1, 33));
+    assert_eq!(c.aborts_of(AbortKind::Trap), 2);
+}
+
+#[tokio::test]
+async fn orderly_isolation_stops_at_the_first_unsettled_message() {
+    // The poison is dead-lettered (settled), so the walk goes on to the messages after it.
+    let l = listener("trap-on-key", spec("trap-on-key", &[("key", "poison")])).await;
+    let mut msgs = batch(4);
+    msgs[1] = msg(1, "TagA", "poison", "{}");
+    let mut c = ctx();
+    c.mode = ConsumeMode::Orderly;
+    let out = l.consume(&c, &msgs).await.unwrap();
+    assert_eq!(out[0], MessageOutcome::Success);
+    assert!(matches!(&out[1], MessageOutcome::DeadLetter { reason, .. } if reason == "poison"));
+    assert_eq!(&out[2..], &[MessageOutcome::Success, MessageOutcome::Success]);
+}
+
+#[tokio::test]
+async fn a_file_or_socket_escape_fails_inside_the_guest() {
+    let marker = Path::new("/tmp/rmq-wasm-fs-escape");
+    let _ = std::fs::remove_file(marker);
+    let l = listener("fs-escape", spec("fs-escape", &[("connect", "127.0.0.1:1")])).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    match r {
+        Err(ListenerError::Failed(m)) => {
+            assert!(m.starts_with("fs-escape: blocked:"), "{m}");
+            assert!(m.contains("environment: 0 variables"), "{m}");
+        }
+        other => panic!("expected the guest's own error, got {other:?}"),
+    }
+    assert!(!marker.exists(), "the guest created a host file");
+}
+
+#[tokio::test]
+async fn a_log_flood_is_capped() {
+    let l =
+        listener("log-flood", spec("log-flood", &[("lines", "20000"), ("huge-line-kib", "256")]))
+            .await;
+    let out = l.consume(&ctx(), &batch(2)).await.unwrap();
+    assert_eq!(out, vec![MessageOutcome::Success; 2]);
+    let c = l.stats().counters;
+    let max = u64::from(ListenerLimits::default().max_log_lines);
+    assert_eq!(c.log_lines, max);
+    assert_eq!(c.log_dropped, 20_001 - max);
+    assert_eq!(c.log_truncated, 1, "only the huge line is over the 4 KiB line cap");
+}
+
+#[tokio::test]
+async fn sends_are_bounded_and_reach_the_producer() {
+    let producer = Arc::new(TestProducer::default());
+    let mut s = spec("router", &[("target-topic", "routed")]);
+    s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+    s.limits.max_sends = 3;
+    let l = listener("router", s).await;
+    let out = l.consume(&ctx(), &batch(5)).await.unwrap();
+    assert_eq!(out[..3].to_vec(), vec![MessageOutcome::Success; 3]);
+    // Denied by the quota: the router dead-letters what "will not get better".
+    assert!(
+        matches!(&out[3], MessageOutcome::DeadLetter { reason, .. } if reason.contains("quota"))
+    );
+    let sent = producer.sent.lock().unwrap();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(sent[0].topic, "routed");
+    assert_eq!(sent[0].property("ROUTED_FROM"), Some("test_topic"));
+    assert_eq!(sent[0].keys().collect::<Vec<_>>(), ["key-0"]);
+}
+
+#[tokio::test]
+async fn config_is_the_listeners_own_table() {
+    let l = listener("config-echo", spec("config-echo", &[("succeed-after", "1")])).await;
+    let mut again = msg(1, "", "", "b");
+    again.reconsume_times = 1;
+    let out = l.consume(&ctx(), &[msg(0, "", "", "a"), again]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![MessageOutcome::RetryLater { delay_level: Some(1) }, MessageOutcome::Success]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_slots_make_callers_wait_instead_of_failing() {
+    let gate = Arc::new(Semaphore::new(0));
+    let producer = Arc::new(TestProducer { gate: Some(Arc::clone(&gate)), ..Default::default() });
+    let mut s = spec("router", &[("target-topic", "routed")]);
+    s.producer = Some(producer as Arc<dyn PluginProducer>);
+    s.limits.slots = 1;
+    s.limits.timeout = Duration::from_secs(20);
+    let l = Arc::new(listener("router", s).await);
+    let spawn =
+        |l: Arc<WasmListener>| tokio::spawn(async move { l.consume(&ctx(), &batch(1)).await });
+    let first = spawn(Arc::clone(&l));
+    let second = spawn(Arc::clone(&l));
+    // One call gets parked in its send; the other waits for the slot, not even instantiated.
+    let started = Instant::now();
+    while l.stats().counters.calls == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no call started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(l.stats().counters.calls, 1);
+    gate.add_permits(2);
+    assert_eq!(first.await.unwrap().unwrap(), vec![MessageOutcome::Success]);
+    assert_eq!(second.await.unwrap().unwrap(), vec![MessageOutcome::Success]);
+    assert_eq!(l.stats().counters.calls, 2);
+}
+
+#[tokio::test]
+async fn python_and_javascript_plugins_run_through_the_same_world() {
+    for name in ["py-json-router", "js-json-router"] {
+        let producer = Arc::new(TestProducer::default());
+        let mut s = spec(
+            name,
+            &[("route.order", "orders"), ("default-topic", "other"), ("target-topic", "orders")],
+        );
+        s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+        let l = listener(name, s).await;
+        let msgs = vec![
+            msg(0, "", "", r#"{"kind":"order","id":1}"#),
+            msg(1, "", "", r#"{"kind":"order","id":2,"retry":true}"#),
+            msg(2, "", "", "not json"),
+        ];
+        let out = l.consume(&ctx(), &msgs).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(out[0], MessageOutcome::Success, "{name}");
+        assert_eq!(out[1], MessageOutcome::RETRY, "{name}");
+        assert!(matches!(&out[2], MessageOutcome::DeadLetter { .. }), "{name}: {:?}", out[2]);
+        assert_eq!(producer.sent.lock().unwrap().len(), 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_load_comes_from_the_artifact_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = SandboxEngine::new(EngineConfig {
+        max_instances: 2,
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let first = engine.load(&plugin("filter")).await.unwrap();
+    let second = engine.load(&plugin("filter")).await.unwrap();
+    assert!(!first.from_cache && second.from_cache);
+    assert_eq!(first.hash, second.hash);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "one artifact, no temp files");
+    // A corrupt artifact is discarded and recompiled, not trusted. (Replaced by a rename, as
+    // the cache itself does: truncating a mapped artifact in place would fault the process.)
+    drop((first, second));
+    let cwasm = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let tmp = dir.path().join("corrupt");
+    std::fs::write(&tmp, b"garbage").unwrap();
+    std::fs::rename(&tmp, &cwasm).unwrap();
+    let third = engine.load(&plugin("filter")).await.unwrap();
+    assert!(!third.from_cache);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_listener_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"\0asm not really").unwrap();
+    let e = engine().load(&bad).await.unwrap_err();
+    assert!(matches!(e, WasmError::Compile { .. }), "{e}");
+    assert!(e.to_string().contains("bad.wasm"), "{e}");
+}
+
+/// v1 = router (its sends wait on a gate), v2 = filter (retries tag `x`): which version
+/// answered is visible in the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_versions_and_in_flight_calls_finish_on_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("listener.wasm");
+    std::fs::copy(plugin("router"), &path).unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let producer = Arc::new(TestProducer { gate: Some(Arc::clone(&gate)), ..Default::default() });
+    let mut s = spec("reloading", &[("target-topic", "routed"), ("tag", "x")]);
+    s.producer = Some(producer as Arc<dyn PluginProducer>);
+    s.limits.timeout = Duration::from_secs(20);
+    let l = Arc::new(WasmListener::load(engine(), &path, s).await.unwrap());
+    let v1 = l.version().hash;
+    let _reloader = l.watch().unwrap();
+    let tagged = || vec![msg(0, "x", "", "{}")];
+
+    let l1 = Arc::clone(&l);
+    let in_flight = tokio::spawn(async move { l1.consume(&ctx(), &tagged()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Replace the file the way deployments do: write aside, rename over.
+    let landed = Instant::now();
+    let tmp = dir.path().join("listener.wasm.new");
+    std::fs::copy(plugin("filter"), &tmp).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    while l.version().hash == v1 {
+        assert!(landed.elapsed() < Duration::from_secs(30), "no reload");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let swap = landed.elapsed();
+    eprintln!("hot reload: serving v2 {swap:?} after the file landed");
+    let v2 = l.version().hash;
+
+    // New calls run v2; the in-flight call finishes on v1.
+    assert_eq!(l.consume(&ctx(), &tagged()).await.unwrap(), vec![MessageOutcome::RETRY]);
+    gate.add_permits(1);
+    assert_eq!(in_flight.await.unwrap().unwrap(), vec![MessageOutcome::Success]);
+
+    // A broken file keeps v2 serving.
+    std::fs::write(&tmp, b"\0asm broken").unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let started = Instant::now();
+    while l.stats().counters.reload_failures == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the broken file was not noticed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(l.version().hash, v2);
+    assert_eq!(l.consume(&ctx(), &tagged()).await.unwrap(), vec![MessageOutcome::RETRY]);
+    assert_eq!(l.stats().counters.reloads, 1);
+}
+
+/// Fuel per millisecond of a busy loop on this machine: the figure behind [`FUEL_PER_MS`].
+/// Run with `--ignored --nocapture` to print it.
+#[tokio::test]
+#[ignore = "calibration: prints figures, asserts nothing tight"]
+async fn fuel_calibration() {
+    let fuel = 2_000 * FUEL_PER_MS;
+    let mut s = no_isolation(spec("infinite-loop", &[]));
+    s.limits.fuel = fuel;
+    s.limits.timeout = Duration::from_secs(120);
+    let l = listener("infinite-loop", s).await;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = l.consume(&ctx(), &batch(1)).await;
+        assert_eq!(aborted(&r), AbortKind::FuelExhausted);
+        rates.push(fuel as f64 / started.elapsed().as_secs_f64() / 1e3);
+    }
+    eprintln!("fuel per ms (busy loop): {rates:.0?}");
+}
+
+/// Per-call cost of the sandbox (fresh store + WASI ctx + instance, fuel and deadline on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+#[ignore = "benchmark: prints figures"]
+async fn per_call_cost() {
+    let l = listener("filter", spec("filter", &[("tag", "never")])).await;
+    for n in [1usize, 32, 256] {
+        let msgs: Vec<MessageExt> =
+            (0..n).map(|i| msg(i, "TagA", "k", &"x".repeat(1024))).collect();
+        for _ in 0..50 {
+            l.consume(&ctx(), &msgs).await.unwrap();
+        }
+        let rounds = 500;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            l.consume(&ctx(), &msgs).await.unwrap();
+        }
+        let per_call = started.elapsed() / rounds;
+        eprintln!(
+            "filter (rust) batch {n:>3}: {:>8.1} µs per call, {:>7.2} µs per message",
+            per_call.as_secs_f64() * 1e6,
+            per_call.as_secs_f64() * 1e6 / n as f64
+        );
+    }
+    // The interpreters: same shape of work (parse JSON, decide, produce one copy per message).
+    for name in ["py-json-router", "js-json-router"] {
+        let mut s = spec(name, &[("route.order", "orders"), ("target-topic", "orders")]);
+        s.producer = Some(Arc::new(TestProducer::default()));
+        s.limits.fuel = u64::MAX / 2;
+        s.limits.timeout = Duration::from_secs(60);
+        let l = listener(name, s).await;
+        for n in [1usize, 32] {
+            let msgs: Vec<MessageExt> =
+                (0..n).map(|i| msg(i, "", "", r#"{"kind":"order","id":1}"#)).collect();
+            l.consume(&ctx(), &msgs).await.unwrap();
+            let rounds = 20;
+            let started = Instant::now();
+            for _ in 0..rounds {
+                l.consume(&ctx(), &msgs).await.unwrap();
+            }
+            let per_call = started.elapsed() / rounds;
+            let fuel = l.stats().counters.fuel_used / (u64::from(rounds) + 1);
+            eprintln!(
+                "{name} batch {n:>3}: {:>8.1} µs per call, ~{fuel} fuel per call",
+                per_call.as_secs_f64() * 1e6
+            );
+        }
+    }
+}
+
+#[test]
+fn plugin_lookup_names_the_build_script() {
+    let r = std::panic::catch_unwind(|| plugin("no-such-plugin"));
+    let msg = r.unwrap_err().downcast::<String>().unwrap();
+    assert!(msg.contains("scripts/build-plugins.sh"), "{msg}");
+}
+
+#[test]
+fn limits_over_the_engine_maximum_are_refused() {
+    let mut s = spec("x", &[]);
+    s.limits.memory = engine().config().max_memory_size + 1;
+    let v = engine().load_blocking(&plugin("filter")).unwrap();
+    let e = WasmListener::new(engine(), v, s).unwrap_err();
+    assert!(matches!(e, WasmError::Limits(_)), "{e}");
+}

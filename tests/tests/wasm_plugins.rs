@@ -1,0 +1,216 @@
+//! Wasm listeners through the full push consumer against a real rocketmq-rust cluster: a plugin
+//! in each language with its per-message outcomes honoured (routed copies, retries, DLQ), and
+//! every hostile plugin ending in the DLQ while a well-behaved listener in the same process keeps
+//! consuming.
+//!
+//! Plugins come from `target/plugins/` (built by `scripts/build-plugins.sh`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rmq_wasm::consumer::PushConsumer;
+use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
+use rmq_wasm::consumer::listener::{AbortKind, DLQ_REASON};
+use rmq_wasm::protocol::body::ConsumeFromWhere;
+use rmq_wasm::protocol::message::Message;
+use rmq_wasm::wasm::{
+    PROP_ABORT, PROP_FUEL_USED, PROP_VERSION, PluginProducer, PluginSpec, WasmListener,
+};
+use rmq_wasm_tests::cluster::Cluster;
+use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+use rmq_wasm_tests::wasm::{HangingProducer, engine, plugin, read_keys};
+
+fn producer_for(cluster: &Cluster) -> Arc<dyn PluginProducer> {
+    Arc::new(HangingProducer(Clients::new(cluster).producer))
+}
+
+fn consumer_config(group: &str, topic: &str, max_reconsume_times: i32) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
+    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    c.max_reconsume_times = Some(max_reconsume_times);
+    c.rebalance_interval = Duration::from_secs(2);
+    c
+}
+
+async fn start(
+    cluster: &Cluster,
+    plugin_name: &str,
+    spec: PluginSpec,
+    config: ConsumerConfig,
+) -> (Arc<WasmListener>, PushConsumer) {
+    let listener =
+        Arc::new(WasmListener::load(engine(), &plugin(plugin_name), spec).await.unwrap());
+    let consumer =
+        PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], Arc::clone(&listener) as _)
+            .await
+            .unwrap();
+    (listener, consumer)
+}
+
+fn spec(name: &str, group: &str, config: &[(&str, &str)]) -> PluginSpec {
+    let mut s = PluginSpec::new(name, group);
+    s.config = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    s
+}
+
+async fn send(c: &Clients, topic: &str, key: &str, tags: Option<&str>, body: &str) {
+    let mut m = Message::new(topic, Bytes::from(body.to_owned())).with_keys([key]);
+    if let Some(t) = tags {
+        m = m.with_tags(t);
+    }
+    c.producer.send(m).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_plugin_retries_then_dead_letters_through_the_consumer() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("wasm_rust");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("wasm_rust_g");
+    let s = spec(
+        "filter",
+        &group,
+        &[("tag", "hold"), ("delay-level", "1"), ("dead-letter-after", "1")],
+    );
+    let (listener, consumer) =
+        start(cluster, "filter", s, consumer_config(&group, &topic, 3)).await;
+    send(&c, &topic, "go", Some("go"), "fine").await;
+    send(&c, &topic, "hold", Some("hold"), "held").await;
+
+    // "hold": retried once (reconsume 0 → 1), then dead-lettered by the plugin.
+    let dlq =
+        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["hold"], Duration::from_secs(90)).await;
+    assert_eq!(dlq[0].body, Bytes::from_static(b"held"));
+    // The plugin's reason travels with the DLQ copy, with the plugin version.
+    let reason = dlq[0].property(DLQ_REASON).unwrap_or_default();
+    assert!(reason.contains("still matching"), "{:?}", dlq[0].properties);
+    assert_eq!(dlq[0].property(PROP_VERSION), Some(listener.version().hash.short().as_str()));
+    let stats = listener.stats().counters;
+    assert!(stats.answered >= 3, "{stats:?}");
+    consumer.shutdown().await;
+}
+
+/// Routers in Python and JavaScript: valid events are produced to the output topic with the
+/// plugin's properties, invalid ones go straight to the DLQ with the plugin's reason, a `retry`
+/// one is redelivered until the consumer's max reconsume times sends it to the DLQ. Both
+/// languages run at once (the retry delays dominate the time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_plugins_route_retry_and_dead_letter_real_messages() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    tokio::join!(
+        route_retry_and_dead_letter(cluster, "py-json-router", "EVENT_KIND"),
+        route_retry_and_dead_letter(cluster, "js-json-router", "ORDER_ID"),
+    );
+}
+
+async fn route_retry_and_dead_letter(cluster: &Cluster, name: &str, prop: &str) {
+    let c = Clients::new(cluster);
+    let topic = unique("wasm_lang");
+    let out = unique("wasm_lang_out");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    c.create_topic(cluster, &out, 1).await.unwrap();
+    let group = unique("wasm_lang_g");
+    let mut s =
+        spec(name, &group, &[("route.order", &out), ("target-topic", &out), ("delay-level", "1")]);
+    s.producer = Some(producer_for(cluster));
+    s.limits.timeout = Duration::from_secs(20);
+    let (listener, consumer) = start(cluster, name, s, consumer_config(&group, &topic, 1)).await;
+    send(&c, &topic, "ok", None, r#"{"kind":"order","id":7,"type":"new"}"#).await;
+    send(&c, &topic, "bad", None, "not json").await;
+    send(&c, &topic, "again", None, r#"{"kind":"order","id":8,"retry":true}"#).await;
+
+    let routed = read_keys(&c, cluster, &out, &["ok"], Duration::from_secs(90)).await;
+    assert!(routed[0].property(prop).is_some(), "{name}: {:?}", routed[0].properties);
+    let dlq = format!("%DLQ%{group}");
+    let dead = read_keys(&c, cluster, &dlq, &["bad", "again"], Duration::from_secs(90)).await;
+    let bad = dead.iter().find(|m| m.keys().any(|k| k == "bad")).unwrap();
+    assert!(bad.property(DLQ_REASON).is_some_and(|r| r.contains("JSON")), "{name}: {bad:?}");
+    let stats = listener.stats().counters;
+    assert!(stats.sends >= 1, "{name}: {stats:?}");
+    consumer.shutdown().await;
+}
+
+/// Every hostile plugin ends in the DLQ, stopped by its own limit, while a well-behaved listener
+/// in the same process (same engine) consumes everything produced meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_plugins_end_in_the_dlq_while_a_good_listener_keeps_consuming() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+
+    let good_topic = unique("wasm_good");
+    c.create_topic(cluster, &good_topic, 2).await.unwrap();
+    let good_group = unique("wasm_good_g");
+    let (good, good_consumer) = start(
+        cluster,
+        "filter",
+        spec("good", &good_group, &[("tag", "never")]),
+        consumer_config(&good_group, &good_topic, 16),
+    )
+    .await;
+
+    // (plugin, its config, the abort kind that must stop it)
+    type Hostile = (&'static str, &'static [(&'static str, &'static str)], AbortKind);
+    let hostile: [Hostile; 5] = [
+        ("infinite-loop", &[], AbortKind::FuelExhausted),
+        ("memory-bomb", &[], AbortKind::ResourceLimit),
+        ("deep-recursion", &[], AbortKind::StackOverflow),
+        ("trap-on-key", &[("key", "k")], AbortKind::Trap),
+        ("hang-in-host-call", &[], AbortKind::Timeout),
+    ];
+    let mut running = Vec::new();
+    for (name, config, kind) in hostile {
+        let topic = unique("wasm_bad");
+        c.create_topic(cluster, &topic, 1).await.unwrap();
+        let group = unique("wasm_bad_g");
+        let mut s = spec(name, &group, config);
+        s.producer = Some(producer_for(cluster));
+        s.limits.fuel = 200 * rmq_wasm::wasm::FUEL_PER_MS;
+        s.limits.timeout = Duration::from_millis(500);
+        s.limits.memory = 16 * 1024 * 1024;
+        // Deterministic aborts reach the DLQ through poison isolation at once; the timeout goes
+        // the long way: retried, then dead-lettered by the broker after one redelivery.
+        let (listener, consumer) =
+            start(cluster, name, s, consumer_config(&group, &topic, 1)).await;
+        send(&c, &topic, "k", None, "{}").await;
+        running.push((name, kind, group, listener, consumer));
+    }
+
+    // The good listener keeps consuming while the hostile ones burn their budgets.
+    let mut keys = Vec::new();
+    for i in 0..40 {
+        let key = format!("good-{i}");
+        send(&c, &good_topic, &key, Some("TagA"), "{}").await;
+        keys.push(key);
+    }
+
+    for (name, kind, group, listener, _) in &running {
+        let dlq =
+            read_keys(&c, cluster, &format!("%DLQ%{group}"), &["k"], Duration::from_secs(120))
+                .await;
+        let stats = listener.stats().counters;
+        assert!(stats.aborts_of(*kind) >= 1, "{name}: expected {kind} aborts, {stats:?}");
+        if *kind != AbortKind::Timeout {
+            // Poison: dead-lettered by the sandbox, with the reason, kind, fuel and version.
+            let m = &dlq[0];
+            assert_eq!(m.property(DLQ_REASON), Some("poison"), "{name}: {:?}", m.properties);
+            assert_eq!(m.property(PROP_ABORT), Some(kind.as_str()), "{name}");
+            assert!(m.property(PROP_FUEL_USED).is_some(), "{name}");
+            assert!(m.property(PROP_VERSION).is_some(), "{name}");
+        }
+    }
+    wait_for("the good listener consumed everything", Duration::from_secs(60), || {
+        (good.stats().counters.answered >= 1
+            && good_consumer.stats().queues.values().map(|q| q.consumed_ok).sum::<u64>() >= 40)
+            .then_some(())
+    })
+    .await;
+    for (_, _, _, _, consumer) in running {
+        consumer.shutdown().await;
+    }
+    good_consumer.shutdown().await;
+}
