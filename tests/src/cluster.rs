@@ -575,8 +575,9 @@ fn wait_until(
             if let Some(status) = server.exited() {
                 let log = tail(&server.log, 40);
                 let error = anyhow!(
-                    "the {} exited ({status}) while waiting for {what}; last lines of {}:\n{log}",
+                    "the {} exited ({status}) while waiting for {what}{}; last lines of {}:\n{log}",
                     server.name,
+                    disk_note(&cluster.dir),
                     server.log.display()
                 );
                 return Err(StartError::Exited(error));
@@ -589,6 +590,30 @@ fn wait_until(
             )));
         }
         std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// The disk usage of `dir` as the broker computes it (`1 - available/total`, from `df`), worded
+/// for an error message: a broker refuses to start on a disk more than 90 % used, and says so
+/// only as "Service lifecycle operation failed".
+fn disk_note(dir: &Path) -> String {
+    let Ok(out) = Command::new("df").arg("-Pk").arg(dir).output() else {
+        return String::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    match (
+        fields.get(1).and_then(|t| t.parse::<f64>().ok()),
+        fields.get(3).and_then(|a| a.parse::<f64>().ok()),
+    ) {
+        (Some(total), Some(avail)) if total > 0.0 => format!(
+            " (the disk of {} is {:.1} % used by the broker's measure, {:.1} GiB available; \
+             rocketmq-rust refuses to start above 90 %: free disk space)",
+            dir.display(),
+            100.0 * (1.0 - avail / total),
+            avail / (1024.0 * 1024.0)
+        ),
+        _ => String::new(),
     }
 }
 
@@ -747,6 +772,17 @@ fn broker_toml(opts: &ClusterOptions, namesrv_addr: &str, store: &Path, ports: &
         ("mappedFileSizeConsumeQueue".to_owned(), (6_000 * 20).to_string()),
         ("maxHashSlotNum".to_owned(), "50000".to_owned()),
         ("maxIndexNum".to_owned(), "200000".to_owned()),
+        // A test store holds megabytes, but the broker judges the whole disk it lives on
+        // (1 - available/total): past `diskMaxUsedSpaceRatio` (75 %) it wants to reclaim and,
+        // past the warning level, marks itself "disk full" and rolls its startup back (exit
+        // status 70) — routine on a build machine whose disk is mostly target directories.
+        // The broker requires max < forcibly < warning and clamps them to 95/85/90 %: these
+        // values make it healthy up to 85 % and refuse writes only above 90 %, and it never
+        // deletes a test's files early.
+        ("diskSpaceWarningLevelRatio".to_owned(), "99".to_owned()),
+        ("diskSpaceCleanForciblyRatio".to_owned(), "98".to_owned()),
+        ("diskMaxUsedSpaceRatio".to_owned(), "97".to_owned()),
+        ("cleanFileForciblyEnable".to_owned(), "false".to_owned()),
     ];
     merge_props(&mut broker, &opts.broker_props);
     merge_props(&mut store_section, &opts.store_props);
