@@ -367,7 +367,7 @@ mod tests {
         let w = message(&m, &text, "broker-a");
         assert_eq!(w.properties, vec![("colour", "blue")]);
         assert_eq!(w.keys, ["k1", "k2"]);
-        assert_eq!(w.tags.as_deref(), Some("TagA"));
+        assert_eq!(w.tags, Some("TagA"));
         assert_eq!(w.msg_id, "UNIQ");
         assert_eq!((w.queue_id, w.queue_offset, w.reconsume_times), (3, 42, 2));
         assert_eq!(w.broker_name, "broker-a");

@@ -295,7 +295,7 @@ impl WasmListener {
         };
         let (result, warm) = self.consume_on(&version, ctx, messages, warm).await;
         if let Some(warm) = warm {
-            let parked = Parked { warm, version: Arc::clone(&version), pool_slot: pool_slot };
+            let parked = Parked { warm, version: Arc::clone(&version), pool_slot };
             self.warm.lock().expect("warm pool lock").push(parked);
         }
         (result, version)
