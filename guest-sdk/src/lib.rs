@@ -62,8 +62,9 @@ pub mod bindings {
 
 /// A listener: the logic a RocketMQ `MessageListener` would hold.
 ///
-/// `consume` is called once per batch, with a fresh component instance per call by default (so
-/// keep no state in statics between calls). Return one [`Outcome`] per message, in order; like
+/// `consume` is called once per batch, with a fresh component instance per call by default; in
+/// the host's opt-in warm mode (`instance_reuse = N`) one instance serves up to N calls, statics
+/// included, so keep no per-batch state in statics. Return one [`Outcome`] per message, in order; like
 /// Java's `ackIndex`, the host retries messages without an outcome and ignores extra ones.
 pub trait Listener {
     /// Handle one batch of messages from one message queue.

@@ -21,6 +21,7 @@
 //! memory = "64MiB"
 //! batch_size = 32
 //! max_reconsume_times = 16
+//! instance_reuse = 1            # warm mode when > 1: an instance serves up to N calls
 //! [listener.config]             # the plugin's own table (`config` import)
 //! target-topic = "routed"
 //! ```
@@ -153,6 +154,9 @@ pub struct ListenerSection {
     /// Grant the real clocks (frozen otherwise).
     #[serde(default)]
     pub clocks: bool,
+    /// Warm mode: calls one instance may serve (`ListenerLimits::instance_reuse`); unset or 1:
+    /// a fresh instance per call.
+    pub instance_reuse: Option<u32>,
     /// Topics the plugin may produce to; unset: any non-system topic.
     pub produce_topics: Option<Vec<String>>,
     /// Watch the `.wasm` and swap in new versions (default on).
@@ -351,6 +355,9 @@ impl ListenerSection {
         // As many sandboxes as the consumer runs listener calls: neither side waits on the other.
         l.slots = consumer.consume_thread_max;
         l.clocks = self.clocks;
+        if let Some(n) = self.instance_reuse {
+            l.instance_reuse = n;
+        }
         l.allowed_topics = self.produce_topics.clone();
         l.poison_isolation = self.poison_isolation;
         l.max_reconsume_times =
@@ -513,6 +520,7 @@ timeout = "2s 500ms"
 memory = "32MiB"
 batch_size = 32
 max_reconsume_times = 3
+instance_reuse = 100
 [listener.config]
 target-topic = "out"
 limit = 7
@@ -543,6 +551,7 @@ wasm = "/abs/filter.wasm"
         assert_eq!(spec.limits.timeout, Duration::from_millis(2500));
         assert_eq!(spec.limits.memory, 32 << 20);
         assert_eq!(spec.limits.max_reconsume_times, 3);
+        assert_eq!(spec.limits.instance_reuse, 100);
         assert_eq!(spec.config["limit"], "7");
         assert_eq!(spec.config["verbose"], "true");
         assert_eq!(spec.name, "g1");
@@ -561,6 +570,7 @@ wasm = "/abs/filter.wasm"
         let spec = l.plugin_spec(&cc).unwrap();
         assert_eq!(spec.limits.fuel, ListenerLimits::default().fuel);
         assert_eq!(spec.limits.max_reconsume_times, 16);
+        assert_eq!(spec.limits.instance_reuse, 1);
         assert!(l.hot_reload && l.poison_isolation);
     }
 

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 use super::WasmError;
 use super::bindings::{Listener, ListenerPre};
@@ -82,6 +84,9 @@ const TABLE_ELEMENTS: usize = 100_000;
 const BACKTRACE_FRAMES: usize = 24;
 /// VMContext size of one core instance; many imports/functions make it large for CPython.
 const CORE_INSTANCE_SIZE: usize = 4 << 20;
+/// Linear-memory bytes and table bytes a freed pool slot keeps mapped and resets in place.
+const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// The process's wasm engine. Cheap to clone (an `Arc`).
 #[derive(Clone)]
@@ -124,7 +129,19 @@ impl SandboxEngine {
             .max_tables_per_component(TABLES_PER_COMPONENT)
             .table_elements(TABLE_ELEMENTS)
             .max_core_instance_size(CORE_INSTANCE_SIZE)
-            .max_memory_size(config.max_memory_size);
+            .max_memory_size(config.max_memory_size)
+            // A freed table is reset in place instead of decommitted (one madvise per table
+            // per call otherwise): ~7 µs of a call with the Rust filter plugin.
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            // With PAGEMAP_SCAN (Linux 6.7+) a freed memory's touched pages (only those) are
+            // reset by memset and stay mapped, so the next instance does not page-fault its
+            // stack and heap back in: an empty call 16 µs → 9.5 µs (`sandbox-bench`). Without
+            // the scan, keeping memory resident is worse than not (it memsets the whole kept
+            // size every time), so older kernels keep wasmtime's default (decommit). RSS cost:
+            // at most 2 MiB per pool memory that has been used.
+            pool.linear_memory_keep_resident(MEMORY_KEEP_RESIDENT).pagemap_scan(Enabled::Yes);
+        }
 
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)

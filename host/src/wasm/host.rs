@@ -212,6 +212,21 @@ impl HostState {
         }
     }
 
+    /// Readies a kept (warm-mode) store for its next call: new labels, zeroed per-call meters.
+    pub fn reset_for_call(&mut self, topic: Arc<str>, queue_id: i32) {
+        self.topic = topic;
+        self.queue_id = queue_id;
+        self.log = LogMeter::default();
+        self.sends = SendMeter::default();
+    }
+
+    /// Whether the guest called into WASI in this store. Such a store is not reused in warm
+    /// mode: its WASI context (stderr content, open stream handles) belongs to the call that
+    /// made it.
+    pub fn touched_wasi(&self) -> bool {
+        self.wasi.is_some()
+    }
+
     /// What the guest wrote to stderr, lossily decoded and trimmed.
     pub fn stderr_text(&self) -> String {
         self.stderr.as_ref().map_or_else(String::new, |pipe| {

@@ -46,6 +46,15 @@ pub struct ListenerLimits {
     pub poison_isolation: bool,
     /// Told to the guest in its context (`max-reconsume-times`).
     pub max_reconsume_times: u32,
+    /// Warm mode: how many calls one instance may serve before it is recycled. 0 and 1 mean a
+    /// fresh instance per call (the default, and the strongest isolation: nothing a batch does
+    /// survives into the next). Above 1, an instance that answered is kept for the next call of
+    /// this listener (its memory and globals included) until it served this many calls; one
+    /// that trapped, was aborted, answered `listener-error` or touched WASI is discarded.
+    /// A kept instance keeps its slot of the engine's pool while idle (at most `slots` of
+    /// them per listener), so size `EngineConfig::max_instances` for the warm listeners' slots
+    /// plus what the others need at once.
+    pub instance_reuse: u32,
 }
 
 impl Default for ListenerLimits {
@@ -64,6 +73,7 @@ impl Default for ListenerLimits {
             clocks: false,
             poison_isolation: true,
             max_reconsume_times: 16,
+            instance_reuse: 1,
         }
     }
 }

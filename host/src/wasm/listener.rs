@@ -2,9 +2,15 @@
 //!
 //! Every consume call gets a fresh `Store` (fresh WASI context, fresh limiter) and a fresh
 //! instance from the active version's `InstancePre`, so nothing a batch does survives into the
-//! next one. The call runs under a fuel budget, an epoch deadline and a tokio timeout, with a
-//! memory cap; it ends in exactly one of three ways, which stay distinct in the result, the logs
-//! and the counters:
+//! next one. Warm mode (`ListenerLimits::instance_reuse = N > 1`, opt-in) trades that for
+//! speed: an instance that answered with outcomes, without touching WASI, is kept (with its
+//! pool slot) for the next call of the same listener and version, up to N calls; one that
+//! trapped, was aborted or answered `listener-error` is dropped, and a reload retires the kept
+//! instances of the old version. Fuel and the deadline are re-armed for every call.
+//!
+//! The call runs under a fuel budget, an epoch deadline and a tokio timeout, with a memory cap;
+//! it ends in exactly one of three ways, which stay distinct in the result, the logs and the
+//! counters:
 //! - the guest answers with outcomes → honoured one by one (as the WIT says, missing outcomes
 //!   are retries and extra ones are ignored, like Java's `ackIndex`);
 //! - the guest answers `listener-error` → [`ListenerError::Failed`]: the batch is retried;
@@ -30,12 +36,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap, WasmBacktrace};
 
 use super::WasmError;
+use super::bindings::Listener;
 use super::bindings::rmq::listener::types as wit;
-use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
+use super::convert::{
+    self, MessageRef, MessageText, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION,
+};
 use super::engine::{PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
 use super::limits::ListenerLimits;
@@ -96,6 +105,25 @@ pub struct WasmListener {
     env: Arc<PluginEnv>,
     active: Arc<ActiveVersion>,
     slots: Semaphore,
+    /// Warm mode (`instance_reuse > 1`): instances that answered and may serve again, each
+    /// with the pool slot it occupies. At most `slots` of them (one per concurrent call).
+    warm: std::sync::Mutex<Vec<Parked>>,
+}
+
+/// A live instance and its store, kept between calls in warm mode.
+struct Warm {
+    store: Store<HostState>,
+    instance: Listener,
+    /// Calls it has served.
+    calls: u32,
+}
+
+/// A [`Warm`] instance between calls: the version it was made from (a reload retires it) and
+/// the engine pool slot it keeps occupied.
+struct Parked {
+    warm: Warm,
+    version: Arc<PluginVersion>,
+    pool_slot: OwnedSemaphorePermit,
 }
 
 impl fmt::Debug for WasmListener {
@@ -125,9 +153,13 @@ struct Abort {
     context: String,
 }
 
+/// `handler.consume`'s parameters and result, as the host lowers and lifts them.
+type ConsumeParams<'c, 'm> = (&'c wit::ConsumeContext, &'c [MessageRef<'m>]);
+type ConsumeResult = Result<Vec<wit::MessageOutcome>, wit::ListenerError>;
+
 /// How one sandboxed call ended.
 struct CallReport {
-    result: Result<Result<Vec<wit::MessageOutcome>, wit::ListenerError>, Abort>,
+    result: Result<ConsumeResult, Abort>,
     fuel_used: u64,
 }
 
@@ -187,6 +219,7 @@ impl WasmListener {
             env,
             active: Arc::new(ArcSwap::from_pointee(version)),
             slots,
+            warm: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -226,6 +259,24 @@ impl WasmListener {
         self.active.swap(Arc::new(version))
     }
 
+    /// Sets up a store exactly as a consume call does and instantiates the serving version in
+    /// it, without calling the guest: the fixed part of a call's cost. For benchmarks
+    /// (`sandbox-bench`); takes a pool slot like a call.
+    #[doc(hidden)]
+    pub async fn instantiate_probe(&self) -> Result<Duration, WasmError> {
+        let _slot = self.slots.acquire().await.expect("the slot semaphore is never closed");
+        let _instance = self.engine.instance_slot().await;
+        let version = self.active.load_full();
+        let started = Instant::now();
+        let mut store = new_store(&self.engine, &self.env, "probe".into(), 0);
+        version.pre.instantiate_async(&mut store).await.map_err(|e| WasmError::Invalid {
+            path: version.path.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        drop(store);
+        Ok(started.elapsed())
+    }
+
     /// [`MessageListener::consume`], also returning the version that served the call (for
     /// tests and tracing of reloads: a call runs on exactly one version).
     pub async fn consume_traced(
@@ -235,10 +286,31 @@ impl WasmListener {
     ) -> (Result<Vec<MessageOutcome>, ListenerError>, Arc<PluginVersion>) {
         // Taken before the version: a call that waited for a slot runs the newest version.
         let _slot = self.slots.acquire().await.expect("the slot semaphore is never closed");
-        let _instance = self.engine.instance_slot().await;
-        let version = self.active.load_full();
-        let result = self.consume_on(&version, ctx, messages).await;
+        let (warm, pool_slot, version) = match self.take_warm() {
+            Some(p) => (Some(p.warm), p.pool_slot, p.version),
+            None => {
+                let pool_slot = self.engine.instance_slot().await;
+                (None, pool_slot, self.active.load_full())
+            }
+        };
+        let (result, warm) = self.consume_on(&version, ctx, messages, warm).await;
+        if let Some(warm) = warm {
+            let parked = Parked { warm, version: Arc::clone(&version), pool_slot };
+            self.warm.lock().expect("warm pool lock").push(parked);
+        }
         (result, version)
+    }
+
+    /// A kept instance of the serving version, if there is one; kept instances of a replaced
+    /// version are dropped (their pool slots freed) on the way.
+    fn take_warm(&self) -> Option<Parked> {
+        if self.env.limits.instance_reuse <= 1 {
+            return None;
+        }
+        let active = self.active.load();
+        let mut pool = self.warm.lock().expect("warm pool lock");
+        pool.retain(|p| Arc::ptr_eq(&p.version, &active));
+        pool.pop()
     }
 
     async fn consume_on(
@@ -246,40 +318,58 @@ impl WasmListener {
         version: &PluginVersion,
         ctx: &ConsumeContext,
         messages: &[MessageExt],
-    ) -> Result<Vec<MessageOutcome>, ListenerError> {
-        let call = Call {
+        warm: Option<Warm>,
+    ) -> (Result<Vec<MessageOutcome>, ListenerError>, Option<Warm>) {
+        let mut call = Call {
             listener: self,
             version,
             version_tag: version.hash.short(),
             wctx: convert::context(ctx, self.env.limits.max_reconsume_times),
             topic: ctx.queue.topic.as_str().into(),
             queue_id: ctx.queue.queue_id.0,
+            warm,
         };
-        let msgs: Vec<wit::Message> =
-            messages.iter().map(|m| convert::message(m, &ctx.queue.broker_name)).collect();
-        let report = call.run(&msgs).await;
+        let result = call.consume(ctx, messages).await;
+        (result, call.warm.take())
+    }
+}
+
+impl Call<'_> {
+    /// Converts the batch, runs it, and maps the answer (isolating a poison message after a
+    /// deterministic abort).
+    async fn consume(
+        &mut self,
+        ctx: &ConsumeContext,
+        messages: &[MessageExt],
+    ) -> Result<Vec<MessageOutcome>, ListenerError> {
+        let env = Arc::clone(self.env());
+        let texts: Vec<MessageText> = messages.iter().map(MessageText::of).collect();
+        let broker = ctx.queue.broker_name.as_str();
+        let msgs: Vec<MessageRef<'_>> =
+            messages.iter().zip(&texts).map(|(m, t)| convert::message(m, t, broker)).collect();
+        let report = self.run(&msgs).await;
         match report.result {
             Ok(Ok(outcomes)) => {
                 if outcomes.len() != msgs.len() {
                     // The WIT contract (Java's ackIndex): missing outcomes are retries, extra
                     // ones are ignored. Worth a warning: it is usually a plugin bug.
                     tracing::warn!(
-                        plugin = &*self.env.name,
-                        topic = &*call.topic,
-                        queue = call.queue_id,
+                        plugin = &*env.name,
+                        topic = &*self.topic,
+                        queue = self.queue_id,
                         outcomes = outcomes.len(),
                         messages = msgs.len(),
                         "plugin returned a wrong number of outcomes; missing ones are retried"
                     );
                 }
                 let mut mapped: Vec<MessageOutcome> =
-                    outcomes.into_iter().take(msgs.len()).map(|o| call.outcome(o)).collect();
+                    outcomes.into_iter().take(msgs.len()).map(|o| self.outcome(o)).collect();
                 mapped.resize(msgs.len(), MessageOutcome::RETRY);
                 Ok(mapped)
             }
             Ok(Err(e)) => Err(ListenerError::Failed(e.message)),
-            Err(abort) if self.env.limits.poison_isolation && deterministic(abort.kind) => {
-                Ok(call.isolate(&msgs, &abort, ctx.mode).await)
+            Err(abort) if env.limits.poison_isolation && deterministic(abort.kind) => {
+                Ok(self.isolate(&msgs, &abort, ctx.mode).await)
             }
             Err(abort) => Err(ListenerError::Aborted { kind: abort.kind, detail: abort.detail }),
         }
@@ -296,6 +386,33 @@ impl MessageListener for WasmListener {
     }
 }
 
+/// A store set up for one call: per-call host state, limiter, fuel, epoch deadline.
+fn new_store(
+    engine: &SandboxEngine,
+    env: &Arc<PluginEnv>,
+    topic: Arc<str>,
+    queue_id: i32,
+) -> Store<HostState> {
+    let limits = &env.limits;
+    let state = HostState::new(Arc::clone(env), topic, queue_id);
+    let mut store = Store::new(engine.engine(), state);
+    store.limiter(|s| &mut s.limiter);
+    store
+        .fuel_async_yield_interval(Some(limits.fuel_yield_interval))
+        .expect("fuel is enabled on the engine");
+    store.epoch_deadline_trap();
+    arm(&mut store, engine, limits);
+    store
+}
+
+/// Gives a store a full call's budget: the fuel and an epoch deadline `timeout` from now.
+fn arm(store: &mut Store<HostState>, engine: &SandboxEngine, limits: &ListenerLimits) {
+    store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
+    let tick = engine.config().epoch_tick.as_nanos().max(1);
+    let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
+    store.set_epoch_deadline(ticks.saturating_add(1));
+}
+
 /// One consume call's fixed parts (a batch run and its isolated re-runs share them).
 struct Call<'a> {
     listener: &'a WasmListener,
@@ -305,10 +422,12 @@ struct Call<'a> {
     wctx: wit::ConsumeContext,
     topic: Arc<str>,
     queue_id: i32,
+    /// Warm mode: the instance the next run uses (and where a run that may be reused leaves it).
+    warm: Option<Warm>,
 }
 
-impl Call<'_> {
-    fn env(&self) -> &Arc<PluginEnv> {
+impl<'a> Call<'a> {
+    fn env(&self) -> &'a Arc<PluginEnv> {
         &self.listener.env
     }
 
@@ -316,8 +435,9 @@ impl Call<'_> {
         convert::outcome(o, &self.env().name, &self.version_tag)
     }
 
-    /// Runs the guest once on `msgs` in a fresh store and instance, under every limit.
-    async fn run(&self, msgs: &[wit::Message]) -> CallReport {
+    /// Runs the guest once on `msgs` in a fresh store and instance (or, in warm mode, the kept
+    /// one, re-armed), under every limit.
+    async fn run(&mut self, msgs: &[MessageRef<'_>]) -> CallReport {
         let env = self.env();
         let limits = &env.limits;
         let stats = &env.stats;
@@ -325,32 +445,45 @@ impl Call<'_> {
         SandboxStats::add(&stats.calls, 1);
         let started = Instant::now();
 
-        let state = HostState::new(Arc::clone(env), Arc::clone(&self.topic), self.queue_id);
-        let mut store = Store::new(engine.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel).expect("fuel is enabled on the engine");
-        store
-            .fuel_async_yield_interval(Some(limits.fuel_yield_interval))
-            .expect("fuel is enabled on the engine");
-        let tick = engine.config().epoch_tick.as_nanos().max(1);
-        let ticks = u64::try_from(limits.timeout.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks.saturating_add(1));
+        let (mut store, kept, calls) = match self.warm.take() {
+            Some(Warm { mut store, instance, calls }) => {
+                SandboxStats::add(&stats.warm_calls, 1);
+                store.data_mut().reset_for_call(Arc::clone(&self.topic), self.queue_id);
+                arm(&mut store, engine, limits);
+                (store, Some(instance), calls)
+            }
+            None => (new_store(engine, env, Arc::clone(&self.topic), self.queue_id), None, 0),
+        };
 
         let pre = &self.version.pre;
         let wctx = &self.wctx;
         let guarded = tokio::time::timeout(limits.timeout, async {
-            let instance =
-                pre.instantiate_async(&mut store).await.map_err(|e| (e, Stage::Instantiate))?;
-            instance
-                .rmq_listener_handler()
-                .call_consume(&mut store, wctx, msgs)
-                .await
-                .map_err(|e| (e, Stage::Call))
+            let instance = match kept {
+                Some(instance) => instance,
+                None => {
+                    pre.instantiate_async(&mut store).await.map_err(|e| (e, Stage::Instantiate))?
+                }
+            };
+            // The export's own function, typed with the borrowed message record instead of the
+            // bindgen one (see `convert::MessageRef`); the type check is wasmtime's. Should
+            // `MessageRef` ever drift from the WIT, the check fails as an instantiation would
+            // (`Unavailable`: retried, never isolated into false poison verdicts), and every
+            // test that calls a plugin fails.
+            let consume = *instance.rmq_listener_handler().func_consume().func();
+            let consume = consume
+                .typed::<ConsumeParams<'_, '_>, (ConsumeResult,)>(&store)
+                .map_err(|e| (e, Stage::Instantiate))?;
+            let (answer,) =
+                consume.call_async(&mut store, (wctx, msgs)).await.map_err(|e| (e, Stage::Call))?;
+            Ok((instance, answer))
         })
         .await;
+        let mut reusable = None;
         let result = match guarded {
-            Ok(Ok(answer)) => Ok(answer),
+            Ok(Ok((instance, answer))) => {
+                reusable = Some(instance);
+                Ok(answer)
+            }
             Ok(Err((e, stage))) => Err(classify(&e, stage, &store.data().stderr_text())),
             Err(_) => Err(Abort {
                 kind: AbortKind::Timeout,
@@ -364,6 +497,15 @@ impl Call<'_> {
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let elapsed = started.elapsed();
         self.account(&store, &result, fuel_used, elapsed, msgs.len());
+        // Warm mode keeps only an instance that answered with outcomes, never touched WASI and
+        // has calls left; anything else (abort, listener-error) is dropped with its store.
+        if let Some(instance) = reusable
+            && matches!(result, Ok(Ok(_)))
+            && calls + 1 < limits.instance_reuse
+            && !store.data().touched_wasi()
+        {
+            self.warm = Some(Warm { store, instance, calls: calls + 1 });
+        }
         CallReport { result, fuel_used }
     }
 
@@ -371,7 +513,7 @@ impl Call<'_> {
     fn account(
         &self,
         store: &Store<HostState>,
-        result: &Result<Result<Vec<wit::MessageOutcome>, wit::ListenerError>, Abort>,
+        result: &Result<ConsumeResult, Abort>,
         fuel_used: u64,
         elapsed: Duration,
         batch: usize,
@@ -423,8 +565,8 @@ impl Call<'_> {
 
     /// Re-runs every message alone after `first` aborted the batch (see the module docs).
     async fn isolate(
-        &self,
-        msgs: &[wit::Message],
+        &mut self,
+        msgs: &[MessageRef<'_>],
         first: &Abort,
         mode: ConsumeMode,
     ) -> Vec<MessageOutcome> {

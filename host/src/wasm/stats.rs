@@ -1,4 +1,4 @@
-//! Counters of one Wasm listener: calls, the three ways a call ends (outcomes, listener error,
+//! Counters of one Wasm listener: calls (and how many reused a warm instance), the three ways a call ends (outcomes, listener error,
 //! abort by kind), poison isolation, log and producer caps, reloads. Plain atomics: they are
 //! bumped on every call and read rarely (stats, tests), so no metrics dependency is needed.
 
@@ -24,6 +24,7 @@ fn kind_index(kind: AbortKind) -> usize {
 #[derive(Debug, Default)]
 pub struct SandboxStats {
     pub(crate) calls: AtomicU64,
+    pub(crate) warm_calls: AtomicU64,
     pub(crate) answered: AtomicU64,
     pub(crate) listener_errors: AtomicU64,
     pub(crate) aborts: [AtomicU64; ABORT_KINDS.len()],
@@ -53,6 +54,7 @@ impl SandboxStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SandboxStatsSnapshot {
             calls: get(&self.calls),
+            warm_calls: get(&self.warm_calls),
             answered: get(&self.answered),
             listener_errors: get(&self.listener_errors),
             aborts: ABORT_KINDS.iter().map(|k| (*k, get(&self.aborts[kind_index(*k)]))).collect(),
@@ -75,6 +77,8 @@ impl SandboxStats {
 pub struct SandboxStatsSnapshot {
     /// Sandboxed calls, isolated retries included.
     pub calls: u64,
+    /// Calls served by an instance kept from an earlier call (warm mode).
+    pub warm_calls: u64,
     /// Calls the guest answered with outcomes.
     pub answered: u64,
     /// Calls the guest answered with `listener-error`.

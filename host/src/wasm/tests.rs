@@ -477,6 +477,66 @@ async fn hot_reload_swaps_versions_and_in_flight_calls_finish_on_the_old_one() {
 }
 
 /// Fuel per millisecond of a busy loop on this machine: the figure behind [`FUEL_PER_MS`].
+
+#[tokio::test]
+async fn warm_mode_reuses_an_instance_up_to_its_limit() {
+    let mut s = spec("filter", &[("tag", "hold")]);
+    s.limits.instance_reuse = 3;
+    let l = listener("filter", s).await;
+    for _ in 0..4 {
+        assert_eq!(l.consume(&ctx(), &batch(2)).await.unwrap(), vec![MessageOutcome::Success; 2]);
+    }
+    // Calls 2 and 3 reuse the instance of call 1; it has then served 3 calls and is recycled,
+    // so call 4 gets a fresh one.
+    let c = l.stats().counters;
+    assert_eq!((c.calls, c.warm_calls, c.answered), (4, 2, 4));
+}
+
+#[tokio::test]
+async fn warm_mode_discards_an_instance_that_trapped_or_failed() {
+    let mut s = no_isolation(spec("trap-on-key", &[("key", "bad")]));
+    s.limits.instance_reuse = 100;
+    let l = listener("trap-on-key", s).await;
+    let good = || vec![msg(0, "", "fine", "x")];
+    l.consume(&ctx(), &good()).await.unwrap();
+    let r = l.consume(&ctx(), &[msg(1, "", "bad", "x")]).await; // runs on the kept instance
+    assert_eq!(aborted(&r), AbortKind::Trap);
+    l.consume(&ctx(), &good()).await.unwrap(); // a fresh instance: the trapped one is gone
+    l.consume(&ctx(), &good()).await.unwrap(); // reuses that fresh one
+    assert_eq!(l.stats().counters.warm_calls, 2);
+
+    let mut s = spec("filter", &[]); // no condition configured: every call is a listener-error
+    s.limits.instance_reuse = 100;
+    let l = listener("filter", s).await;
+    for _ in 0..3 {
+        assert!(matches!(l.consume(&ctx(), &batch(1)).await, Err(ListenerError::Failed(_))));
+    }
+    assert_eq!(l.stats().counters.warm_calls, 0);
+}
+
+#[tokio::test]
+async fn warm_mode_keeps_every_limit_and_retires_instances_of_a_replaced_version() {
+    let mut s = no_isolation(spec("infinite-loop", &[]));
+    s.limits.instance_reuse = 100;
+    s.limits.fuel = 20 * FUEL_PER_MS;
+    let l = listener("infinite-loop", s).await;
+    for _ in 0..2 {
+        assert_eq!(aborted(&l.consume(&ctx(), &batch(1)).await), AbortKind::FuelExhausted);
+    }
+
+    let mut s = spec("filter", &[("tag", "hold")]);
+    s.limits.instance_reuse = 100;
+    let l = listener("filter", s).await;
+    l.consume(&ctx(), &batch(1)).await.unwrap();
+    l.consume(&ctx(), &batch(1)).await.unwrap();
+    assert_eq!(l.stats().counters.warm_calls, 1);
+    l.swap(engine().load_blocking(&plugin("filter")).unwrap());
+    let (r, served_by) = l.consume_traced(&ctx(), &batch(1)).await;
+    r.unwrap();
+    assert!(Arc::ptr_eq(&served_by, &l.version()));
+    assert_eq!(l.stats().counters.warm_calls, 1, "the kept instance was of the old version");
+}
+
 /// Run with `--ignored --nocapture` to print it.
 #[tokio::test]
 #[ignore = "calibration: prints figures, asserts nothing tight"]

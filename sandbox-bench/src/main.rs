@@ -1,0 +1,300 @@
+//! `sandbox-bench`: what the Wasm sandbox costs per call and per message, against the same logic
+//! run natively (`scripts/bench-sandbox.sh` builds the plugins and runs this in release mode).
+//!
+//! Everything goes through the real path, [`WasmListener::consume_traced`]: a listener slot, a
+//! pool slot, a fresh store and instance per call (unless the warm rows say otherwise), fuel, the
+//! epoch deadline and the tokio timeout, the conversion of `MessageExt` into the WIT record and
+//! the lowering into guest memory, the outcome mapping. The plugin is `filter` configured to scan
+//! every body for a needle that is not there, so the guest reads each 1 KiB body once; the native
+//! row runs the same decision (tag check, lossy UTF-8 body scan) on the same `MessageExt`s.
+//!
+//! It is a program, not a test: it asserts only that the guest answered, and prints medians and
+//! p99s of many timed iterations.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use clap::Parser;
+use rmq_wasm::consumer::listener::{ConsumeContext, ConsumeMode, MessageOutcome};
+use rmq_wasm::protocol::message::{MessageExt, Properties, property};
+use rmq_wasm::protocol::{MessageQueue, QueueId, QueueOffset};
+use rmq_wasm::wasm::{EngineConfig, PluginSpec, SandboxEngine, WasmListener};
+
+#[derive(Debug, Parser)]
+#[command(name = "sandbox-bench", about = "Per-call and per-message cost of the Wasm sandbox")]
+struct Args {
+    /// Directory holding the built plugins (`scripts/build-plugins.sh`).
+    #[arg(long, default_value = "target/plugins")]
+    plugins: PathBuf,
+    /// Timed calls per batch size (batch 256 runs a quarter of them).
+    #[arg(long, default_value_t = 4000)]
+    iterations: u32,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    body: usize,
+    /// Hot-reload swaps to time.
+    #[arg(long, default_value_t = 8)]
+    reloads: u32,
+    /// Warm mode: calls an instance serves before it is recycled.
+    #[arg(long, default_value_t = 1000)]
+    warm_reuse: u32,
+    /// Decide on the tag only, without scanning the bodies (guest and native): isolates the
+    /// cost of getting the messages into the guest from the cost of the guest's work.
+    #[arg(long)]
+    tag_only: bool,
+}
+
+/// Timings of one row, in nanoseconds.
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    fn push(&mut self, d: Duration) {
+        self.0.push(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    fn quantile(&mut self, q: f64) -> f64 {
+        self.0.sort_unstable();
+        let i = ((self.0.len() as f64 - 1.0) * q).round() as usize;
+        self.0[i] as f64
+    }
+}
+
+const BATCHES: [usize; 3] = [1, 32, 256];
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // One worker, like a consumer's consume task: numbers are per core.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+fn plugin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{name}.wasm"));
+    ensure!(path.exists(), "{} is missing: run scripts/build-plugins.sh", path.display());
+    Ok(path)
+}
+
+fn spec(reuse: u32, tag_only: bool) -> PluginSpec {
+    let mut spec = PluginSpec::new("filter", "bench_group");
+    spec.config.insert("tag".to_owned(), "never".to_owned());
+    if !tag_only {
+        spec.config.insert("body-contains".to_owned(), "needle".to_owned());
+    }
+    spec.limits.instance_reuse = reuse;
+    spec
+}
+
+fn ctx() -> ConsumeContext {
+    ConsumeContext {
+        group: "bench_group".into(),
+        queue: MessageQueue::new("bench_topic", "broker-a", QueueId(1)),
+        mode: ConsumeMode::Concurrently,
+    }
+}
+
+/// A message shaped like a typical one: tags, two keys, a unique id, two user properties.
+fn message(i: usize, body: &Bytes) -> MessageExt {
+    let mut properties = Properties::new();
+    properties.insert(property::TAGS, "TagA");
+    properties.insert(property::KEYS, format!("order-{i} customer-{}", i % 7));
+    properties.insert(property::UNIQ_KEY, format!("7F0000010001{i:020X}"));
+    properties.insert("trace-id", format!("trace-{i}"));
+    properties.insert("region", "eu-west");
+    MessageExt {
+        topic: "bench_topic".into(),
+        body: body.clone(),
+        properties,
+        queue_id: QueueId(1),
+        queue_offset: QueueOffset(i as i64),
+        ..MessageExt::default()
+    }
+}
+
+/// The filter plugin's decision, natively: retry on the tag or the needle, else success.
+fn native_filter(msgs: &[MessageExt], tag_only: bool) -> Vec<MessageOutcome> {
+    msgs.iter()
+        .map(|m| {
+            let matches = m.tags() == Some("never")
+                || (!tag_only && String::from_utf8_lossy(&m.body).contains("needle"));
+            if matches { MessageOutcome::RETRY } else { MessageOutcome::Success }
+        })
+        .collect()
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let cache = tempdir("cache")?;
+    let engine = SandboxEngine::new(EngineConfig {
+        cache_dir: Some(cache.clone()),
+        ..EngineConfig::default()
+    })?;
+    let filter = plugin(&args.plugins, "filter")?;
+    let body = Bytes::from(
+        (0..args.body)
+            .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
+            .collect::<Vec<u8>>(),
+    );
+    let ctx = ctx();
+    println!(
+        "sandbox-bench: plugin filter ({} bytes, {}), {} B bodies, {} iterations, 1 tokio worker",
+        std::fs::metadata(&filter)?.len(),
+        if args.tag_only { "tag check only" } else { "tag check + body scan" },
+        args.body,
+        args.iterations
+    );
+    println!();
+    println!(
+        "{:<34} {:>6} {:>12} {:>12} {:>12} {:>12}",
+        "path", "batch", "call p50 µs", "call p99 µs", "msg p50 µs", "× native"
+    );
+
+    let fresh = WasmListener::load(&engine, &filter, spec(1, args.tag_only)).await?;
+    let warm = WasmListener::load(&engine, &filter, spec(args.warm_reuse, args.tag_only)).await?;
+    for n in BATCHES {
+        let msgs: Vec<MessageExt> = (0..n).map(|i| message(i, &body)).collect();
+        let iters = if n >= 256 { args.iterations / 4 } else { args.iterations }.max(10);
+
+        let mut native = Samples::new();
+        for _ in 0..iters {
+            let t = Instant::now();
+            let out =
+                std::hint::black_box(native_filter(std::hint::black_box(&msgs), args.tag_only));
+            native.push(t.elapsed());
+            ensure!(out.iter().all(|o| *o == MessageOutcome::Success));
+        }
+        let native_p50 = native.quantile(0.5);
+        row("native (same decision)", n, &mut native, native_p50);
+
+        for (name, l) in [("wasm, fresh instance per call", &fresh), ("wasm, warm (reuse)", &warm)]
+        {
+            let mut s = Samples::new();
+            for i in 0..iters + iters / 10 {
+                let t = Instant::now();
+                let (out, _) = l.consume_traced(&ctx, &msgs).await;
+                let d = t.elapsed();
+                let out = out.context("the guest did not answer")?;
+                ensure!(out.len() == n && out.iter().all(|o| *o == MessageOutcome::Success));
+                if i >= iters / 10 {
+                    s.push(d); // the first tenth warms caches and the pool
+                }
+            }
+            row(name, n, &mut s, native_p50);
+        }
+    }
+
+    println!();
+    for (name, l) in [("fresh", &fresh), ("warm", &warm)] {
+        let mut s = Samples::new();
+        for _ in 0..args.iterations {
+            let t = Instant::now();
+            let (out, _) = l.consume_traced(&ctx, &[]).await;
+            s.push(t.elapsed());
+            out.context("empty call")?;
+        }
+        println!(
+            "empty call ({name}):                p50 {:>7.2} µs   p99 {:>7.2} µs",
+            s.quantile(0.5) / 1e3,
+            s.quantile(0.99) / 1e3
+        );
+    }
+    let mut s = Samples::new();
+    for _ in 0..args.iterations {
+        s.push(fresh.instantiate_probe().await?);
+    }
+    println!(
+        "store + pooled instantiate alone:   p50 {:>7.2} µs   p99 {:>7.2} µs",
+        s.quantile(0.5) / 1e3,
+        s.quantile(0.99) / 1e3
+    );
+
+    reload(&engine, &filter, args.reloads, &ctx).await?;
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+fn row(name: &str, n: usize, s: &mut Samples, native_p50: f64) {
+    let p50 = s.quantile(0.5);
+    println!(
+        "{:<34} {:>6} {:>12.2} {:>12.2} {:>12.3} {:>12.1}",
+        name,
+        n,
+        p50 / 1e3,
+        s.quantile(0.99) / 1e3,
+        p50 / 1e3 / n as f64,
+        p50 / native_p50.max(1.0)
+    );
+}
+
+/// Hot reload: the listener's file is replaced (written to a temporary name and renamed, as a
+/// deploy does) by a new version of the plugin; the latency is from the rename to the first call
+/// that the new version served. Each version differs by a custom section, so each is a genuine
+/// new component: compiled by Cranelift (the cache cannot have it), linked, validated, swapped.
+async fn reload(
+    engine: &SandboxEngine,
+    filter: &Path,
+    rounds: u32,
+    ctx: &ConsumeContext,
+) -> anyhow::Result<()> {
+    let dir = tempdir("reload")?;
+    let path = dir.join("listener.wasm");
+    let original = std::fs::read(filter)?;
+    std::fs::write(&path, &original)?;
+    let l = WasmListener::load(engine, &path, spec(1, false)).await?;
+    let watch = l.watch()?;
+    let msgs = vec![message(0, &Bytes::from_static(b"x"))];
+    let mut s = Samples::new();
+    for round in 0..rounds {
+        let before = l.version().hash;
+        let tmp = dir.join("listener.wasm.tmp");
+        std::fs::write(&tmp, with_custom_section(&original, round))?;
+        let landed = Instant::now();
+        std::fs::rename(&tmp, &path)?;
+        loop {
+            let (out, served_by) = l.consume_traced(ctx, &msgs).await;
+            out.context("call during reload")?;
+            if served_by.hash != before {
+                s.push(landed.elapsed());
+                break;
+            }
+            if landed.elapsed() > Duration::from_secs(10) {
+                bail!("the new version was not served within 10 s");
+            }
+            // Polling, not synchronisation: this measures how soon calls see the new version.
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+    println!(
+        "hot reload, file landed → first call on the new version (compile included, {rounds} swaps): p50 {:>6.1} ms   max {:>6.1} ms",
+        s.quantile(0.5) / 1e6,
+        s.quantile(1.0) / 1e6
+    );
+    drop(watch);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `bytes` with a custom section appended (id 0, name `rmq-bench`, payload `round`): a valid
+/// component with a different content hash.
+fn with_custom_section(bytes: &[u8], round: u32) -> Vec<u8> {
+    let name = b"rmq-bench";
+    let payload = round.to_le_bytes();
+    let size = 1 + name.len() + payload.len();
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(u8::try_from(size).expect("small section"));
+    out.push(u8::try_from(name.len()).expect("short name"));
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn tempdir(what: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rmq-sandbox-bench-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
