@@ -301,7 +301,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
                 // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
                 // send fails, the broker's path below still takes it.
                 if shared.config.message_model == MessageModel::Clustering
-                    && send_to_dlq(&shared, &msg, &reason, &properties).await.is_ok()
+                    && send_to_dlq(shared, &msg, &reason, &properties).await.is_ok()
                 {
                     done.settled_prefix = i + 1;
                     continue;
@@ -321,7 +321,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
         };
         if to_dlq
             && shared.config.message_model == MessageModel::Clustering
-            && let Err(e) = send_back(&shared, &queue, &msg, -1).await
+            && let Err(e) = send_back(shared, queue, &msg, -1).await
         {
             tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");
             done.settled_prefix = i;
