@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::listener::{ConsumeContext, ConsumeMode, DLQ_REASON, MessageOutcome, outcomes_for};
+use super::listener::{ConsumeContext, DLQ_REASON, MessageOutcome, outcomes_for};
 use super::shared::Shared;
+use super::stats::QueueStats;
 use crate::client::ClientError;
 use crate::protocol::body::MessageModel;
 use crate::protocol::header::ConsumerSendMsgBackRequestHeader;
@@ -45,48 +46,75 @@ pub(crate) fn prepare_for_listener(group_retry_topic: &str, msgs: &mut [MessageE
     }
 }
 
+/// What every consume job of one queue shares, built once by its queue task: the consumer, the
+/// context the listener is given (cloned per call otherwise: two strings per message at batch
+/// size 1) and the queue's counters (looked up by hash under a lock otherwise).
+#[derive(Debug, Clone)]
+pub(crate) struct JobScope {
+    pub shared: Arc<Shared>,
+    pub ctx: Arc<ConsumeContext>,
+    pub stats: Arc<QueueStats>,
+}
+
+impl JobScope {
+    pub fn queue(&self) -> &MessageQueue {
+        &self.ctx.queue
+    }
+}
+
 /// Calls the listener under a consume permit (the permits bound listener calls across all
 /// queues, like Java's consume thread pool), after restoring what it should see; records the
 /// call in the queue's stats. Returns exactly one outcome per message, or `None` when the
 /// consumer is shutting down (the permits are closed).
-async fn call_listener(
-    shared: &Shared,
-    queue: &MessageQueue,
-    mode: ConsumeMode,
-    msgs: &mut [MessageExt],
-) -> Option<Vec<MessageOutcome>> {
+async fn call_listener(scope: &JobScope, msgs: &mut [MessageExt]) -> Option<Vec<MessageOutcome>> {
+    let shared = &scope.shared;
     let _permit = shared.consume_permits.acquire().await.ok()?;
     prepare_for_listener(&shared.retry_topic, msgs);
-    let ctx = ConsumeContext { group: Arc::clone(&shared.group), queue: queue.clone(), mode };
     let started = Instant::now();
-    let result = shared.listener.consume(&ctx, msgs).await;
+    let result = shared.listener.consume(&scope.ctx, msgs).await;
     let elapsed = started.elapsed();
     if let Err(e) = &result {
+        let (queue, mode) = (&scope.ctx.queue, scope.ctx.mode);
         tracing::warn!(group = %shared.group, %queue, ?mode, error = %e, "listener failed; the batch will be consumed again");
     }
     let outcomes = outcomes_for(msgs.len(), result);
     let ok = outcomes.iter().filter(|o| o.is_success()).count();
-    if let Some(stats) = shared.queue_stats(queue) {
-        stats.add_consume(elapsed, ok, outcomes.len() - ok);
-    }
+    scope.stats.add_consume(elapsed, ok, outcomes.len() - ok);
     Some(outcomes)
 }
 
 /// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes.
 pub(crate) async fn consume_concurrently(
-    shared: Arc<Shared>,
-    queue: MessageQueue,
+    scope: JobScope,
     mut msgs: Vec<MessageExt>,
     delay: Option<Duration>,
 ) -> Completion {
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let Some(outcomes) = call_listener(&shared, &queue, ConsumeMode::Concurrently, &mut msgs).await
-    else {
+    let Some(outcomes) = call_listener(&scope, &mut msgs).await else {
         return Completion::default();
     };
-    let mut done = Completion::default();
+    let mut done = Completion { settled: Vec::with_capacity(msgs.len()), redo: Vec::new() };
+    if outcomes.iter().all(MessageOutcome::is_success) {
+        // The common case, kept free of the settling machinery below (and of its future's size).
+        done.settled.extend(msgs.iter().map(|m| m.queue_offset));
+        return done;
+    }
+    // Settling failures awaits broker round trips; boxed so the common path above does not carry
+    // that state in every job's future.
+    Box::pin(settle_outcomes(&scope, msgs, outcomes, &mut done)).await;
+    done
+}
+
+/// Settles a call that did not succeed for every message: send-back, DLQ, or local retry.
+async fn settle_outcomes(
+    scope: &JobScope,
+    msgs: Vec<MessageExt>,
+    outcomes: Vec<MessageOutcome>,
+    done: &mut Completion,
+) {
+    let (shared, queue) = (&*scope.shared, scope.queue());
     for (msg, outcome) in msgs.into_iter().zip(outcomes) {
         match outcome {
             MessageOutcome::Success => done.settled.push(msg.queue_offset),
@@ -96,22 +124,21 @@ pub(crate) async fn consume_concurrently(
                 done.settled.push(msg.queue_offset);
             }
             MessageOutcome::RetryLater { delay_level } => {
-                settle_retry(&shared, &queue, msg, delay_level.unwrap_or(0), &mut done).await;
+                settle_retry(shared, queue, msg, delay_level.unwrap_or(0), done).await;
             }
             MessageOutcome::DeadLetter { reason, properties } => {
                 tracing::info!(group = %shared.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
-                match send_to_dlq(&shared, &msg, &reason, &properties).await {
+                match send_to_dlq(shared, &msg, &reason, &properties).await {
                     Ok(()) => done.settled.push(msg.queue_offset),
                     Err(e) => {
                         tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "direct DLQ send failed; sending back to the broker's DLQ path (without the reason properties)");
                         // A negative delay level makes the broker write the message to %DLQ%.
-                        settle_retry(&shared, &queue, msg, -1, &mut done).await;
+                        settle_retry(shared, queue, msg, -1, done).await;
                     }
                 }
             }
         }
     }
-    done
 }
 
 /// Hands a failed message back to the broker; falls back to re-sending it to the retry topic,
@@ -259,14 +286,10 @@ pub(crate) struct OrderlyDone {
 /// Runs the listener on the head of an orderly queue and decides, in order, how far the queue
 /// may advance (reference 4.7). A message that must be retried stops the walk: nothing after it
 /// may be committed before it. A message past `max_reconsume_times` goes to the DLQ instead.
-pub(crate) async fn consume_orderly(
-    shared: Arc<Shared>,
-    queue: MessageQueue,
-    mut msgs: Vec<MessageExt>,
-) -> OrderlyDone {
+pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) -> OrderlyDone {
+    let (shared, queue) = (&scope.shared, scope.queue());
     let originals = msgs.clone();
-    let Some(outcomes) = call_listener(&shared, &queue, ConsumeMode::Orderly, &mut msgs).await
-    else {
+    let Some(outcomes) = call_listener(&scope, &mut msgs).await else {
         return OrderlyDone { settled_prefix: 0, again: originals };
     };
     let mut done = OrderlyDone::default();
@@ -278,7 +301,7 @@ pub(crate) async fn consume_orderly(
                 // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
                 // send fails, the broker's path below still takes it.
                 if shared.config.message_model == MessageModel::Clustering
-                    && send_to_dlq(&shared, &msg, &reason, &properties).await.is_ok()
+                    && send_to_dlq(shared, &msg, &reason, &properties).await.is_ok()
                 {
                     done.settled_prefix = i + 1;
                     continue;
@@ -298,7 +321,7 @@ pub(crate) async fn consume_orderly(
         };
         if to_dlq
             && shared.config.message_model == MessageModel::Clustering
-            && let Err(e) = send_back(&shared, &queue, &msg, -1).await
+            && let Err(e) = send_back(shared, queue, &msg, -1).await
         {
             tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");
             done.settled_prefix = i;

@@ -17,9 +17,10 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::consume::{
-    Completion, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly, send_back,
+    Completion, JobScope, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly,
+    send_back,
 };
-use super::listener::ConsumeMode;
+use super::listener::{ConsumeContext, ConsumeMode};
 use super::offset_store::ReadFrom;
 use super::policy::{
     self, FlowLimits, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL, PULL_DELAY_WHEN_EXCEPTION,
@@ -34,7 +35,7 @@ use crate::protocol::header::{
     GetMaxOffsetRequestHeader, PullMessageRequestHeader, SearchOffsetRequestHeader,
     UpdateConsumerOffsetRequestHeader, pull_sys_flag,
 };
-use crate::protocol::message::property;
+use crate::protocol::message::{MessageExt, property};
 use crate::protocol::{MessageQueue, QueueOffset, ResponseCode};
 
 /// Why a queue task is being stopped.
@@ -66,8 +67,18 @@ impl QueueTaskHandle {
         let stats = Arc::new(QueueStats::default());
         stats.next_offset.store(start.0, Ordering::Relaxed);
         let (stop, stop_rx) = tokio::sync::watch::channel(None);
+        let scope = JobScope {
+            ctx: Arc::new(ConsumeContext {
+                group: Arc::clone(&shared.group),
+                queue: queue.clone(),
+                mode: shared.consume_mode(),
+            }),
+            shared: Arc::clone(&shared),
+            stats: Arc::clone(&stats),
+        };
         let task = QueueTask {
             shared,
+            scope,
             queue,
             next_offset: start,
             suggested_broker: 0,
@@ -103,6 +114,16 @@ enum JobDone {
     Orderly(OrderlyDone),
 }
 
+/// How [`QueueTask::run_or_spawn`] left a job.
+enum Started {
+    /// It finished in its first poll, here.
+    Done(JobDone),
+    /// It waits for something: it now runs as its own task in the queue's `JoinSet`.
+    Spawned,
+    /// It panicked in its first poll (a spawned job's panic surfaces as a `JoinError` instead).
+    Panicked,
+}
+
 /// How often a queue looks for messages stuck in the listener past the consume timeout
 /// (Java: every `consumeTimeout` minutes; we look more often and send back only expired ones).
 const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
@@ -112,6 +133,8 @@ const RELOCK_WAIT: Duration = Duration::from_secs(1);
 
 struct QueueTask {
     shared: Arc<Shared>,
+    /// Handed to every consume job of this queue.
+    scope: JobScope,
     queue: MessageQueue,
     next_offset: QueueOffset,
     /// Which replica the broker suggested for the next pull.
@@ -136,24 +159,7 @@ impl QueueTask {
         let mut pull: Option<PullFuture> = None;
         let mut next_pull_at = Instant::now();
         let reason = loop {
-            if pull.is_none() && Instant::now() >= next_pull_at {
-                match self.flow_control() {
-                    Some(_) if !self.jobs.is_empty() => {
-                        // Wait for a consume job to finish instead of polling.
-                        self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
-                        next_pull_at = far_future();
-                    }
-                    Some(fc) => {
-                        self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
-                        next_pull_at = Instant::now()
-                            + policy::pull_delay_for(PullDelayReason::FlowControl(fc));
-                    }
-                    None => match self.start_pull() {
-                        Ok(fut) => pull = Some(fut),
-                        Err(delay) => next_pull_at = Instant::now() + delay,
-                    },
-                }
-            }
+            self.maybe_start_pull(&mut pull, &mut next_pull_at);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break StopReason::Removed,
@@ -176,7 +182,26 @@ impl QueueTask {
                 }
                 (result, rt) = async { pull.as_mut().expect("guarded").await }, if pull.is_some() => {
                     pull = None;
-                    next_pull_at = Instant::now() + self.on_pull(result, rt);
+                    let (delay, buffered) = self.on_pull(result, rt);
+                    next_pull_at = Instant::now() + delay;
+                    if let Some(msgs) = buffered {
+                        // Java's order: buffer, send the next pull, then consume — so the
+                        // broker reads the next batch while this one is consumed, even when
+                        // consumption runs right here (`run_or_spawn`). The buffered messages
+                        // already count for flow control; if it holds the pull back, the next
+                        // turn decides, after this consumption.
+                        if delay.is_zero() && self.flow_control().is_none() {
+                            self.maybe_start_pull(&mut pull, &mut next_pull_at);
+                        }
+                        if let Some(fut) = pull.as_mut() {
+                            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                            if let std::task::Poll::Ready((result, rt)) = fut.as_mut().poll(&mut cx) {
+                                // Rare (an immediate error): handled on the next turn instead.
+                                pull = Some(Box::pin(std::future::ready((result, rt))));
+                            }
+                        }
+                        self.consume_buffered(msgs);
+                    }
                 }
                 _ = sleep_until(next_pull_at), if pull.is_none() && next_pull_at != far_future() => {}
                 _ = sleep_until(self.resume_at.unwrap_or_else(far_future)), if self.resume_at.is_some() => {
@@ -191,6 +216,30 @@ impl QueueTask {
         };
         drop(pull);
         self.finish(reason).await;
+    }
+
+    /// Starts the next pull if none is in flight, its time has come and flow control allows;
+    /// otherwise sets when to look again.
+    fn maybe_start_pull(&mut self, pull: &mut Option<PullFuture>, next_pull_at: &mut Instant) {
+        if pull.is_some() || Instant::now() < *next_pull_at {
+            return;
+        }
+        match self.flow_control() {
+            Some(_) if !self.jobs.is_empty() => {
+                // Wait for a consume job to finish instead of polling.
+                self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                *next_pull_at = far_future();
+            }
+            Some(fc) => {
+                self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                *next_pull_at =
+                    Instant::now() + policy::pull_delay_for(PullDelayReason::FlowControl(fc));
+            }
+            None => match self.start_pull() {
+                Ok(fut) => *pull = Some(fut),
+                Err(delay) => *next_pull_at = Instant::now() + delay,
+            },
+        }
     }
 
     fn flow_control(&self) -> Option<policy::FlowControlReason> {
@@ -238,8 +287,13 @@ impl QueueTask {
         }))
     }
 
-    /// Handles a pull result; returns how long to wait before the next pull.
-    fn on_pull(&mut self, result: Result<PullResult, ClientError>, rt: Duration) -> Duration {
+    /// Handles a pull result; returns how long to wait before the next pull and the messages it
+    /// buffered, which the caller consumes ([`consume_buffered`](Self::consume_buffered)).
+    fn on_pull(
+        &mut self,
+        result: Result<PullResult, ClientError>,
+        rt: Duration,
+    ) -> (Duration, Option<Vec<MessageExt>>) {
         let result = match result {
             Ok(r) => r,
             Err(e) => {
@@ -250,12 +304,13 @@ impl QueueTask {
                     PULL_DELAY_WHEN_EXCEPTION
                 };
                 tracing::debug!(queue = %self.queue, error = %e, ?delay, "pull failed");
-                return delay;
+                return (delay, None);
             }
         };
         self.suggested_broker = result.suggest_which_broker_id;
         self.stats.max_offset.store(result.max_offset.0, Ordering::Relaxed);
         self.stats.add_pull(rt, result.messages.len());
+        let mut buffered = None;
         match result.status {
             PullStatus::Found => {
                 self.next_offset = result.next_begin_offset;
@@ -265,14 +320,17 @@ impl QueueTask {
                 if let Some(sub) = &sub {
                     msgs.retain(|m| sub.matches_tag(m.tags()));
                 }
+                // Formatted once per pull, not per message.
+                let (min, max) = (result.min_offset.0.to_string(), result.max_offset.0.to_string());
                 for m in &mut msgs {
-                    m.properties.insert(property::MIN_OFFSET, result.min_offset.0.to_string());
-                    m.properties.insert(property::MAX_OFFSET, result.max_offset.0.to_string());
+                    m.properties.insert(property::MIN_OFFSET, min.clone());
+                    m.properties.insert(property::MAX_OFFSET, max.clone());
                 }
                 if msgs.is_empty() {
                     self.correct_offset_if_idle();
                 } else {
-                    self.dispatch(msgs);
+                    self.buffer(&msgs);
+                    buffered = Some(msgs);
                 }
             }
             PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
@@ -292,7 +350,7 @@ impl QueueTask {
             }
         }
         self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
-        self.shared.config.pull_interval
+        (self.shared.config.pull_interval, buffered)
     }
 
     /// With nothing buffered, the next pull offset is safe to commit (Java `correctTagsOffset`):
@@ -313,48 +371,115 @@ impl QueueTask {
         self.is_orderly() && self.shared.config.message_model == MessageModel::Clustering
     }
 
-    fn dispatch(&mut self, msgs: Vec<crate::protocol::message::MessageExt>) {
-        self.pq.put(&msgs);
+    /// Puts pulled messages into the process queue (concurrent: as being consumed from now).
+    fn buffer(&mut self, msgs: &[MessageExt]) {
+        self.pq.put(msgs);
         self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
+        if !self.is_orderly() {
+            let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
+            self.pq.mark_consume_started(&offsets, Instant::now());
+        }
+    }
+
+    /// Consumes buffered messages: orderly from the head of the queue, concurrently in chunks
+    /// of `consume_message_batch_max_size`.
+    fn consume_buffered(&mut self, msgs: Vec<MessageExt>) {
         if self.is_orderly() {
             self.consume_orderly_next();
             return;
         }
-        let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
-        self.pq.mark_consume_started(&offsets, Instant::now());
         let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
+        // Jobs that finish in their first poll are settled together, once per pulled batch.
+        let mut finished = Completion::default();
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
             let chunk: Vec<_> = msgs.by_ref().take(batch).collect();
-            let job =
-                consume_concurrently(Arc::clone(&self.shared), self.queue.clone(), chunk, None);
-            self.jobs.spawn(async move { JobDone::Concurrent(job.await) });
+            let job = consume_concurrently(self.scope.clone(), chunk, None);
+            match self.run_or_spawn(async move { JobDone::Concurrent(job.await) }) {
+                Started::Done(JobDone::Concurrent(done)) => {
+                    finished.settled.extend(done.settled);
+                    finished.redo.extend(done.redo);
+                }
+                Started::Done(JobDone::Orderly(_)) | Started::Spawned | Started::Panicked => {}
+            }
+        }
+        if !finished.settled.is_empty() || !finished.redo.is_empty() {
+            self.settle(finished);
+        }
+    }
+
+    /// Starts a consume job: polls it once right here and, only if it has to wait (for a
+    /// consume permit, or a listener that awaits I/O, a timer or a Wasm fuel yield), hands it to
+    /// the runtime as a task of its own.
+    ///
+    /// Why: a listener that answers at once (the usual native no-op/fast path) then costs no
+    /// task, no `JoinSet` wake-up and no extra turn of the select loop per message, which at
+    /// Java's default batch size of 1 was most of the consumer's per-message CPU. Nothing else
+    /// changes: the job is the same future, concurrency is still bounded by the consume
+    /// permits, and a job that waits continues concurrently as before. The first poll uses a
+    /// no-op waker; the runtime polls a spawned task at once, which registers the real one.
+    fn run_or_spawn(&mut self, job: impl Future<Output = JobDone> + Send + 'static) -> Started {
+        let mut job = Box::pin(job);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.as_mut().poll(&mut cx)))
+        {
+            Ok(std::task::Poll::Ready(done)) => Started::Done(done),
+            Ok(std::task::Poll::Pending) => {
+                self.jobs.spawn(job);
+                Started::Spawned
+            }
+            Err(_) => {
+                tracing::error!(queue = %self.queue, "consume job panicked");
+                Started::Panicked
+            }
         }
     }
 
     /// Orderly: starts the next consume job on the head of the queue, unless one is running,
     /// the queue is suspended, or its lock is missing (then it retries shortly).
+    /// Batches that finish in their first poll are applied here and the loop goes on, rather
+    /// than recursing through [`settle_orderly`](Self::settle_orderly) once per batch.
     fn consume_orderly_next(&mut self) {
-        if self.orderly_running || self.resume_at.is_some() || self.pq.is_empty() {
-            return;
+        loop {
+            if self.orderly_running || self.resume_at.is_some() || self.pq.is_empty() {
+                return;
+            }
+            if self.needs_lock() && !self.shared.is_locked(&self.queue) {
+                self.resume_at = Some(Instant::now() + RELOCK_WAIT);
+                return;
+            }
+            let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
+            let msgs = self.pq.take(batch, Instant::now());
+            if msgs.is_empty() {
+                return;
+            }
+            self.orderly_running = true;
+            let job = consume_orderly(self.scope.clone(), msgs);
+            match self.run_or_spawn(async move { JobDone::Orderly(job.await) }) {
+                Started::Done(JobDone::Orderly(done)) => {
+                    if !self.apply_orderly(done) {
+                        return;
+                    }
+                }
+                Started::Done(JobDone::Concurrent(_)) | Started::Spawned => return,
+                Started::Panicked => {
+                    self.orderly_running = false;
+                    return;
+                }
+            }
         }
-        if self.needs_lock() && !self.shared.is_locked(&self.queue) {
-            self.resume_at = Some(Instant::now() + RELOCK_WAIT);
-            return;
+    }
+
+    /// Orderly: applies a finished batch, then continues or suspends the queue for a moment.
+    fn settle_orderly(&mut self, done: OrderlyDone) {
+        if self.apply_orderly(done) {
+            self.consume_orderly_next();
         }
-        let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
-        let msgs = self.pq.take(batch, Instant::now());
-        if msgs.is_empty() {
-            return;
-        }
-        self.orderly_running = true;
-        let job = consume_orderly(Arc::clone(&self.shared), self.queue.clone(), msgs);
-        self.jobs.spawn(async move { JobDone::Orderly(job.await) });
     }
 
     /// Orderly: commits the settled head exactly (not increase-only: orderly offsets are
-    /// exact) and either continues or suspends the queue for a moment.
-    fn settle_orderly(&mut self, done: OrderlyDone) {
+    /// exact); returns whether consumption may go on now (false: the queue is suspended).
+    fn apply_orderly(&mut self, done: OrderlyDone) -> bool {
         self.orderly_running = false;
         let suspend = !done.again.is_empty();
         if suspend {
@@ -369,9 +494,8 @@ impl QueueTask {
             let pause =
                 policy::clamp_suspend_time(None, self.shared.config.suspend_current_queue_time);
             self.resume_at = Some(Instant::now() + pause);
-        } else {
-            self.consume_orderly_next();
         }
+        !suspend
     }
 
     /// Concurrent consume timeout (Java `cleanExpiredMsg`): a message stuck in the listener
@@ -411,12 +535,7 @@ impl QueueTask {
         }
         self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
         if !done.redo.is_empty() {
-            let job = consume_concurrently(
-                Arc::clone(&self.shared),
-                self.queue.clone(),
-                done.redo,
-                Some(LOCAL_RETRY_DELAY),
-            );
+            let job = consume_concurrently(self.scope.clone(), done.redo, Some(LOCAL_RETRY_DELAY));
             self.jobs.spawn(async move { JobDone::Concurrent(job.await) });
         }
     }

@@ -78,11 +78,6 @@ impl Shared {
             .collect()
     }
 
-    /// Counters of an owned queue.
-    pub fn queue_stats(&self, queue: &MessageQueue) -> Option<Arc<QueueStats>> {
-        self.stats.read().unwrap_or_else(PoisonError::into_inner).get(queue).cloned()
-    }
-
     /// Number of queues owned now (per-topic flow-control thresholds are split over them).
     pub fn owned_queue_count(&self) -> usize {
         self.stats.read().unwrap_or_else(PoisonError::into_inner).len()
