@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rmq_wasm::client::QueueSelector;
 use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{AbortKind, DLQ_REASON};
@@ -213,4 +214,55 @@ async fn hostile_plugins_end_in_the_dlq_while_a_good_listener_keeps_consuming() 
         consumer.shutdown().await;
     }
     good_consumer.shutdown().await;
+}
+
+/// A poison message in a batch of 32, through the full consumer: the batch traps, poison
+/// isolation re-runs each message alone once under the same fuel, the poison one goes to
+/// `%DLQ%<group>` with reason `poison` at once (not after 16 redeliveries), and the other 31
+/// commit with no retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_in_a_batch_of_32_is_dead_lettered_while_the_other_31_commit() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("wasm_poison");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    // One SEND_BATCH_MESSAGE: the 32 are stored consecutively before the consumer starts, so
+    // its first pull (32 messages, Java's pullBatchSize) hands them to one listener call.
+    let msgs: Vec<Message> = (0..32)
+        .map(|i| {
+            let key = if i == 17 { "poison".to_owned() } else { format!("ok-{i}") };
+            Message::new(topic.as_str(), Bytes::from_static(b"{}")).with_keys([key])
+        })
+        .collect();
+    c.producer.send_batch(msgs, QueueSelector::RoundRobin).await.unwrap();
+
+    let group = unique("wasm_poison_g");
+    let mut config = consumer_config(&group, &topic, 16);
+    config.consume_message_batch_max_size = 32;
+    let (listener, consumer) =
+        start(cluster, "trap-on-key", spec("trap-on-key", &group, &[("key", "poison")]), config)
+            .await;
+
+    let dlq =
+        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["poison"], Duration::from_secs(60))
+            .await;
+    assert_eq!(dlq[0].property(DLQ_REASON), Some("poison"), "{:?}", dlq[0].properties);
+    assert_eq!(dlq[0].property(PROP_ABORT), Some(AbortKind::Trap.as_str()));
+    wait_for("all 32 settled and committed", Duration::from_secs(60), || {
+        consumer
+            .stats()
+            .queues
+            .values()
+            .any(|q| q.committed_offset.0 >= 32 && q.consumed_ok + q.consumed_failed >= 32)
+            .then_some(())
+    })
+    .await;
+    let queues = consumer.stats().queues;
+    let q = queues.values().find(|q| q.committed_offset.0 >= 32).unwrap();
+    assert_eq!((q.consumed_ok, q.consumed_failed), (31, 1), "31 commit, 1 dead letter: {q:?}");
+    let sandbox = listener.stats().counters;
+    assert_eq!(sandbox.isolations, 1, "one batch trapped and was isolated: {sandbox:?}");
+    assert_eq!(sandbox.poison, 1, "{sandbox:?}");
+    consumer.shutdown().await;
 }
