@@ -196,15 +196,6 @@ async fn resend_to_retry_topic(
     msg: &MessageExt,
     delay_level: i32,
 ) -> Result<(), ClientError> {
-    let mut retry = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
-    retry.flag = msg.flag;
-    retry.properties = msg.properties.clone();
-    let origin_id = msg.msg_id();
-    retry.properties.remove(property::TRAN_MSG);
-    if retry.properties.get(property::RETRY_TOPIC).is_none() {
-        retry.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
-    }
-    retry.properties.insert(property::ORIGIN_MESSAGE_ID, origin_id);
     // A dead-letter request (negative level) goes past the limit, so the broker's retry-topic
     // rule sends it to %DLQ% rather than back to the listener.
     let reconsume = if delay_level < 0 {
@@ -212,13 +203,30 @@ async fn resend_to_retry_topic(
     } else {
         msg.reconsume_times + 1
     };
-    retry.properties.insert(property::RECONSUME_TIME, reconsume.to_string());
-    retry.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
-    // A fresh id: the broker would otherwise see a duplicate of the original.
-    retry.properties.remove(property::UNIQ_KEY);
+    let retry = retry_topic_copy(shared, msg, reconsume);
     // Java ignores the requested level on this path: always 3 + reconsume times.
-    retry = retry.with_delay_level(super::policy::fallback_delay_level(msg.reconsume_times).get());
+    let retry =
+        retry.with_delay_level(super::policy::fallback_delay_level(msg.reconsume_times).get());
     shared.producer.send(retry).await.map(drop)
+}
+
+/// A copy of `msg` for `%RETRY%<group>` carrying the retry bookkeeping in its properties, as
+/// Java's send-back fallback builds it: the original topic and id, `reconsume` as its
+/// reconsume count (past the group's limit, the broker stores it in `%DLQ%<group>`), and a
+/// fresh id (the broker would otherwise see a duplicate of the original).
+fn retry_topic_copy(shared: &Shared, msg: &MessageExt, reconsume: i32) -> Message {
+    let mut copy = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
+    copy.flag = msg.flag;
+    copy.properties = msg.properties.clone();
+    copy.properties.remove(property::TRAN_MSG);
+    if copy.properties.get(property::RETRY_TOPIC).is_none() {
+        copy.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
+    }
+    copy.properties.insert(property::ORIGIN_MESSAGE_ID, msg.msg_id());
+    copy.properties.insert(property::RECONSUME_TIME, reconsume.to_string());
+    copy.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
+    copy.properties.remove(property::UNIQ_KEY);
+    copy
 }
 
 /// Sends a listener's dead letter to `%DLQ%<group>` with the reason and the listener's extra
@@ -237,29 +245,17 @@ pub(crate) async fn send_to_dlq(
     reason: &str,
     extra: &[(String, String)],
 ) -> Result<(), ClientError> {
-    let mut dlq = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
-    dlq.flag = msg.flag;
-    dlq.properties = msg.properties.clone();
-    // Nothing that would delay, transact or mis-time the copy.
+    let mut dlq = retry_topic_copy(shared, msg, shared.max_reconsume_times.saturating_add(1));
+    // Nothing that would delay or mis-time the copy.
     for key in [
         property::DELAY,
         property::TIMER_DELIVER_MS,
         property::TIMER_DELAY_SEC,
         property::TIMER_DELAY_MS,
-        property::TRAN_MSG,
         property::CONSUME_START_TIME,
     ] {
         dlq.properties.remove(key);
     }
-    if dlq.properties.get(property::RETRY_TOPIC).is_none() {
-        dlq.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
-    }
-    dlq.properties.insert(property::ORIGIN_MESSAGE_ID, msg.msg_id());
-    dlq.properties
-        .insert(property::RECONSUME_TIME, shared.max_reconsume_times.saturating_add(1).to_string());
-    dlq.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
-    // A fresh id, as on the retry fallback; ORIGIN_MESSAGE_ID names the original.
-    dlq.properties.remove(property::UNIQ_KEY);
     if !reason.is_empty() {
         dlq.properties.insert(DLQ_REASON, reason);
     }
