@@ -3,8 +3,9 @@
 // against a fake host (log / config / producer) and deny-by-default WASI stubs that record every
 // WASI function the component calls.
 //
-// Usage: node scripts/smoke-plugins.mjs <plugins-dir> <jco-bin> <work-dir>
-// (scripts/build-plugins.sh --smoke runs it). Exits 1 when a plugin misbehaves.
+// Usage: node scripts/smoke-plugins.mjs <plugins-dir> <jco-bin> <work-dir> [plugin,plugin,...]
+// (scripts/build-plugins.sh --smoke runs it). The optional fourth argument runs only the named
+// plugins (default: all). Exits 1 when a plugin misbehaves.
 //
 // What the stubs answer (what a deny-by-default host must answer for these guests to work):
 // environment/arguments empty, no preopened directories, stdio = a sink stream, no terminal,
@@ -13,7 +14,8 @@ import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 
-const [pluginsDir, jco, workDir] = process.argv.slice(2).map((p) => resolve(p));
+const [pluginsDir, jco, workDir] = process.argv.slice(2, 5).map((p) => resolve(p));
+const only = process.argv[5]?.split(',').filter((n) => n !== '');
 
 // ---- deny-by-default WASI -------------------------------------------------------------------
 const wasiCalls = new Map(); // "iface#fn" -> count
@@ -113,13 +115,13 @@ function wasiInterface(key) {
 function fakeHost(config) {
   const state = { logs: [], sent: [] };
   const imports = {
-    'rmq:listener/types@0.1.0': {},
-    'rmq:listener/log@0.1.0': { log: (level, message) => state.logs.push([level, message]) },
-    'rmq:listener/config@0.1.0': {
+    'rmq:listener/types@0.2.0': {},
+    'rmq:listener/log@0.2.0': { log: (level, message) => state.logs.push([level, message]) },
+    'rmq:listener/config@0.2.0': {
       get: (key) => config[key],
       all: () => Object.entries(config).sort(([a], [b]) => (a < b ? -1 : 1)),
     },
-    'rmq:listener/producer@0.1.0': {
+    'rmq:listener/producer@0.2.0': {
       send: (msg) => {
         if (msg.topic === '__hang__') throw { payload: { tag: 'timeout' } };
         if (msg.topic === 'forbidden') throw { payload: { tag: 'denied', val: 'topic not allowed' } };
@@ -138,24 +140,56 @@ function fakeHost(config) {
 }
 
 const enc = new TextEncoder();
+const dec = new TextDecoder();
+// A message as a Java listener would see it (plain strings and lists); `batch` encodes these.
 function message(body, extra = {}) {
   return {
-    topic: 'in',
-    brokerName: 'broker-a',
-    queueId: 1,
     queueOffset: 7n,
+    bornTimestamp: 1_700_000_000_000n,
+    storeTimestamp: 1_700_000_000_100n,
+    reconsumeTimes: extra.reconsumeTimes ?? 0,
+    topic: extra.topic ?? 'in',
     msgId: extra.msgId ?? 'M1',
     offsetMsgId: 'O1',
     keys: extra.keys ?? [],
     tags: extra.tags,
     properties: extra.properties ?? [['p', 'v']],
-    body: enc.encode(body),
-    bornTimestamp: 1_700_000_000_000n,
-    storeTimestamp: 1_700_000_000_100n,
+    body: typeof body === 'string' ? enc.encode(body) : body,
     bornHost: '127.0.0.1:5000',
     storeHost: '127.0.0.1:10911',
-    reconsumeTimes: extra.reconsumeTimes ?? 0,
   };
+}
+
+// Encodes `message` specs into the wire shape of `batch` as the host builds it: fixed-size
+// records whose text and body are spans ({start, len}) of one `data` buffer. Keys are joined with
+// one space; properties are RocketMQ's `name \x01 value \x02`, repeated; tags is an optional span.
+function batch(msgs) {
+  const chunks = [];
+  let size = 0;
+  const span = (value) => {
+    const bytes = typeof value === 'string' ? enc.encode(value) : value;
+    chunks.push(bytes);
+    size += bytes.length;
+    return { start: size - bytes.length, len: bytes.length };
+  };
+  const messages = msgs.map((m) => ({
+    queueOffset: m.queueOffset,
+    bornTimestamp: m.bornTimestamp,
+    storeTimestamp: m.storeTimestamp,
+    reconsumeTimes: m.reconsumeTimes,
+    topic: span(m.topic),
+    msgId: span(m.msgId),
+    offsetMsgId: span(m.offsetMsgId),
+    keys: span(m.keys.join(' ')),
+    tags: m.tags === undefined ? undefined : span(m.tags),
+    properties: span(m.properties.map(([k, v]) => `${k}\x01${v}\x02`).join('')),
+    body: span(m.body),
+    bornHost: span(m.bornHost),
+    storeHost: span(m.storeHost),
+  }));
+  const data = new Uint8Array(size);
+  chunks.reduce((at, c) => (data.set(c, at), at + c.length), 0);
+  return { messages, data };
 }
 const ctx = {
   mode: 'concurrently',
@@ -167,6 +201,8 @@ const ctx = {
 const S = { tag: 'success' };
 const retry = (val) => ({ tag: 'retry-later', val });
 const dlq = (prefix) => ({ dlqPrefix: prefix });
+// Deep equality of plain data (strings, numbers, arrays, objects, BigInt).
+const same = (a, b) => show(a) === show(b);
 
 // plugin -> scenarios: [config, messages, expected outcomes | {err: prefix} | 'trap', check?]
 const scenarios = {
@@ -209,23 +245,76 @@ const scenarios = {
     [
       { 'route.order': 'orders', 'default-topic': 'other', 'delay-level': '3' },
       [
-        message('{"kind": "order", "id": 1, "key": "o-1"}'),
+        message('{"kind": "order", "id": 1, "key": "o-1"}', {
+          keys: ['k1', 'k2'],
+          tags: 't',
+          properties: [['p', 'v'], ['q', 'wé']],
+        }),
         message('{"kind": "refund", "retry": true}'),
         message('{"kind": "misc"}'),
         message('not json'),
         message('[1, 2]'),
       ],
       [S, retry(3), S, dlq('py-json-router: invalid JSON'), dlq('py-json-router: JSON body is not an object')],
-      (st) => st.sent.length === 2 && st.sent[0].topic === 'orders' && st.sent[0].keys.includes('o-1'),
+      // The routed copies carry the original tags, keys, properties and body, decoded exactly.
+      (st) =>
+        st.sent.length === 2 &&
+        same(st.sent[0], {
+          topic: 'orders',
+          tags: 't',
+          keys: ['k1', 'k2', 'o-1'],
+          properties: [['p', 'v'], ['q', 'wé'], ['EVENT_KIND', 'order'], ['ROUTED_FROM', 'in']],
+          body: st.sent[0].body,
+        }) &&
+        dec.decode(st.sent[0].body) === '{"kind": "order", "id": 1, "key": "o-1"}' &&
+        same(st.sent[1], {
+          topic: 'other',
+          tags: undefined,
+          keys: [],
+          properties: [['p', 'v'], ['EVENT_KIND', 'misc'], ['ROUTED_FROM', 'in']],
+          body: st.sent[1].body,
+        }) &&
+        dec.decode(st.sent[1].body) === '{"kind": "misc"}' &&
+        same(st.logs, [['info', 'py-json-router: 5 from in#1: 2 routed, 1 retried, 2 dead-lettered']]),
     ],
     [{ 'delay-level': 'x' }, [message('{}')], { err: 'py-json-router: config delay-level' }],
   ],
   'js-json-router': [
     [
       { 'target-topic': 'orders', 'delay-level': '2' },
-      [message('{"id": 1, "type": "big"}'), message('{"id": 2, "retry": 1}'), message('{"x": 1}'), message('{')],
+      [
+        message('{"id": 1, "type": "big"}', {
+          keys: ['k1', 'k2'],
+          tags: 't',
+          properties: [['p', 'v'], ['q', 'wé']],
+        }),
+        message('{"id": 2, "retry": 1}'),
+        message('{"x": 1}'),
+        message('{'),
+      ],
       [S, retry(2), dlq('js-json-router: order has no "id"'), dlq('js-json-router: invalid JSON')],
-      (st) => st.sent.length === 1 && st.sent[0].tags === 'big',
+      (st) =>
+        st.sent.length === 1 &&
+        same(st.sent[0], {
+          topic: 'orders',
+          tags: 'big',
+          keys: ['k1', 'k2'],
+          properties: [['p', 'v'], ['q', 'wé'], ['ORDER_ID', '1'], ['ROUTED_FROM', 'in']],
+          body: st.sent[0].body,
+        }) &&
+        same(JSON.parse(dec.decode(st.sent[0].body)), { id: 1, type: 'big', routedBy: 'js' }) &&
+        same(st.logs, [['info', 'js-json-router: 4 from in#1: 1 routed, 1 retried, 2 dead-lettered']]),
+    ],
+    // Without a "type", the copy keeps the message's own tags.
+    [
+      { 'target-topic': 'orders' },
+      [message('{"id": "x"}', { tags: 'keep', keys: ['only'] })],
+      [S],
+      (st) =>
+        st.sent.length === 1 &&
+        st.sent[0].tags === 'keep' &&
+        same(st.sent[0].keys, ['only']) &&
+        same(st.sent[0].properties, [['p', 'v'], ['ORDER_ID', 'x'], ['ROUTED_FROM', 'in']]),
     ],
     [{}, [message('{}')], { err: 'js-json-router: config target-topic' }],
   ],
@@ -240,7 +329,13 @@ function matches(actual, expected) {
 
 const show = (v) => JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? `${x}n` : x));
 let failures = 0;
-for (const [name, cases] of Object.entries(scenarios)) {
+const unknown = only?.filter((n) => !(n in scenarios)) ?? [];
+if (unknown.length) {
+  console.error(`no scenarios for ${unknown.join(', ')}; known: ${Object.keys(scenarios).join(', ')}`);
+  process.exit(2);
+}
+const selected = Object.entries(scenarios).filter(([name]) => !only || only.includes(name));
+for (const [name, cases] of selected) {
   const wasm = join(pluginsDir, `${name}.wasm`);
   const out = join(workDir, name);
   execFileSync(jco, ['transpile', wasm, '--instantiation', 'async', '--name', name, '-q', '-o', out], {
@@ -267,7 +362,7 @@ for (const [name, cases] of Object.entries(scenarios)) {
     try {
       // A fresh instance per call, like the host's default.
       const inst = await instantiate(getCoreModule, allImports);
-      result = { ok: inst['rmq:listener/handler@0.1.0'].consume(ctx, msgs) };
+      result = { ok: inst['rmq:listener/handler@0.2.0'].consume(ctx, batch(msgs)) };
     } catch (e) {
       result = e?.payload !== undefined ? { err: e.payload } : { trap: `${e?.constructor?.name}: ${e?.message}` };
     }
@@ -290,5 +385,5 @@ for (const [name, cases] of Object.entries(scenarios)) {
   for (const n of notes) console.log(`       ${n}`);
   if (!ok) failures++;
 }
-console.log(`${Object.keys(scenarios).length - failures} passed, ${failures} failed`);
+console.log(`${selected.length - failures} passed, ${failures} failed`);
 process.exit(failures ? 1 : 0);

@@ -18,8 +18,9 @@ step() {
 step install-cluster scripts/install-cluster.sh
 # The Wasm sandbox tests run the plugins from target/plugins/ (Rust, Python, JavaScript); the
 # script installs its own tools (componentize-py in a venv, npm packages) and is quick when
-# nothing changed.
-step plugins scripts/build-plugins.sh
+# nothing changed. --test runs the Rust plugins' native unit tests, --smoke calls every built
+# component once in node against a fake host.
+step plugins scripts/build-plugins.sh --test --smoke
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test cargo test --workspace

@@ -5,7 +5,7 @@
 
 use crate::bindings::rmq::listener::{log as wit_log, producer as wit_producer, types as wit};
 use crate::types::{
-    ConsumeContext, ConsumeMode, DelayLevel, Level, ListenerError, Message, MessageQueue, Outcome,
+    ConsumeContext, ConsumeMode, DelayLevel, Level, ListenerError, MessageQueue, Outcome,
     OutgoingMessage, ProduceError, SendReceipt, SendStatus,
 };
 
@@ -18,50 +18,6 @@ impl From<wit::MessageQueue> for MessageQueue {
 impl From<MessageQueue> for wit::MessageQueue {
     fn from(q: MessageQueue) -> Self {
         wit::MessageQueue { topic: q.topic, broker_name: q.broker_name, queue_id: q.queue_id }
-    }
-}
-
-impl From<wit::Message> for Message {
-    fn from(m: wit::Message) -> Self {
-        Message {
-            topic: m.topic,
-            broker_name: m.broker_name,
-            queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
-            msg_id: m.msg_id,
-            offset_msg_id: m.offset_msg_id,
-            keys: m.keys,
-            tags: m.tags,
-            properties: m.properties,
-            body: m.body,
-            born_timestamp_ms: m.born_timestamp,
-            store_timestamp_ms: m.store_timestamp,
-            born_host: m.born_host,
-            store_host: m.store_host,
-            reconsume_times: m.reconsume_times,
-        }
-    }
-}
-
-impl From<Message> for wit::Message {
-    fn from(m: Message) -> Self {
-        wit::Message {
-            topic: m.topic,
-            broker_name: m.broker_name,
-            queue_id: m.queue_id,
-            queue_offset: m.queue_offset,
-            msg_id: m.msg_id,
-            offset_msg_id: m.offset_msg_id,
-            keys: m.keys,
-            tags: m.tags,
-            properties: m.properties,
-            body: m.body,
-            born_timestamp: m.born_timestamp_ms,
-            store_timestamp: m.store_timestamp_ms,
-            born_host: m.born_host,
-            store_host: m.store_host,
-            reconsume_times: m.reconsume_times,
-        }
     }
 }
 
@@ -203,26 +159,6 @@ impl From<wit_producer::ProduceError> for ProduceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn message_round_trips_through_wit() {
-        let mut m = Message::new("orders", vec![0, 1, 2, 255])
-            .with_tags("TagA")
-            .with_key("k1")
-            .with_key("k2")
-            .with_property("a", "1")
-            .with_msg_id("UNIQ")
-            .with_position(3, 42)
-            .with_reconsume_times(5);
-        m.broker_name = "broker-a".into();
-        m.offset_msg_id = "OFFSET".into();
-        m.born_timestamp_ms = 1;
-        m.store_timestamp_ms = 2;
-        m.born_host = "127.0.0.1:1".into();
-        m.store_host = "127.0.0.1:10911".into();
-        let back = Message::from(wit::Message::from(m.clone()));
-        assert_eq!(back, m);
-    }
 
     #[test]
     fn outcomes_map_and_levels_clamp() {

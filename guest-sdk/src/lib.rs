@@ -1,6 +1,6 @@
 //! Guest SDK for rmq-wasm listener components.
 //!
-//! A listener is a WebAssembly component implementing the `rmq:listener@0.1.0` world
+//! A listener is a WebAssembly component implementing the `rmq:listener@0.2.0` world
 //! (`wit/listener.wit` at the repository root): the host hands it a batch of RocketMQ messages and
 //! it answers with one [`Outcome`] per message, or a [`ListenerError`] for the whole batch. While
 //! it runs it may [`log`], read its own [`config`] and send messages through the host's
@@ -12,10 +12,10 @@
 //! struct DropEmpty;
 //!
 //! impl Listener for DropEmpty {
-//!     fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+//!     fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
 //!         Ok(msgs
 //!             .iter()
-//!             .map(|m| if m.body.is_empty() { Outcome::dead_letter("empty body") } else { Outcome::Success })
+//!             .map(|m| if m.body().is_empty() { Outcome::dead_letter("empty body") } else { Outcome::Success })
 //!             .collect())
 //!     }
 //! }
@@ -68,7 +68,9 @@ pub mod bindings {
 /// Java's `ackIndex`, the host retries messages without an outcome and ignores extra ones.
 pub trait Listener {
     /// Handle one batch of messages from one message queue.
-    fn consume(ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError>;
+    ///
+    /// A [`Message`] borrows the batch the host handed over; copy what must outlive the call.
+    fn consume(ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError>;
 }
 
 #[doc(hidden)]
@@ -79,18 +81,20 @@ pub mod __export {
     use crate::bindings::rmq::listener::types as wit;
     use crate::{ConsumeContext, Listener, Message};
 
-    /// Implements the generated `Guest` trait for any [`Listener`]: converts the WIT types to
-    /// the SDK's plain types and back.
+    /// Implements the generated `Guest` trait for any [`Listener`]: the context becomes the
+    /// SDK's plain type, each message a [`Message`] view of the batch (no copy), and the outcomes
+    /// go back as WIT types.
     #[derive(Debug)]
     pub struct Adapter<L>(PhantomData<fn() -> L>);
 
     impl<L: Listener> Guest for Adapter<L> {
         fn consume(
             ctx: wit::ConsumeContext,
-            msgs: Vec<wit::Message>,
+            batch: wit::Batch,
         ) -> Result<Vec<wit::MessageOutcome>, wit::ListenerError> {
             let ctx = ConsumeContext::from(ctx);
-            let msgs: Vec<Message> = msgs.into_iter().map(Message::from).collect();
+            let msgs: Vec<Message<'_>> =
+                batch.messages.iter().map(|m| Message::new(m, &batch.data)).collect();
             L::consume(&ctx, &msgs)
                 .map(|outcomes| outcomes.into_iter().map(Into::into).collect())
                 .map_err(Into::into)
@@ -122,7 +126,7 @@ macro_rules! export_listener {
         #[doc(hidden)]
         pub fn __rmq_wasm_listener_export(
             ctx: &$crate::ConsumeContext,
-            msgs: &[$crate::Message],
+            msgs: &[$crate::testing::TestMessage],
         ) -> ::std::result::Result<::std::vec::Vec<$crate::Outcome>, $crate::ListenerError> {
             $crate::testing::consume::<$listener>(ctx, msgs)
         }
@@ -166,11 +170,18 @@ mod tests {
     struct DeadLetterEmpty;
 
     impl Listener for DeadLetterEmpty {
-        fn consume(_: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+        fn consume(
+            _: &ConsumeContext,
+            msgs: &[Message<'_>],
+        ) -> Result<Vec<Outcome>, ListenerError> {
             Ok(msgs
                 .iter()
                 .map(|m| {
-                    if m.body.is_empty() { Outcome::dead_letter("empty") } else { Outcome::Success }
+                    if m.body().is_empty() {
+                        Outcome::dead_letter("empty")
+                    } else {
+                        Outcome::Success
+                    }
                 })
                 .collect())
         }
@@ -182,7 +193,7 @@ mod tests {
     fn export_macro_natively_runs_the_listener() {
         let out = __rmq_wasm_listener_export(
             &ConsumeContext::default(),
-            &[Message::new("t", ""), Message::new("t", "x")],
+            &[crate::testing::message("t", ""), crate::testing::message("t", "x")],
         );
         assert_eq!(out, Ok(vec![Outcome::dead_letter("empty"), Outcome::Success]));
     }

@@ -7,7 +7,7 @@
 //!
 //! struct Echo;
 //! impl Listener for Echo {
-//!     fn consume(_: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+//!     fn consume(_: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
 //!         let prefix = rmq_wasm_guest::config::get_or("prefix", "");
 //!         for m in msgs {
 //!             rmq_wasm_guest::info!("{prefix}{}", m.body_lossy());
@@ -17,7 +17,7 @@
 //! }
 //!
 //! testing::set_config([("prefix", "> ")]);
-//! let out = testing::consume::<Echo>(&ConsumeContext::default(), &[Message::new("t", "hi")]);
+//! let out = testing::consume::<Echo>(&ConsumeContext::default(), &[testing::message("t", "hi")]);
 //! assert_eq!(out, Ok(vec![Outcome::Success]));
 //! assert_eq!(testing::logs()[0].1, "> hi");
 //! ```
@@ -27,9 +27,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::bindings::exports::rmq::listener::handler::Guest;
+use crate::bindings::rmq::listener::types as wit;
+#[cfg(doc)]
+use crate::types::Message;
 use crate::types::{
-    ConsumeContext, Level, ListenerError, Message, MessageQueue, Outcome, OutgoingMessage,
-    ProduceError, SendReceipt,
+    ConsumeContext, Level, ListenerError, MessageQueue, Outcome, OutgoingMessage, ProduceError,
+    SendReceipt,
 };
 
 type SendHook = Box<dyn FnMut(&OutgoingMessage) -> Result<SendReceipt, ProduceError>>;
@@ -117,18 +120,140 @@ pub fn sent() -> Vec<OutgoingMessage> {
     with_host(|h| h.sent.clone())
 }
 
+/// A message to hand a listener in a native test: an owned `MessageExt`, built with
+/// [`message`] and the `with_*` methods. [`consume`] lays a slice of them out as the host lays
+/// out a batch, so the listener reads them through the same [`Message`] views it gets in Wasm.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TestMessage {
+    /// The message's topic.
+    pub topic: String,
+    /// Offset in its queue.
+    pub queue_offset: u64,
+    /// `UNIQ_KEY`; empty: the offset msg id stands in, as on the host.
+    pub msg_id: String,
+    /// Broker-generated id.
+    pub offset_msg_id: String,
+    /// `KEYS`.
+    pub keys: Vec<String>,
+    /// `TAGS`.
+    pub tags: Option<String>,
+    /// User properties in producer order.
+    pub properties: Vec<(String, String)>,
+    /// The payload.
+    pub body: Vec<u8>,
+    /// Producer clock, ms since the Unix epoch.
+    pub born_timestamp_ms: u64,
+    /// Broker clock, ms since the Unix epoch.
+    pub store_timestamp_ms: u64,
+    /// `ip:port` of the producer.
+    pub born_host: String,
+    /// `ip:port` of the broker.
+    pub store_host: String,
+    /// Deliveries before this one.
+    pub reconsume_times: u32,
+}
+
+/// A test message on `topic` with `body`; every other field empty or zero.
+pub fn message(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> TestMessage {
+    TestMessage { topic: topic.into(), body: body.into(), ..TestMessage::default() }
+}
+
+impl TestMessage {
+    /// Sets the tag.
+    #[must_use]
+    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
+        self.tags = Some(tags.into());
+        self
+    }
+
+    /// Adds a key.
+    #[must_use]
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// Adds a user property (replacing an earlier one with the same name).
+    #[must_use]
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value) = (name.into(), value.into());
+        match self.properties.iter_mut().find(|(k, _)| *k == name) {
+            Some((_, v)) => *v = value,
+            None => self.properties.push((name, value)),
+        }
+        self
+    }
+
+    /// Sets the message id (`UNIQ_KEY`).
+    #[must_use]
+    pub fn with_msg_id(mut self, msg_id: impl Into<String>) -> Self {
+        self.msg_id = msg_id.into();
+        self
+    }
+
+    /// Sets the queue offset.
+    #[must_use]
+    pub fn with_queue_offset(mut self, queue_offset: u64) -> Self {
+        self.queue_offset = queue_offset;
+        self
+    }
+
+    /// Sets how often the message was delivered before.
+    #[must_use]
+    pub fn with_reconsume_times(mut self, reconsume_times: u32) -> Self {
+        self.reconsume_times = reconsume_times;
+        self
+    }
+}
+
+/// `msgs` as the host's batch: fixed-size records, every text and body appended to one buffer
+/// (the layout `wit/listener.wit` describes; the host builds the same in `wasm/convert.rs`).
+pub(crate) fn batch(msgs: &[TestMessage]) -> wit::Batch {
+    let mut data = Vec::new();
+    let mut span = |bytes: &[u8]| {
+        let start = u32::try_from(data.len()).expect("a test batch under 4 GiB");
+        data.extend_from_slice(bytes);
+        wit::Span { start, len: u32::try_from(bytes.len()).expect("a field under 4 GiB") }
+    };
+    let messages = msgs
+        .iter()
+        .map(|m| {
+            let topic = span(m.topic.as_bytes());
+            let offset_msg_id = span(m.offset_msg_id.as_bytes());
+            let msg_id =
+                if m.msg_id.is_empty() { offset_msg_id } else { span(m.msg_id.as_bytes()) };
+            let properties: String =
+                m.properties.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
+            wit::Message {
+                queue_offset: m.queue_offset,
+                born_timestamp: m.born_timestamp_ms,
+                store_timestamp: m.store_timestamp_ms,
+                reconsume_times: m.reconsume_times,
+                topic,
+                msg_id,
+                offset_msg_id,
+                keys: span(m.keys.join(" ").as_bytes()),
+                tags: m.tags.as_ref().map(|t| span(t.as_bytes())),
+                properties: span(properties.as_bytes()),
+                body: span(&m.body),
+                born_host: span(m.born_host.as_bytes()),
+                store_host: span(m.store_host.as_bytes()),
+            }
+        })
+        .collect();
+    wit::Batch { messages, data }
+}
+
 /// Runs listener `L` on a batch the way the Wasm export and the host do: the context and
-/// messages are converted to the WIT types and back, the outcomes come back through the WIT types
-/// too, and (like the host) a short list is padded with [`Outcome::retry`] and extra outcomes
-/// are dropped.
+/// messages are converted to the WIT types (the messages laid out as the host lays out a batch),
+/// the outcomes come back through the WIT types too, and (like the host) a short list is padded
+/// with [`Outcome::retry`] and extra outcomes are dropped.
 pub fn consume<L: crate::Listener>(
     ctx: &ConsumeContext,
-    msgs: &[Message],
+    msgs: &[TestMessage],
 ) -> Result<Vec<Outcome>, ListenerError> {
-    let result = crate::__export::Adapter::<L>::consume(
-        ctx.clone().into(),
-        msgs.iter().cloned().map(Into::into).collect(),
-    );
+    let result = crate::__export::Adapter::<L>::consume(ctx.clone().into(), batch(msgs));
     let mut outcomes: Vec<Outcome> =
         result.map_err(ListenerError::from)?.into_iter().map(Into::into).collect();
     outcomes.resize(msgs.len(), Outcome::retry());
@@ -138,19 +263,22 @@ pub fn consume<L: crate::Listener>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DelayLevel, Listener, config, producer};
+    use crate::{DelayLevel, Listener, Message, config, producer};
 
     /// Retries messages tagged with the configured tag, forwards the rest.
     struct RetryOrForward;
 
     impl Listener for RetryOrForward {
-        fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+        fn consume(
+            _ctx: &ConsumeContext,
+            msgs: &[Message<'_>],
+        ) -> Result<Vec<Outcome>, ListenerError> {
             let tag = config::require("retry-tag")?;
             let level: Option<DelayLevel> = config::parse("delay")?;
             msgs.iter()
                 .map(|m| {
                     if m.has_tag(&tag) {
-                        crate::warn!("retrying {}", m.msg_id);
+                        crate::warn!("retrying {}", m.msg_id());
                         return Ok(Outcome::RetryLater(level));
                     }
                     producer::send(&m.forward_to("out"))?;
@@ -164,15 +292,19 @@ mod tests {
     struct OneOutcome;
 
     impl Listener for OneOutcome {
-        fn consume(_: &ConsumeContext, _: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+        fn consume(_: &ConsumeContext, _: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
             Ok(vec![Outcome::Success])
         }
     }
 
-    fn batch() -> Vec<Message> {
+    fn batch() -> Vec<TestMessage> {
         vec![
-            Message::new("in", "a").with_msg_id("1").with_tags("X"),
-            Message::new("in", "b").with_msg_id("2").with_tags("Y"),
+            message("in", "a").with_msg_id("1").with_tags("X"),
+            message("in", "b")
+                .with_msg_id("2")
+                .with_tags("Y")
+                .with_key("k")
+                .with_property("p", "v"),
         ]
     }
 
@@ -181,7 +313,9 @@ mod tests {
         set_config([("retry-tag", "X"), ("delay", "30s")]);
         let out = consume::<RetryOrForward>(&ConsumeContext::default(), &batch()).unwrap();
         assert_eq!(out, vec![Outcome::retry_after(DelayLevel::new(4).unwrap()), Outcome::Success]);
-        assert_eq!(sent(), vec![batch()[1].forward_to("out")]);
+        let forwarded =
+            OutgoingMessage::new("out", "b").with_tags("Y").with_key("k").with_property("p", "v");
+        assert_eq!(sent(), vec![forwarded]);
         assert_eq!(logs(), vec![(Level::Warn, "retrying 1".to_string())]);
         assert_eq!(
             config::all(),

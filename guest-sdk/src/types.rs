@@ -8,6 +8,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::bindings::rmq::listener::types as wit;
+
 /// RocketMQ's `MessageQueue`: the topic, broker and queue a message lives in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -27,102 +29,69 @@ impl MessageQueue {
     }
 }
 
-/// A consumed message: what a Java listener sees in `MessageExt`.
+/// A consumed message: what a Java listener sees in `MessageExt`, read in place.
 ///
-/// Fields are public for reading; build one (in tests) with [`Message::new`] and the `with_*`
-/// methods.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Message {
-    /// The message's topic (the original one for redelivered messages).
-    pub topic: String,
-    /// Broker that stored the message.
-    pub broker_name: String,
-    /// Queue id within the topic.
-    pub queue_id: u32,
-    /// Offset of the message in its queue.
-    pub queue_offset: u64,
-    /// Client-generated unique id (`UNIQ_KEY`), or `offset_msg_id` when absent.
-    pub msg_id: String,
-    /// Broker-generated id (store host + commit-log offset).
-    pub offset_msg_id: String,
-    /// `KEYS`, split on spaces.
-    pub keys: Vec<String>,
-    /// `TAGS`, if set.
-    pub tags: Option<String>,
-    /// User properties in producer order (system properties excluded).
-    pub properties: Vec<(String, String)>,
-    /// The payload.
-    pub body: Vec<u8>,
-    /// Milliseconds since the Unix epoch when the producer created the message.
-    pub born_timestamp_ms: u64,
-    /// Milliseconds since the Unix epoch when the broker stored the message.
-    pub store_timestamp_ms: u64,
-    /// `ip:port` of the producer.
-    pub born_host: String,
-    /// `ip:port` of the broker.
-    pub store_host: String,
-    /// Deliveries before this one (0 on first delivery).
-    pub reconsume_times: u32,
+/// The host hands a batch over as fixed-size records whose text and body are spans of one byte
+/// buffer (see `wit/listener.wit`); a `Message` is a view of one record and that buffer, so
+/// reading a field copies nothing and a listener that looks only at tags never touches bodies.
+/// Text the host sent as invalid UTF-8 (it never does) reads as empty. Build messages for native
+/// tests with [`testing::TestMessage`](crate::testing::TestMessage).
+#[derive(Clone, Copy)]
+pub struct Message<'a> {
+    record: &'a wit::Message,
+    data: &'a [u8],
 }
 
-impl Message {
-    /// A message on `topic` with `body`; every other field empty or zero.
-    pub fn new(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
-        Self { topic: topic.into(), body: body.into(), ..Self::default() }
+impl<'a> Message<'a> {
+    /// The view of `record`, whose spans point into `data`.
+    pub(crate) fn new(record: &'a wit::Message, data: &'a [u8]) -> Self {
+        Self { record, data }
     }
 
-    /// Sets the tag.
-    #[must_use]
-    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
-        self.tags = Some(tags.into());
-        self
+    /// The bytes of `span`; empty when it is out of range (a host bug, never a panic).
+    fn bytes(&self, span: wit::Span) -> &'a [u8] {
+        let start = span.start as usize;
+        self.data.get(start..start.saturating_add(span.len as usize)).unwrap_or_default()
     }
 
-    /// Adds a key.
-    #[must_use]
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.keys.push(key.into());
-        self
+    fn text(&self, span: wit::Span) -> &'a str {
+        std::str::from_utf8(self.bytes(span)).unwrap_or_default()
     }
 
-    /// Adds a user property (replacing an earlier one with the same name).
-    #[must_use]
-    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        set_property(&mut self.properties, name.into(), value.into());
-        self
+    /// The message's topic (the original one for redelivered messages).
+    pub fn topic(&self) -> &'a str {
+        self.text(self.record.topic)
     }
 
-    /// Sets the message id.
-    #[must_use]
-    pub fn with_msg_id(mut self, msg_id: impl Into<String>) -> Self {
-        self.msg_id = msg_id.into();
-        self
+    /// Offset of the message in the batch's queue ([`ConsumeContext::queue`]).
+    pub fn queue_offset(&self) -> u64 {
+        self.record.queue_offset
     }
 
-    /// Sets the queue id and offset.
-    #[must_use]
-    pub fn with_position(mut self, queue_id: u32, queue_offset: u64) -> Self {
-        self.queue_id = queue_id;
-        self.queue_offset = queue_offset;
-        self
+    /// Client-generated unique id (`UNIQ_KEY`), or [`offset_msg_id`](Self::offset_msg_id) when
+    /// the message has none.
+    pub fn msg_id(&self) -> &'a str {
+        self.text(self.record.msg_id)
     }
 
-    /// Sets how often the message was delivered before.
-    #[must_use]
-    pub fn with_reconsume_times(mut self, reconsume_times: u32) -> Self {
-        self.reconsume_times = reconsume_times;
-        self
+    /// Broker-generated id (store host + commit-log offset).
+    pub fn offset_msg_id(&self) -> &'a str {
+        self.text(self.record.offset_msg_id)
     }
 
-    /// The user property `name`, if set (the last one wins if the producer set it twice).
-    pub fn property(&self, name: &str) -> Option<&str> {
-        self.properties.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    /// The keys (RocketMQ `KEYS`, split on spaces).
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        self.text(self.record.keys).split(' ').filter(|k| !k.is_empty())
+    }
+
+    /// Whether one of the message's keys is `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.keys().any(|k| k == key)
     }
 
     /// The tag, if set.
-    pub fn tags(&self) -> Option<&str> {
-        self.tags.as_deref()
+    pub fn tags(&self) -> Option<&'a str> {
+        self.record.tags.map(|t| self.text(t))
     }
 
     /// Whether the message's tag is `tag`.
@@ -130,61 +99,107 @@ impl Message {
         self.tags() == Some(tag)
     }
 
-    /// The keys (RocketMQ `KEYS`).
-    pub fn keys(&self) -> &[String] {
-        &self.keys
+    /// User properties in producer order (RocketMQ system properties excluded).
+    pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.text(self.record.properties).split('\u{2}').filter_map(|pair| pair.split_once('\u{1}'))
     }
 
-    /// Whether one of the message's keys is `key`.
-    pub fn has_key(&self, key: &str) -> bool {
-        self.keys.iter().any(|k| k == key)
+    /// The user property `name`, if set (the last one wins if the producer set it twice).
+    pub fn property(&self, name: &str) -> Option<&'a str> {
+        self.properties().filter(|(k, _)| *k == name).last().map(|(_, v)| v)
+    }
+
+    /// The payload.
+    pub fn body(&self) -> &'a [u8] {
+        self.bytes(self.record.body)
     }
 
     /// The body as UTF-8.
-    pub fn body_str(&self) -> Result<&str, std::str::Utf8Error> {
-        std::str::from_utf8(&self.body)
+    pub fn body_str(&self) -> Result<&'a str, std::str::Utf8Error> {
+        std::str::from_utf8(self.body())
     }
 
     /// The body as UTF-8, invalid sequences replaced by U+FFFD.
-    pub fn body_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.body)
+    pub fn body_lossy(&self) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.body())
+    }
+
+    /// Whether the body contains `needle` as bytes: what a text search on a body usually means,
+    /// without validating the body as UTF-8 first.
+    pub fn body_contains(&self, needle: &[u8]) -> bool {
+        memchr::memmem::find(self.body(), needle).is_some()
     }
 
     /// The body parsed as JSON.
     #[cfg(feature = "json")]
     pub fn body_json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_slice(&self.body)
+        serde_json::from_slice(self.body())
+    }
+
+    /// Deliveries before this one (0 on first delivery).
+    pub fn reconsume_times(&self) -> u32 {
+        self.record.reconsume_times
     }
 
     /// Whether this is a redelivery (`reconsume_times > 0`).
     pub fn is_redelivery(&self) -> bool {
-        self.reconsume_times > 0
+        self.reconsume_times() > 0
+    }
+
+    /// Milliseconds since the Unix epoch when the producer created the message.
+    pub fn born_timestamp_ms(&self) -> u64 {
+        self.record.born_timestamp
+    }
+
+    /// Milliseconds since the Unix epoch when the broker stored the message.
+    pub fn store_timestamp_ms(&self) -> u64 {
+        self.record.store_timestamp
     }
 
     /// When the producer created the message.
     pub fn born_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.born_timestamp_ms)
+        UNIX_EPOCH + Duration::from_millis(self.born_timestamp_ms())
     }
 
     /// When the broker stored the message.
     pub fn store_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.store_timestamp_ms)
+        UNIX_EPOCH + Duration::from_millis(self.store_timestamp_ms())
     }
 
-    /// The queue the message lives in.
-    pub fn queue(&self) -> MessageQueue {
-        MessageQueue::new(&self.topic, &self.broker_name, self.queue_id)
+    /// `ip:port` of the producer.
+    pub fn born_host(&self) -> &'a str {
+        self.text(self.record.born_host)
+    }
+
+    /// `ip:port` of the broker that stored the message.
+    pub fn store_host(&self) -> &'a str {
+        self.text(self.record.store_host)
     }
 
     /// An outgoing copy of this message for `topic`: same tags, keys, properties and body.
     pub fn forward_to(&self, topic: impl Into<String>) -> OutgoingMessage {
         OutgoingMessage {
             topic: topic.into(),
-            tags: self.tags.clone(),
-            keys: self.keys.clone(),
-            properties: self.properties.clone(),
-            body: self.body.clone(),
+            tags: self.tags().map(str::to_owned),
+            keys: self.keys().map(str::to_owned).collect(),
+            properties: self.properties().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            body: self.body().to_vec(),
         }
+    }
+}
+
+impl fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &self.topic())
+            .field("queue_offset", &self.queue_offset())
+            .field("msg_id", &self.msg_id())
+            .field("tags", &self.tags())
+            .field("keys", &self.keys().collect::<Vec<_>>())
+            .field("properties", &self.properties().collect::<Vec<_>>())
+            .field("body_len", &self.body().len())
+            .field("reconsume_times", &self.reconsume_times())
+            .finish_non_exhaustive()
     }
 }
 
@@ -258,8 +273,8 @@ impl ConsumeContext {
 
     /// Whether a `retry-later` for `msg` would send it to the DLQ instead (its redeliveries have
     /// reached `max_reconsume_times`).
-    pub fn is_last_attempt(&self, msg: &Message) -> bool {
-        msg.reconsume_times >= self.max_reconsume_times
+    pub fn is_last_attempt(&self, msg: &Message<'_>) -> bool {
+        msg.reconsume_times() >= self.max_reconsume_times
     }
 }
 
@@ -562,31 +577,64 @@ impl std::error::Error for ProduceError {}
 mod tests {
     use super::*;
 
+    use crate::testing::{TestMessage, batch, message};
+
+    /// Runs `f` on the views of `msgs` laid out as the host lays out a batch.
+    fn with_views<const N: usize, R>(
+        msgs: [TestMessage; N],
+        f: impl FnOnce([Message<'_>; N]) -> R,
+    ) -> R {
+        let b = batch(&msgs);
+        f(std::array::from_fn(|i| Message::new(&b.messages[i], &b.data)))
+    }
+
     #[test]
     fn property_lookup_last_wins_and_with_property_replaces() {
-        let mut m = Message::new("t", "x").with_property("a", "1");
+        let mut m = message("t", "x").with_property("a", "1").with_property("é", "");
         m.properties.push(("a".into(), "2".into()));
-        assert_eq!(m.property("a"), Some("2"));
-        assert_eq!(m.property("b"), None);
-        let m = Message::new("t", "x").with_property("a", "1").with_property("a", "3");
+        with_views([m], |[m]| {
+            assert_eq!(m.property("a"), Some("2"));
+            assert_eq!(m.property("é"), Some(""));
+            assert_eq!(m.property("b"), None);
+            assert_eq!(m.properties().collect::<Vec<_>>(), [("a", "1"), ("é", ""), ("a", "2")]);
+        });
+        let m = message("t", "x").with_property("a", "1").with_property("a", "3");
         assert_eq!(m.properties, vec![("a".to_string(), "3".to_string())]);
     }
 
     #[test]
-    fn tags_keys_and_body() {
-        let m =
-            Message::new("t", "héllo".as_bytes()).with_tags("TagA").with_key("k1").with_key("k2");
-        assert!(m.has_tag("TagA"));
-        assert!(!m.has_tag("TagB"));
-        assert!(m.has_key("k2"));
-        assert!(!m.has_key("k3"));
-        assert_eq!(m.body_str().unwrap(), "héllo");
+    fn tags_keys_ids_and_body() {
+        let good = message("t", "héllo").with_tags("TagA").with_key("k1").with_key("k2");
+        let bad = message("u", vec![0xff, b'a']).with_msg_id("UNIQ").with_queue_offset(9);
+        with_views([good, bad], |[m, bad]| {
+            assert!(m.has_tag("TagA"));
+            assert!(!m.has_tag("TagB"));
+            assert!(m.has_key("k2"));
+            assert!(!m.has_key("k3"));
+            assert_eq!(m.keys().collect::<Vec<_>>(), ["k1", "k2"]);
+            assert_eq!(m.body_str().unwrap(), "héllo");
+            assert!(m.body_contains("llo".as_bytes()) && !m.body_contains(b"hello"));
+            assert_eq!((m.topic(), bad.topic()), ("t", "u"));
 
-        let bad = Message::new("t", vec![0xff, b'a']);
-        assert!(bad.body_str().is_err());
-        assert_eq!(bad.body_lossy(), "\u{fffd}a");
-        let e: ListenerError = bad.body_str().unwrap_err().into();
-        assert!(e.message.starts_with("body is not UTF-8"), "{e}");
+            assert_eq!((bad.tags(), bad.keys().count()), (None, 0));
+            assert_eq!((bad.msg_id(), bad.queue_offset()), ("UNIQ", 9));
+            assert!(bad.body_str().is_err());
+            assert_eq!(bad.body_lossy(), "\u{fffd}a");
+            let e: ListenerError = bad.body_str().unwrap_err().into();
+            assert!(e.message.starts_with("body is not UTF-8"), "{e}");
+            let out = bad.forward_to("o");
+            assert_eq!((out.topic.as_str(), out.body.as_slice()), ("o", &[0xff, b'a'][..]));
+        });
+    }
+
+    #[test]
+    fn spans_out_of_range_read_as_empty() {
+        let b = batch(&[message("t", "body")]);
+        let mut record = b.messages[0];
+        record.body = wit::Span { start: 2, len: u32::MAX };
+        record.topic = wit::Span { start: u32::MAX, len: 1 };
+        let m = Message::new(&record, &b.data);
+        assert_eq!((m.body(), m.topic()), (&[][..], ""));
     }
 
     #[cfg(feature = "json")]
@@ -597,29 +645,31 @@ mod tests {
             id: u32,
             retry: Option<bool>,
         }
-        let m = Message::new("t", r#"{"id": 7, "retry": true}"#);
-        let o: Order = m.body_json().unwrap();
-        assert_eq!((o.id, o.retry), (7, Some(true)));
-
-        let m = Message::new("t", "not json");
-        let e: ListenerError = m.body_json::<Order>().unwrap_err().into();
-        assert!(e.message.starts_with("JSON error"), "{e}");
+        let msgs = [message("t", r#"{"id": 7, "retry": true}"#), message("t", "not json")];
+        with_views(msgs, |[m, bad]| {
+            let o: Order = m.body_json().unwrap();
+            assert_eq!((o.id, o.retry), (7, Some(true)));
+            let e: ListenerError = bad.body_json::<Order>().unwrap_err().into();
+            assert!(e.message.starts_with("JSON error"), "{e}");
+        });
     }
 
     #[test]
     fn timestamps_and_redelivery() {
-        let mut m = Message::new("t", "");
-        m.born_timestamp_ms = 1_700_000_000_123;
-        assert_eq!(
-            m.born_time().duration_since(UNIX_EPOCH).unwrap(),
-            Duration::from_millis(1_700_000_000_123)
-        );
-        assert!(!m.is_redelivery());
+        let mut first = message("t", "");
+        first.born_timestamp_ms = 1_700_000_000_123;
+        let again = first.clone().with_reconsume_times(2);
         let ctx = ConsumeContext::default().with_max_reconsume_times(2);
-        assert!(!ctx.is_last_attempt(&m));
-        let m = m.with_reconsume_times(2);
-        assert!(m.is_redelivery());
-        assert!(ctx.is_last_attempt(&m));
+        with_views([first, again], |[m, again]| {
+            assert_eq!(
+                m.born_time().duration_since(UNIX_EPOCH).unwrap(),
+                Duration::from_millis(1_700_000_000_123)
+            );
+            assert!(!m.is_redelivery());
+            assert!(!ctx.is_last_attempt(&m));
+            assert!(again.is_redelivery());
+            assert!(ctx.is_last_attempt(&again));
+        });
     }
 
     #[test]
@@ -647,8 +697,8 @@ mod tests {
 
     #[test]
     fn forward_copies_payload_and_metadata() {
-        let m = Message::new("in", "body").with_tags("T").with_key("k").with_property("p", "v");
-        let out = m.forward_to("out");
+        let m = message("in", "body").with_tags("T").with_key("k").with_property("p", "v");
+        let out = with_views([m], |[m]| m.forward_to("out"));
         assert_eq!(
             out,
             OutgoingMessage::new("out", "body")

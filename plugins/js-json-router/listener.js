@@ -10,12 +10,29 @@
 // Outcomes: unparseable or non-object JSON, or no "id" -> dead-letter with the reason;
 // retry field set -> retry-later; otherwise routed -> success (send timeout/failure -> retry,
 // denied/invalid -> dead-letter). Missing target-topic fails the whole batch (listener-error).
-import { log } from 'rmq:listener/log@0.1.0';
-import { get } from 'rmq:listener/config@0.1.0';
-import { send } from 'rmq:listener/producer@0.1.0';
+import { log } from 'rmq:listener/log@0.2.0';
+import { get } from 'rmq:listener/config@0.2.0';
+import { send } from 'rmq:listener/producer@0.2.0';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 const encoder = new TextEncoder();
+
+// A message's text and body are spans ({start, len}) of the batch's `data` (a Uint8Array).
+/** The bytes of `span`, as a view into `data` (no copy). */
+const bytes = (data, span) => data.subarray(span.start, span.start + span.len);
+/** The text of `span` (the host guarantees UTF-8). */
+const text = (data, span) => decoder.decode(bytes(data, span));
+/** `KEYS` split on its single-space separator; [] when there are none. */
+const keyList = (data, span) => text(data, span).split(' ').filter((k) => k !== '');
+/** User properties from RocketMQ's encoding (`name U+0001 value U+0002`, repeated), in order. */
+const propertyList = (data, span) =>
+  text(data, span)
+    .split('\x02')
+    .filter((p) => p !== '')
+    .map((p) => {
+      const i = p.indexOf('\x01');
+      return [p.slice(0, i), p.slice(i + 1)];
+    });
 
 function parseOrder(body) {
   let order;
@@ -33,7 +50,7 @@ function parseOrder(body) {
   return { order };
 }
 
-function consume(ctx, msgs) {
+function consume(ctx, { messages, data }) {
   const target = get('target-topic');
   if (target === undefined) {
     // A plain object thrown from a result-returning export becomes its `err` payload.
@@ -44,8 +61,8 @@ function consume(ctx, msgs) {
   const delay = delayText === undefined ? undefined : Number.parseInt(delayText, 10);
 
   const counts = { routed: 0, retried: 0, dead: 0 };
-  const outcomes = msgs.map((msg) => {
-    const { order, error } = parseOrder(msg.body);
+  const outcomes = messages.map((msg) => {
+    const { order, error } = parseOrder(bytes(data, msg.body));
     if (error !== undefined) {
       counts.dead++;
       return { tag: 'dead-letter', val: `js-json-router: ${error}` };
@@ -56,9 +73,13 @@ function consume(ctx, msgs) {
     }
     const out = {
       topic: target,
-      tags: typeof order.type === 'string' ? order.type : msg.tags,
-      keys: msg.keys,
-      properties: [...msg.properties, ['ORDER_ID', String(order.id)], ['ROUTED_FROM', msg.topic]],
+      tags: typeof order.type === 'string' ? order.type : msg.tags && text(data, msg.tags),
+      keys: keyList(data, msg.keys),
+      properties: [
+        ...propertyList(data, msg.properties),
+        ['ORDER_ID', String(order.id)],
+        ['ROUTED_FROM', text(data, msg.topic)],
+      ],
       body: encoder.encode(JSON.stringify({ ...order, routedBy: 'js' })),
     };
     try {
@@ -67,7 +88,8 @@ function consume(ctx, msgs) {
       // Import errors arrive as a thrown ComponentError whose payload is the produce-error.
       const err = e?.payload ?? { tag: 'failed', val: String(e) };
       if (err.tag === 'timeout' || err.tag === 'failed') {
-        log('warn', `js-json-router: send of ${msg.msgId} failed (${err.tag}), retrying`);
+        const msgId = text(data, msg.msgId);
+        log('warn', `js-json-router: send of ${msgId} failed (${err.tag}), retrying`);
         counts.retried++;
         return { tag: 'retry-later', val: undefined };
       }
@@ -79,7 +101,7 @@ function consume(ctx, msgs) {
   });
   log(
     'info',
-    `js-json-router: ${msgs.length} from ${ctx.queue.topic}#${ctx.queue.queueId}: ` +
+    `js-json-router: ${messages.length} from ${ctx.queue.topic}#${ctx.queue.queueId}: ` +
       `${counts.routed} routed, ${counts.retried} retried, ${counts.dead} dead-lettered`,
   );
   return outcomes;

@@ -14,20 +14,43 @@ event's "key" (if any) as an extra key; send timeout/failure -> retry-later; sen
 """
 
 import json
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import config, log, producer
 from wit_world.imports.types import (
+    Batch,
     ConsumeContext,
     ListenerError,
-    Message,
     MessageOutcome,
     MessageOutcome_DeadLetter,
     MessageOutcome_RetryLater,
     MessageOutcome_Success,
+    Span,
 )
+
+
+# A message's text and body are spans of the batch's `data`; these decode them.
+def _bytes(data: bytes, span: Span) -> bytes:
+    """The raw bytes of `span` (a message body)."""
+    return data[span.start : span.start + span.len]
+
+
+def _text(data: bytes, span: Span) -> str:
+    """The text of `span` (the host guarantees UTF-8)."""
+    return _bytes(data, span).decode("utf-8")
+
+
+def _keys(data: bytes, span: Span) -> List[str]:
+    """`KEYS` split on its single-space separator; [] when there are none."""
+    return [k for k in _text(data, span).split(" ") if k]
+
+
+def _properties(data: bytes, span: Span) -> List[Tuple[str, str]]:
+    """User properties from RocketMQ's encoding (`name U+0001 value U+0002`, repeated), in order."""
+    pairs = (p.split("\x01", 1) for p in _text(data, span).split("\x02") if p)
+    return [(name, value) for name, value in pairs]
 
 
 def _int_config(key: str, default: Optional[int]) -> Optional[int]:
@@ -41,7 +64,7 @@ def _int_config(key: str, default: Optional[int]) -> Optional[int]:
 
 
 class Handler(exports.Handler):
-    def consume(self, ctx: ConsumeContext, msgs: List[Message]) -> List[MessageOutcome]:
+    def consume(self, ctx: ConsumeContext, batch: Batch) -> List[MessageOutcome]:
         routes = {k[len("route."):]: v for k, v in config.all() if k.startswith("route.")}
         default_topic = config.get("default-topic")
         retry_field = config.get("retry-field") or "retry"
@@ -50,8 +73,8 @@ class Handler(exports.Handler):
 
         outcomes: List[MessageOutcome] = []
         tally = {"routed": 0, "retried": 0, "dead": 0}
-        for msg in msgs:
-            outcome = self._one(msg, routes, default_topic, retry_field, delay, max_body)
+        for msg in batch.messages:
+            outcome = self._one(msg, batch.data, routes, default_topic, retry_field, delay, max_body)
             if isinstance(outcome, MessageOutcome_Success):
                 tally["routed"] += 1
             elif isinstance(outcome, MessageOutcome_RetryLater):
@@ -61,16 +84,17 @@ class Handler(exports.Handler):
             outcomes.append(outcome)
         log.log(
             log.Level.INFO,
-            f"py-json-router: {len(msgs)} from {ctx.queue.topic}#{ctx.queue.queue_id}: "
+            f"py-json-router: {len(batch.messages)} from {ctx.queue.topic}#{ctx.queue.queue_id}: "
             f"{tally['routed']} routed, {tally['retried']} retried, {tally['dead']} dead-lettered",
         )
         return outcomes
 
-    def _one(self, msg, routes, default_topic, retry_field, delay, max_body) -> MessageOutcome:
-        if len(msg.body) > max_body:
-            return MessageOutcome_DeadLetter(f"py-json-router: body of {len(msg.body)} bytes is over the limit")
+    def _one(self, msg, data, routes, default_topic, retry_field, delay, max_body) -> MessageOutcome:
+        if msg.body.len > max_body:
+            return MessageOutcome_DeadLetter(f"py-json-router: body of {msg.body.len} bytes is over the limit")
+        body = _bytes(data, msg.body)
         try:
-            event = json.loads(msg.body.decode("utf-8"))
+            event = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             return MessageOutcome_DeadLetter(f"py-json-router: invalid JSON: {e}")
         if not isinstance(event, dict):
@@ -82,22 +106,24 @@ class Handler(exports.Handler):
         topic = routes.get(kind, default_topic)
         if topic is None:
             return MessageOutcome_DeadLetter(f"py-json-router: no route for kind {kind!r}")
-        keys = list(msg.keys)
+        keys = _keys(data, msg.keys)
         if "key" in event:
             keys.append(str(event["key"]))
         out = producer.OutgoingMessage(
             topic=topic,
-            tags=msg.tags,
+            tags=None if msg.tags is None else _text(data, msg.tags),
             keys=keys,
-            properties=list(msg.properties) + [("EVENT_KIND", kind), ("ROUTED_FROM", msg.topic)],
-            body=msg.body,
+            properties=_properties(data, msg.properties)
+            + [("EVENT_KIND", kind), ("ROUTED_FROM", _text(data, msg.topic))],
+            body=body,
         )
         try:
             producer.send(out)
         except Err as e:
             err = e.value
             if isinstance(err, (producer.ProduceError_Timeout, producer.ProduceError_Failed)):
-                log.log(log.Level.WARN, f"py-json-router: send of {msg.msg_id} failed ({err}), retrying")
+                msg_id = _text(data, msg.msg_id)
+                log.log(log.Level.WARN, f"py-json-router: send of {msg_id} failed ({err}), retrying")
                 return MessageOutcome_RetryLater(None)
             return MessageOutcome_DeadLetter(f"py-json-router: send refused: {err}")
         return MessageOutcome_Success()

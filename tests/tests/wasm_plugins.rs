@@ -266,3 +266,49 @@ async fn a_poison_message_in_a_batch_of_32_is_dead_lettered_while_the_other_31_c
     assert_eq!(sandbox.poison, 1, "{sandbox:?}");
     consumer.shutdown().await;
 }
+
+/// Warm mode (`instance_reuse`) through the consumer: calls are served by kept instances, and a
+/// trapping message still ends in the DLQ as `poison` (the trapped instance is discarded, its
+/// isolated re-run gets a fresh one) while every other message commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_serve_real_messages_and_a_trap_still_isolates_the_poison() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("wasm_warm");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    for i in 0..24 {
+        let key = if i == 9 { "poison".to_owned() } else { format!("ok-{i}") };
+        send(&c, &topic, &key, None, "{}").await;
+    }
+    let group = unique("wasm_warm_g");
+    let mut s = spec("trap-on-key", &group, &[("key", "poison")]);
+    s.limits.instance_reuse = 8;
+    let mut config = consumer_config(&group, &topic, 16);
+    // One call at a time, so one warm instance serves them in turn.
+    config.consume_thread_max = 1;
+    let (listener, consumer) = start(cluster, "trap-on-key", s, config).await;
+
+    let dlq =
+        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["poison"], Duration::from_secs(60))
+            .await;
+    assert_eq!(dlq[0].property(DLQ_REASON), Some("poison"), "{:?}", dlq[0].properties);
+    wait_for("all settled and committed", Duration::from_secs(60), || {
+        consumer
+            .stats()
+            .queues
+            .values()
+            .any(|q| q.committed_offset.0 >= 24 && q.consumed_ok + q.consumed_failed >= 24)
+            .then_some(())
+    })
+    .await;
+    let queues = consumer.stats().queues;
+    let q = queues.values().find(|q| q.committed_offset.0 >= 24).unwrap();
+    assert_eq!((q.consumed_ok, q.consumed_failed), (23, 1), "{q:?}");
+    let sandbox = listener.stats().counters;
+    assert_eq!(sandbox.poison, 1, "{sandbox:?}");
+    // An instance serves up to 8 calls (7 of them warm) unless a trap discards it first.
+    assert!(sandbox.warm_calls * 2 >= sandbox.calls, "mostly warm calls: {sandbox:?}");
+    assert!(sandbox.warm_calls < sandbox.calls, "instances are recycled: {sandbox:?}");
+    consumer.shutdown().await;
+}

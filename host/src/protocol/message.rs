@@ -1475,26 +1475,39 @@ pub fn encode_batch(messages: &[Message]) -> Result<Bytes, EncodeError> {
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    for &b in bytes {
-        out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-        out.push(char::from(HEX_UPPER[usize::from(b & 0xF)]));
-    }
+    out.extend(bytes.iter().flat_map(|&b| hex_digits(b)).map(char::from));
+}
+
+/// The two uppercase hex digits of `b`.
+fn hex_digits(b: u8) -> [u8; 2] {
+    [HEX_UPPER[usize::from(b >> 4)], HEX_UPPER[usize::from(b & 0xF)]]
 }
 
 /// The broker's msg id for a stored message (3.1): uppercase hex of the store host's address
 /// bytes, its port as an i32 and the commit-log offset as an i64. Tools look messages up by it,
 /// so the layout must be Java's exactly.
 pub fn offset_msg_id(store_host: SocketAddr, offset: CommitLogOffset) -> String {
-    let mut raw = Vec::with_capacity(16 + 4 + 8);
-    match store_host.ip() {
-        IpAddr::V4(ip) => raw.extend_from_slice(&ip.octets()),
-        IpAddr::V6(ip) => raw.extend_from_slice(&ip.octets()),
-    }
-    raw.extend_from_slice(&i32::from(store_host.port()).to_be_bytes());
-    raw.extend_from_slice(&offset.0.to_be_bytes());
-    let mut out = String::with_capacity(raw.len() * 2);
-    push_hex(&mut out, &raw);
-    out
+    let mut out = Vec::with_capacity(2 * (16 + 4 + 8));
+    push_offset_msg_id(&mut out, store_host, offset);
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+/// [`offset_msg_id`] appended to `out`, for encoders that write many ids into one buffer.
+pub fn push_offset_msg_id(out: &mut Vec<u8>, store_host: SocketAddr, offset: CommitLogOffset) {
+    let mut raw = [0u8; 16 + 4 + 8];
+    let ip_len = match store_host.ip() {
+        IpAddr::V4(ip) => {
+            raw[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        IpAddr::V6(ip) => {
+            raw[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    raw[ip_len..ip_len + 4].copy_from_slice(&i32::from(store_host.port()).to_be_bytes());
+    raw[ip_len + 4..ip_len + 12].copy_from_slice(&offset.0.to_be_bytes());
+    out.extend(raw[..ip_len + 12].iter().flat_map(|&b| hex_digits(b)));
 }
 
 /// Parses an offset msg id back into the store host and commit-log offset (Java

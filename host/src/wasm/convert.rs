@@ -4,17 +4,17 @@
 //! clamped, which outgoing properties are refused) are unit tested without a component.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-
-use wasmtime::component::{ComponentType, Lower};
 
 use crate::client::{ClientError, SendResult, SendStatus};
 use crate::consumer::listener::{ConsumeContext, ConsumeMode, MessageOutcome};
 use crate::protocol::MessageQueue;
-use crate::protocol::message::{Message, MessageExt, property};
+use crate::protocol::message::{
+    Message, MessageExt, NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR, property, push_offset_msg_id,
+};
 use crate::remoting::RemotingError;
 
 use super::bindings::rmq::listener::producer as wit_producer;
@@ -130,89 +130,108 @@ fn queue(q: &MessageQueue) -> wit::MessageQueue {
     }
 }
 
-/// The WIT `message` record, lowered straight from the host's [`MessageExt`]: every string and
-/// the body are borrowed, so getting a batch into the guest costs no host-side copy per field
-/// (the bindgen type, with owned `String`s and a `Vec<u8>` body, cost a dozen allocations and a
-/// body copy per message before the lowering copied it all again). Field names, order and types
-/// are the WIT's; wasmtime type-checks them against the component's export on every call.
-#[derive(Debug, ComponentType, Lower)]
-#[component(record)]
-pub struct MessageRef<'a> {
-    pub topic: &'a str,
-    #[component(name = "broker-name")]
-    pub broker_name: &'a str,
-    #[component(name = "queue-id")]
-    pub queue_id: u32,
-    #[component(name = "queue-offset")]
-    pub queue_offset: u64,
-    #[component(name = "msg-id")]
-    pub msg_id: &'a str,
-    #[component(name = "offset-msg-id")]
-    pub offset_msg_id: &'a str,
-    pub keys: Vec<&'a str>,
-    pub tags: Option<&'a str>,
-    pub properties: Vec<(&'a str, &'a str)>,
-    pub body: &'a [u8],
-    #[component(name = "born-timestamp")]
-    pub born_timestamp: u64,
-    #[component(name = "store-timestamp")]
-    pub store_timestamp: u64,
-    #[component(name = "born-host")]
-    pub born_host: &'a str,
-    #[component(name = "store-host")]
-    pub store_host: &'a str,
-    #[component(name = "reconsume-times")]
-    pub reconsume_times: u32,
+/// A batch too large for the guest's 32-bit spans (over 4 GiB of message data): never sent, the
+/// call fails as if the guest had hit its memory cap, long before which it would have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a batch of {bytes} bytes of message data does not fit 32-bit spans")]
+pub struct BatchTooLarge {
+    pub bytes: usize,
 }
 
-/// The fields of the WIT record that a [`MessageExt`] does not hold as text (offset msg id,
-/// born host, store host): formatted once per message into one buffer, borrowed by its
-/// [`MessageRef`].
-#[derive(Debug)]
-pub struct MessageText {
-    buf: String,
-    /// End of the offset msg id in `buf`.
-    id_end: usize,
-    /// End of the born host in `buf` (the store host follows it).
-    born_end: usize,
+/// The WIT `batch` for `messages`: each message a fixed-size record of integers and spans, every
+/// text and body appended once to one `data` buffer. Lowering it into the guest is two copies
+/// (the records and the bytes) and two guest allocations, where a record of strings and lists
+/// cost a dozen allocations per message in the guest and as many lifts and frees.
+pub fn batch<'a>(
+    messages: impl IntoIterator<Item = &'a MessageExt> + Clone,
+) -> Result<wit::Batch, BatchTooLarge> {
+    let (count, body_bytes) =
+        messages.clone().into_iter().fold((0, 0), |(n, b), m| (n + 1, b + m.body.len()));
+    let mut out = Encoder {
+        data: Vec::with_capacity(body_bytes + count * ESTIMATED_TEXT_PER_MESSAGE),
+        messages: Vec::with_capacity(count),
+    };
+    for m in messages {
+        out.message(m);
+    }
+    let bytes = out.data.len();
+    if u32::try_from(bytes).is_err() {
+        return Err(BatchTooLarge { bytes });
+    }
+    Ok(wit::Batch { messages: out.messages, data: out.data })
 }
 
-impl MessageText {
-    pub fn of(m: &MessageExt) -> Self {
-        let mut buf = m.offset_msg_id();
-        buf.reserve(2 * "255.255.255.255:65535".len());
-        let id_end = buf.len();
-        push_socket_addr(&mut buf, m.born_host);
-        let born_end = buf.len();
-        push_socket_addr(&mut buf, m.store_host);
-        Self { buf, id_end, born_end }
+/// Text bytes per message besides the body, for the buffer's first allocation: a topic, two
+/// ids, two hosts, a tag and a few keys and properties.
+const ESTIMATED_TEXT_PER_MESSAGE: usize = 192;
+
+/// Appends messages to one buffer. Spans wrap past 4 GiB; [`batch`] refuses such a buffer.
+struct Encoder {
+    data: Vec<u8>,
+    messages: Vec<wit::Message>,
+}
+
+impl Encoder {
+    fn message(&mut self, m: &MessageExt) {
+        let topic = self.text(&m.topic);
+        let offset_id =
+            self.span_of(|data| push_offset_msg_id(data, m.store_host, m.commit_log_offset));
+        let msg_id = m.uniq_key().map_or(offset_id, |id| self.text(id));
+        let keys = self.text(m.property(property::KEYS).unwrap_or_default());
+        let tags = m.tags().map(|t| self.text(t));
+        let properties = self.span_of(|data| {
+            for (k, v) in m.properties.iter().filter(|(k, _)| !is_system_property(k)) {
+                data.extend_from_slice(k.as_bytes());
+                data.push(NAME_VALUE_SEPARATOR as u8);
+                data.extend_from_slice(v.as_bytes());
+                data.push(PROPERTY_SEPARATOR as u8);
+            }
+        });
+        let body = self.span_of(|data| data.extend_from_slice(&m.body));
+        let born_host = self.span_of(|data| push_socket_addr(data, m.born_host));
+        let store_host = self.span_of(|data| push_socket_addr(data, m.store_host));
+        self.messages.push(wit::Message {
+            queue_offset: u64::try_from(m.queue_offset.0).unwrap_or_default(),
+            born_timestamp: u64::try_from(m.born_timestamp.0).unwrap_or_default(),
+            store_timestamp: u64::try_from(m.store_timestamp.0).unwrap_or_default(),
+            reconsume_times: u32::try_from(m.reconsume_times).unwrap_or_default(),
+            topic,
+            msg_id,
+            offset_msg_id: offset_id,
+            keys,
+            tags,
+            properties,
+            body,
+            born_host,
+            store_host,
+        });
     }
 
-    fn offset_msg_id(&self) -> &str {
-        &self.buf[..self.id_end]
+    fn text(&mut self, s: &str) -> wit::Span {
+        self.span_of(|data| data.extend_from_slice(s.as_bytes()))
     }
 
-    fn born_host(&self) -> &str {
-        &self.buf[self.id_end..self.born_end]
-    }
-
-    fn store_host(&self) -> &str {
-        &self.buf[self.born_end..]
+    /// The span of whatever `write` appends.
+    fn span_of(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> wit::Span {
+        let start = self.data.len();
+        write(&mut self.data);
+        #[allow(clippy::cast_possible_truncation, reason = "batch() refuses data over u32::MAX")]
+        wit::Span { start: start as u32, len: (self.data.len() - start) as u32 }
     }
 }
 
 /// `addr.to_string()` appended to `out`, without the formatting machinery for IPv4 (two of
 /// these per message showed up in the per-message profile).
-fn push_socket_addr(out: &mut String, addr: SocketAddr) {
+fn push_socket_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr {
         SocketAddr::V4(v4) => {
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_decimal(out, u32::from(octet));
             }
-            out.push(':');
+            out.push(b':');
             push_decimal(out, u32::from(v4.port()));
         }
         SocketAddr::V6(_) => {
@@ -221,7 +240,7 @@ fn push_socket_addr(out: &mut String, addr: SocketAddr) {
     }
 }
 
-fn push_decimal(out: &mut String, mut n: u32) {
+fn push_decimal(out: &mut Vec<u8>, mut n: u32) {
     let mut digits = [0u8; 10];
     let mut at = digits.len();
     loop {
@@ -232,35 +251,7 @@ fn push_decimal(out: &mut String, mut n: u32) {
             break;
         }
     }
-    out.extend(digits[at..].iter().map(|d| char::from(*d)));
-}
-
-/// The WIT record for a consumed message. `broker_name` comes from the queue the batch was
-/// pulled from (a stored record does not carry it); `text` is [`MessageText::of`] `m`.
-pub fn message<'a>(
-    m: &'a MessageExt,
-    text: &'a MessageText,
-    broker_name: &'a str,
-) -> MessageRef<'a> {
-    let properties =
-        m.properties.iter().filter(|(k, _)| !is_system_property(k)).collect::<Vec<_>>();
-    MessageRef {
-        topic: &m.topic,
-        broker_name,
-        queue_id: u32::try_from(m.queue_id.0).unwrap_or_default(),
-        queue_offset: u64::try_from(m.queue_offset.0).unwrap_or_default(),
-        msg_id: m.uniq_key().unwrap_or(text.offset_msg_id()),
-        offset_msg_id: text.offset_msg_id(),
-        keys: m.keys().collect(),
-        tags: m.tags(),
-        properties,
-        body: &m.body,
-        born_timestamp: u64::try_from(m.born_timestamp.0).unwrap_or_default(),
-        store_timestamp: u64::try_from(m.store_timestamp.0).unwrap_or_default(),
-        born_host: text.born_host(),
-        store_host: text.store_host(),
-        reconsume_times: u32::try_from(m.reconsume_times).unwrap_or_default(),
-    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Property naming the plugin version (content hash prefix) that decided a DLQ outcome.
@@ -346,6 +337,12 @@ mod tests {
     use crate::protocol::message::Properties;
     use crate::protocol::{QueueId, QueueOffset};
 
+    /// The text of `span` in `b.data`.
+    fn text(b: &wit::Batch, span: wit::Span) -> &str {
+        let start = span.start as usize;
+        std::str::from_utf8(&b.data[start..start + span.len as usize]).unwrap()
+    }
+
     #[test]
     fn guests_see_user_properties_only_and_the_ids() {
         let mut properties = Properties::new();
@@ -354,6 +351,7 @@ mod tests {
         properties.insert(property::UNIQ_KEY, "UNIQ");
         properties.insert(property::CONSUME_START_TIME, "1");
         properties.insert("colour", "blue");
+        properties.insert("size", "");
         let m = MessageExt {
             topic: "t".into(),
             properties,
@@ -363,32 +361,39 @@ mod tests {
             body: bytes::Bytes::from_static(b"hi"),
             ..MessageExt::default()
         };
-        let text = MessageText::of(&m);
-        let w = message(&m, &text, "broker-a");
-        assert_eq!(w.properties, vec![("colour", "blue")]);
-        assert_eq!(w.keys, ["k1", "k2"]);
-        assert_eq!(w.tags, Some("TagA"));
-        assert_eq!(w.msg_id, "UNIQ");
-        assert_eq!((w.queue_id, w.queue_offset, w.reconsume_times), (3, 42, 2));
-        assert_eq!(w.broker_name, "broker-a");
-        assert_eq!(w.body, b"hi");
+        let b = batch([&m]).unwrap();
+        let [w] = b.messages.as_slice() else { panic!("one message: {:?}", b.messages) };
+        assert_eq!(text(&b, w.properties), "colour\u{1}blue\u{2}size\u{1}\u{2}");
+        assert_eq!(text(&b, w.keys), "k1 k2");
+        assert_eq!(w.tags.map(|t| text(&b, t)), Some("TagA"));
+        assert_eq!(text(&b, w.msg_id), "UNIQ");
+        assert_eq!(text(&b, w.topic), "t");
+        assert_eq!((w.queue_offset, w.reconsume_times), (42, 2));
+        assert_eq!(text(&b, w.body), "hi");
     }
 
     #[test]
-    fn hosts_and_ids_are_formatted_like_java() {
+    fn hosts_and_ids_are_formatted_like_java_and_spans_do_not_overlap() {
         let m = MessageExt {
             born_host: "10.0.255.7:54321".parse().unwrap(),
             store_host: "[::1]:10911".parse().unwrap(),
             ..MessageExt::default()
         };
-        let text = MessageText::of(&m);
-        assert_eq!(text.born_host(), "10.0.255.7:54321");
-        assert_eq!(text.store_host(), "[::1]:10911");
-        assert_eq!(text.offset_msg_id(), m.offset_msg_id());
-        let w = message(&m, &text, "b");
-        assert_eq!(w.msg_id, m.msg_id(), "no UNIQ_KEY: the offset id");
-        let zero = MessageText::of(&MessageExt::default());
-        assert_eq!(zero.born_host(), "0.0.0.0:0");
+        let untagged = MessageExt { body: bytes::Bytes::from_static(b"second"), ..m.clone() };
+        let b = batch([&m, &untagged]).unwrap();
+        let [w, second] = b.messages.as_slice() else { panic!("two messages") };
+        assert_eq!(text(&b, w.born_host), "10.0.255.7:54321");
+        assert_eq!(text(&b, w.store_host), "[::1]:10911");
+        assert_eq!(text(&b, w.offset_msg_id), m.offset_msg_id());
+        let span = |s: wit::Span| (s.start, s.len);
+        assert_eq!(span(w.msg_id), span(w.offset_msg_id), "no UNIQ_KEY: the offset id");
+        assert!(w.tags.is_none());
+        assert_eq!((text(&b, w.keys), text(&b, w.properties)), ("", ""));
+        assert_eq!(text(&b, second.body), "second");
+        assert!(second.topic.start >= w.store_host.start + w.store_host.len);
+        let zero = batch([&MessageExt::default()]).unwrap();
+        assert_eq!(text(&zero, zero.messages[0].born_host), "0.0.0.0:0");
+        assert!(batch([]).unwrap().messages.is_empty());
     }
 
     #[test]

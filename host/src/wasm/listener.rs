@@ -42,9 +42,7 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use super::WasmError;
 use super::bindings::Listener;
 use super::bindings::rmq::listener::types as wit;
-use super::convert::{
-    self, MessageRef, MessageText, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION,
-};
+use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
 use super::engine::{PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
 use super::limits::ListenerLimits;
@@ -153,8 +151,7 @@ struct Abort {
     context: String,
 }
 
-/// `handler.consume`'s parameters and result, as the host lowers and lifts them.
-type ConsumeParams<'c, 'm> = (&'c wit::ConsumeContext, &'c [MessageRef<'m>]);
+/// `handler.consume`'s result, as the host lifts it.
 type ConsumeResult = Result<Vec<wit::MessageOutcome>, wit::ListenerError>;
 
 /// How one sandboxed call ended.
@@ -343,14 +340,10 @@ impl Call<'_> {
         messages: &[MessageExt],
     ) -> Result<Vec<MessageOutcome>, ListenerError> {
         let env = Arc::clone(self.env());
-        let texts: Vec<MessageText> = messages.iter().map(MessageText::of).collect();
-        let broker = ctx.queue.broker_name.as_str();
-        let msgs: Vec<MessageRef<'_>> =
-            messages.iter().zip(&texts).map(|(m, t)| convert::message(m, t, broker)).collect();
-        let report = self.run(&msgs).await;
+        let report = self.run(messages).await;
         match report.result {
             Ok(Ok(outcomes)) => {
-                if outcomes.len() != msgs.len() {
+                if outcomes.len() != messages.len() {
                     // The WIT contract (Java's ackIndex): missing outcomes are retries, extra
                     // ones are ignored. Worth a warning: it is usually a plugin bug.
                     tracing::warn!(
@@ -358,18 +351,18 @@ impl Call<'_> {
                         topic = &*self.topic,
                         queue = self.queue_id,
                         outcomes = outcomes.len(),
-                        messages = msgs.len(),
+                        messages = messages.len(),
                         "plugin returned a wrong number of outcomes; missing ones are retried"
                     );
                 }
                 let mut mapped: Vec<MessageOutcome> =
-                    outcomes.into_iter().take(msgs.len()).map(|o| self.outcome(o)).collect();
-                mapped.resize(msgs.len(), MessageOutcome::RETRY);
+                    outcomes.into_iter().take(messages.len()).map(|o| self.outcome(o)).collect();
+                mapped.resize(messages.len(), MessageOutcome::RETRY);
                 Ok(mapped)
             }
             Ok(Err(e)) => Err(ListenerError::Failed(e.message)),
             Err(abort) if env.limits.poison_isolation && deterministic(abort.kind) => {
-                Ok(self.isolate(&msgs, &abort, ctx.mode).await)
+                Ok(self.isolate(messages, &abort, ctx.mode).await)
             }
             Err(abort) => Err(ListenerError::Aborted { kind: abort.kind, detail: abort.detail }),
         }
@@ -437,8 +430,12 @@ impl<'a> Call<'a> {
 
     /// Runs the guest once on `msgs` in a fresh store and instance (or, in warm mode, the kept
     /// one, re-armed), under every limit.
-    async fn run(&mut self, msgs: &[MessageRef<'_>]) -> CallReport {
+    async fn run(&mut self, msgs: &[MessageExt]) -> CallReport {
         let env = self.env();
+        let batch = match convert::batch(msgs) {
+            Ok(batch) => batch,
+            Err(e) => return self.refuse(&e),
+        };
         let limits = &env.limits;
         let stats = &env.stats;
         let engine = &self.listener.engine;
@@ -464,17 +461,11 @@ impl<'a> Call<'a> {
                     pre.instantiate_async(&mut store).await.map_err(|e| (e, Stage::Instantiate))?
                 }
             };
-            // The export's own function, typed with the borrowed message record instead of the
-            // bindgen one (see `convert::MessageRef`); the type check is wasmtime's. Should
-            // `MessageRef` ever drift from the WIT, the check fails as an instantiation would
-            // (`Unavailable`: retried, never isolated into false poison verdicts), and every
-            // test that calls a plugin fails.
-            let consume = *instance.rmq_listener_handler().func_consume().func();
-            let consume = consume
-                .typed::<ConsumeParams<'_, '_>, (ConsumeResult,)>(&store)
-                .map_err(|e| (e, Stage::Instantiate))?;
-            let (answer,) =
-                consume.call_async(&mut store, (wctx, msgs)).await.map_err(|e| (e, Stage::Call))?;
+            let answer = instance
+                .rmq_listener_handler()
+                .call_consume(&mut store, wctx, &batch)
+                .await
+                .map_err(|e| (e, Stage::Call))?;
             Ok((instance, answer))
         })
         .await;
@@ -507,6 +498,15 @@ impl<'a> Call<'a> {
             self.warm = Some(Warm { store, instance, calls: calls + 1 });
         }
         CallReport { result, fuel_used }
+    }
+
+    /// A batch the guest could not even be handed: aborted like a call over the memory cap,
+    /// which it would have hit first (the messages are then isolated one by one; each fits).
+    fn refuse(&self, e: &convert::BatchTooLarge) -> CallReport {
+        self.env().stats.abort(AbortKind::ResourceLimit);
+        let abort =
+            Abort { kind: AbortKind::ResourceLimit, detail: e.to_string(), context: String::new() };
+        CallReport { result: Err(abort), fuel_used: 0 }
     }
 
     /// Counters, the log-cap summary and the abort log line of one run.
@@ -566,7 +566,7 @@ impl<'a> Call<'a> {
     /// Re-runs every message alone after `first` aborted the batch (see the module docs).
     async fn isolate(
         &mut self,
-        msgs: &[MessageRef<'_>],
+        msgs: &[MessageExt],
         first: &Abort,
         mode: ConsumeMode,
     ) -> Vec<MessageOutcome> {
@@ -589,7 +589,7 @@ impl<'a> Call<'a> {
                     SandboxStats::add(&env.stats.poison, 1);
                     tracing::warn!(
                         plugin = &*env.name, topic = &*self.topic, queue = self.queue_id,
-                        msg_id = %msg.msg_id, offset = msg.queue_offset, kind = %abort.kind,
+                        msg_id = %msg.msg_id(), offset = msg.queue_offset.0, kind = %abort.kind,
                         fuel_used = report.fuel_used,
                         "poison message: it aborts on its own; sending it to the DLQ"
                     );

@@ -1,5 +1,5 @@
 //! The Wasm sandbox: listener logic as WebAssembly components implementing the
-//! `rmq:listener@0.1.0` world (`wit/listener.wit`), run under fuel, deadline and memory limits,
+//! `rmq:listener@0.2.0` world (`wit/listener.wit`), run under fuel, deadline and memory limits,
 //! with traps turned into retries, poison pills into DLQ entries, and hot reload.
 //!
 //! - [`engine`]: the one wasmtime engine (pooling, CoW, fuel, epochs), the compile path with its

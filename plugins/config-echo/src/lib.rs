@@ -11,7 +11,7 @@ use rmq_wasm_guest::{
 struct ConfigEcho;
 
 impl Listener for ConfigEcho {
-    fn consume(ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         for (key, value) in config::all() {
             info!("config {key} = {value}");
         }
@@ -32,14 +32,14 @@ impl Listener for ConfigEcho {
             .map(|m| {
                 info!(
                     "msg {} offset {} reconsume {} tags {:?} keys {:?} body {} bytes",
-                    m.msg_id,
-                    m.queue_offset,
-                    m.reconsume_times,
+                    m.msg_id(),
+                    m.queue_offset(),
+                    m.reconsume_times(),
                     m.tags(),
-                    m.keys(),
-                    m.body.len()
+                    m.keys().collect::<Vec<_>>(),
+                    m.body().len()
                 );
-                if m.reconsume_times < succeed_after {
+                if m.reconsume_times() < succeed_after {
                     Outcome::retry_after(delay)
                 } else {
                     Outcome::Success
@@ -60,8 +60,8 @@ mod tests {
     fn echoes_config_and_retries_until_count() {
         testing::set_config([("succeed-after", "2"), ("colour", "blue")]);
         let msgs = [
-            Message::new("t", "a").with_reconsume_times(1),
-            Message::new("t", "b").with_reconsume_times(2),
+            testing::message("t", "a").with_reconsume_times(1),
+            testing::message("t", "b").with_reconsume_times(2),
         ];
         let out = testing::consume::<ConfigEcho>(&ConsumeContext::default(), &msgs).unwrap();
         assert_eq!(out, [Outcome::retry_after(DelayLevel::MIN), Outcome::Success]);

@@ -21,7 +21,7 @@ fn descend(n: u64, seed: u64) -> u64 {
 }
 
 impl Listener for DeepRecursion {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let depth = config::parse::<u64>("depth")?.unwrap_or(u64::MAX);
         let r = descend(black_box(depth), black_box(msgs.len() as u64));
         rmq_wasm_guest::info!("deep-recursion: reached the bottom ({r})");

@@ -2,7 +2,8 @@
 //!
 //! Config (at least one condition):
 //! - `tag`: retry messages with this tag;
-//! - `body-contains`: retry messages whose body (lossy UTF-8) contains this text;
+//! - `body-contains`: retry messages whose body contains this text (compared as bytes, so a
+//!   body need not be valid UTF-8);
 //! - `delay-level`: 1..=18 or a label (`10s`, `1m`, ...); unset = the broker's default;
 //! - `dead-letter-after`: once a matching message was redelivered this often, send it to the DLQ
 //!   instead of retrying again.
@@ -16,7 +17,7 @@ use rmq_wasm_guest::{
 struct Filter;
 
 impl Listener for Filter {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let tag = config::get("tag");
         let needle = config::get("body-contains");
         if tag.is_none() && needle.is_none() {
@@ -29,12 +30,15 @@ impl Listener for Filter {
             .iter()
             .map(|m| {
                 let matches = tag.as_deref().is_some_and(|t| m.has_tag(t))
-                    || needle.as_deref().is_some_and(|n| m.body_lossy().contains(n));
+                    || needle.as_deref().is_some_and(|n| m.body_contains(n.as_bytes()));
                 match (matches, dead_letter_after) {
                     (false, _) => Outcome::Success,
-                    (true, Some(limit)) if m.reconsume_times >= limit => Outcome::dead_letter(
-                        format!("filter: still matching after {} redeliveries", m.reconsume_times),
-                    ),
+                    (true, Some(limit)) if m.reconsume_times() >= limit => {
+                        Outcome::dead_letter(format!(
+                            "filter: still matching after {} redeliveries",
+                            m.reconsume_times()
+                        ))
+                    }
                     (true, _) => Outcome::RetryLater(delay),
                 }
             })
@@ -53,9 +57,9 @@ mod tests {
     fn retries_matching_messages() {
         testing::set_config([("tag", "hold"), ("body-contains", "later"), ("delay-level", "1m")]);
         let msgs = [
-            Message::new("t", "now").with_tags("hold"),
-            Message::new("t", "do it later"),
-            Message::new("t", "now").with_tags("go"),
+            testing::message("t", "now").with_tags("hold"),
+            testing::message("t", "do it later"),
+            testing::message("t", "now").with_tags("go"),
         ];
         let out = testing::consume::<Filter>(&ConsumeContext::default(), &msgs).unwrap();
         let retry = Outcome::retry_after(DelayLevel::new(5).unwrap());
@@ -65,11 +69,11 @@ mod tests {
     #[test]
     fn dead_letters_after_limit_and_requires_a_condition() {
         let ctx = ConsumeContext::default();
-        assert!(testing::consume::<Filter>(&ctx, &[Message::new("t", "")]).is_err());
+        assert!(testing::consume::<Filter>(&ctx, &[testing::message("t", "")]).is_err());
         testing::set_config([("tag", "x"), ("dead-letter-after", "2")]);
         let msgs = [
-            Message::new("t", "").with_tags("x").with_reconsume_times(1),
-            Message::new("t", "").with_tags("x").with_reconsume_times(2),
+            testing::message("t", "").with_tags("x").with_reconsume_times(1),
+            testing::message("t", "").with_tags("x").with_reconsume_times(2),
         ];
         let out = testing::consume::<Filter>(&ctx, &msgs).unwrap();
         assert_eq!(out[0], Outcome::retry());

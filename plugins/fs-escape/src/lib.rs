@@ -26,7 +26,10 @@ fn attempt<T>(what: String, r: std::io::Result<T>, report: &mut Vec<String>) -> 
 }
 
 impl Listener for FsEscape {
-    fn consume(_ctx: &ConsumeContext, _msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(
+        _ctx: &ConsumeContext,
+        _msgs: &[Message<'_>],
+    ) -> Result<Vec<Outcome>, ListenerError> {
         let path = config::get_or("path", "/etc/passwd");
         let addr = config::get_or("connect", "127.0.0.1:9876");
         let mut report = Vec::new();

@@ -13,7 +13,7 @@ use rmq_wasm_guest::{
 struct HangInHostCall;
 
 impl Listener for HangInHostCall {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let topic = config::get_or("topic", "__hang__");
         OutgoingMessage::new(topic, "hang").send()?;
         Ok(vec![Outcome::Success; msgs.len()])

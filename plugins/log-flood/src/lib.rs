@@ -9,7 +9,7 @@ use rmq_wasm_guest::{
 struct LogFlood;
 
 impl Listener for LogFlood {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let huge_kib = config::parse::<usize>("huge-line-kib")?.unwrap_or(1024);
         let lines = config::parse::<u64>("lines")?.unwrap_or(1_000_000);
         let line_bytes = config::parse::<usize>("line-bytes")?.unwrap_or(1024);

@@ -10,7 +10,10 @@ use rmq_wasm_guest::{ConsumeContext, Listener, ListenerError, Message, Outcome, 
 struct MemoryBomb;
 
 impl Listener for MemoryBomb {
-    fn consume(_ctx: &ConsumeContext, _msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(
+        _ctx: &ConsumeContext,
+        _msgs: &[Message<'_>],
+    ) -> Result<Vec<Outcome>, ListenerError> {
         let chunk = config::parse::<usize>("chunk-kib")?.unwrap_or(1024).max(1) * 1024;
         rmq_wasm_guest::info!("memory-bomb: allocating {chunk} bytes at a time");
         let mut hoard: Vec<Vec<u8>> = Vec::new();

@@ -12,13 +12,13 @@ use rmq_wasm_guest::{
 struct Router;
 
 impl Listener for Router {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let target = config::require("target-topic")?;
         let tags = config::get("tags");
         Ok(msgs
             .iter()
             .map(|m| {
-                let mut copy = m.forward_to(&target).with_property("ROUTED_FROM", &m.topic);
+                let mut copy = m.forward_to(&target).with_property("ROUTED_FROM", m.topic());
                 if let Some(tags) = &tags {
                     copy.tags = Some(tags.clone());
                 }
@@ -26,14 +26,14 @@ impl Listener for Router {
                     Ok(receipt) => {
                         rmq_wasm_guest::debug!(
                             "routed {} to {} as {}",
-                            m.msg_id,
+                            m.msg_id(),
                             target,
                             receipt.msg_id
                         );
                         Outcome::Success
                     }
                     Err(e @ (ProduceError::Timeout | ProduceError::Failed(_))) => {
-                        rmq_wasm_guest::warn!("routing {} failed, will retry: {e}", m.msg_id);
+                        rmq_wasm_guest::warn!("routing {} failed, will retry: {e}", m.msg_id());
                         Outcome::retry()
                     }
                     Err(e) => Outcome::dead_letter(format!("router: {e}")),
@@ -59,9 +59,9 @@ mod tests {
             _ => Ok(SendReceipt::default()),
         });
         let msgs = [
-            Message::new("in", "ok").with_key("k"),
-            Message::new("in", "slow"),
-            Message::new("in", "bad"),
+            testing::message("in", "ok").with_key("k"),
+            testing::message("in", "slow"),
+            testing::message("in", "bad"),
         ];
         let out = testing::consume::<Router>(&ConsumeContext::default(), &msgs).unwrap();
         assert_eq!(out[0], Outcome::Success);

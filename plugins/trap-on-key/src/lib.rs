@@ -8,10 +8,10 @@ use rmq_wasm_guest::{ConsumeContext, Listener, ListenerError, Message, Outcome, 
 struct TrapOnKey;
 
 impl Listener for TrapOnKey {
-    fn consume(_ctx: &ConsumeContext, msgs: &[Message]) -> Result<Vec<Outcome>, ListenerError> {
+    fn consume(_ctx: &ConsumeContext, msgs: &[Message<'_>]) -> Result<Vec<Outcome>, ListenerError> {
         let key = config::require("key")?;
         if let Some(m) = msgs.iter().find(|m| m.has_key(&key)) {
-            rmq_wasm_guest::error!("trap-on-key: message {} has key {key}, trapping", m.msg_id);
+            rmq_wasm_guest::error!("trap-on-key: message {} has key {key}, trapping", m.msg_id());
             trap();
         }
         Ok(vec![Outcome::Success; msgs.len()])
