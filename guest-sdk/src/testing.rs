@@ -177,11 +177,7 @@ impl TestMessage {
     /// Adds a user property (replacing an earlier one with the same name).
     #[must_use]
     pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let (name, value) = (name.into(), value.into());
-        match self.properties.iter_mut().find(|(k, _)| *k == name) {
-            Some((_, v)) => *v = value,
-            None => self.properties.push((name, value)),
-        }
+        crate::types::set_property(&mut self.properties, name.into(), value.into());
         self
     }
 

@@ -203,7 +203,8 @@ impl fmt::Debug for Message<'_> {
     }
 }
 
-fn set_property(props: &mut Vec<(String, String)>, name: String, value: String) {
+/// Sets `name` to `value`, replacing an earlier value (builders of messages and test messages).
+pub(crate) fn set_property(props: &mut Vec<(String, String)>, name: String, value: String) {
     match props.iter_mut().find(|(k, _)| *k == name) {
         Some((_, v)) => *v = value,
         None => props.push((name, value)),

@@ -13,6 +13,7 @@ use rmq_wasm::client::QueueSelector;
 use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{AbortKind, DLQ_REASON};
+use rmq_wasm::consumer::stats::QueueStatsSnapshot;
 use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::message::Message;
 use rmq_wasm::wasm::{
@@ -244,23 +245,9 @@ async fn a_poison_message_in_a_batch_of_32_is_dead_lettered_while_the_other_31_c
         start(cluster, "trap-on-key", spec("trap-on-key", &group, &[("key", "poison")]), config)
             .await;
 
-    let dlq =
-        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["poison"], Duration::from_secs(60))
-            .await;
-    assert_eq!(dlq[0].property(DLQ_REASON), Some("poison"), "{:?}", dlq[0].properties);
-    assert_eq!(dlq[0].property(PROP_ABORT), Some(AbortKind::Trap.as_str()));
-    wait_for("all 32 settled and committed", Duration::from_secs(60), || {
-        consumer
-            .stats()
-            .queues
-            .values()
-            .any(|q| q.committed_offset.0 >= 32 && q.consumed_ok + q.consumed_failed >= 32)
-            .then_some(())
-    })
-    .await;
-    let queues = consumer.stats().queues;
-    let q = queues.values().find(|q| q.committed_offset.0 >= 32).unwrap();
-    assert_eq!((q.consumed_ok, q.consumed_failed), (31, 1), "31 commit, 1 dead letter: {q:?}");
+    let counts =
+        poison_dead_lettered_and_the_rest_committed(&c, cluster, &consumer, &group, 32).await;
+    assert_eq!(counts, (31, 1), "31 commit, 1 dead letter");
     let sandbox = listener.stats().counters;
     assert_eq!(sandbox.isolations, 1, "one batch trapped and was isolated: {sandbox:?}");
     assert_eq!(sandbox.poison, 1, "{sandbox:?}");
@@ -289,26 +276,43 @@ async fn warm_instances_serve_real_messages_and_a_trap_still_isolates_the_poison
     config.consume_thread_max = 1;
     let (listener, consumer) = start(cluster, "trap-on-key", s, config).await;
 
-    let dlq =
-        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["poison"], Duration::from_secs(60))
-            .await;
-    assert_eq!(dlq[0].property(DLQ_REASON), Some("poison"), "{:?}", dlq[0].properties);
-    wait_for("all settled and committed", Duration::from_secs(60), || {
-        consumer
-            .stats()
-            .queues
-            .values()
-            .any(|q| q.committed_offset.0 >= 24 && q.consumed_ok + q.consumed_failed >= 24)
-            .then_some(())
-    })
-    .await;
-    let queues = consumer.stats().queues;
-    let q = queues.values().find(|q| q.committed_offset.0 >= 24).unwrap();
-    assert_eq!((q.consumed_ok, q.consumed_failed), (23, 1), "{q:?}");
+    let counts =
+        poison_dead_lettered_and_the_rest_committed(&c, cluster, &consumer, &group, 24).await;
+    assert_eq!(counts, (23, 1), "23 commit, 1 dead letter");
     let sandbox = listener.stats().counters;
     assert_eq!(sandbox.poison, 1, "{sandbox:?}");
     // An instance serves up to 8 calls (7 of them warm) unless a trap discards it first.
     assert!(sandbox.warm_calls * 2 >= sandbox.calls, "mostly warm calls: {sandbox:?}");
     assert!(sandbox.warm_calls < sandbox.calls, "instances are recycled: {sandbox:?}");
     consumer.shutdown().await;
+}
+
+/// Waits until the message keyed `poison` is in the group's DLQ as a trapped poison message and
+/// all `total` messages of the topic's one queue are settled and committed; returns that queue's
+/// (consumed ok, consumed failed).
+async fn poison_dead_lettered_and_the_rest_committed(
+    c: &Clients,
+    cluster: &Cluster,
+    consumer: &PushConsumer,
+    group: &str,
+    total: u64,
+) -> (u64, u64) {
+    let dlq =
+        read_keys(c, cluster, &format!("%DLQ%{group}"), &["poison"], Duration::from_secs(60)).await;
+    assert_eq!(dlq[0].property(DLQ_REASON), Some("poison"), "{:?}", dlq[0].properties);
+    assert_eq!(dlq[0].property(PROP_ABORT), Some(AbortKind::Trap.as_str()));
+    let committed =
+        |q: &QueueStatsSnapshot| u64::try_from(q.committed_offset.0).unwrap_or(0) >= total;
+    wait_for("all settled and committed", Duration::from_secs(60), || {
+        consumer
+            .stats()
+            .queues
+            .values()
+            .any(|q| committed(q) && q.consumed_ok + q.consumed_failed >= total)
+            .then_some(())
+    })
+    .await;
+    let queues = consumer.stats().queues;
+    let q = queues.values().find(|q| committed(q)).unwrap();
+    (q.consumed_ok, q.consumed_failed)
 }
