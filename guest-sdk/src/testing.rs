@@ -138,7 +138,7 @@ pub struct TestMessage {
     pub keys: Vec<String>,
     /// `TAGS`.
     pub tags: Option<String>,
-    /// User properties in producer order.
+    /// User properties (the host sends them sorted by name).
     pub properties: Vec<(String, String)>,
     /// The payload.
     pub body: Vec<u8>,

@@ -99,7 +99,7 @@ impl<'a> Message<'a> {
         self.tags() == Some(tag)
     }
 
-    /// User properties in producer order (RocketMQ system properties excluded).
+    /// User properties, sorted by name (RocketMQ system properties excluded).
     pub fn properties(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
         self.text(self.record.properties).split('\u{2}').filter_map(|pair| pair.split_once('\u{1}'))
     }

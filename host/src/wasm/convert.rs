@@ -150,6 +150,9 @@ pub fn batch<'a>(
     let mut out = Encoder {
         data: Vec::with_capacity(body_bytes + count * ESTIMATED_TEXT_PER_MESSAGE),
         messages: Vec::with_capacity(count),
+        last_topic: None,
+        last_born_host: None,
+        last_store_host: None,
     };
     for m in messages {
         out.message(m);
@@ -166,30 +169,55 @@ pub fn batch<'a>(
 const ESTIMATED_TEXT_PER_MESSAGE: usize = 192;
 
 /// Appends messages to one buffer. Spans wrap past 4 GiB; [`batch`] refuses such a buffer.
+///
+/// Values that repeat from one message to the next (the topic, the store host, usually the born
+/// host) are written once and their span shared: spans are read-only views, so two messages may
+/// point at the same bytes.
 struct Encoder {
     data: Vec<u8>,
     messages: Vec<wit::Message>,
+    last_topic: Option<wit::Span>,
+    last_born_host: Option<(SocketAddr, wit::Span)>,
+    last_store_host: Option<(SocketAddr, wit::Span)>,
 }
 
 impl Encoder {
     fn message(&mut self, m: &MessageExt) {
-        let topic = self.text(&m.topic);
+        let topic = match self.last_topic {
+            Some(span) if self.bytes(span) == m.topic.as_bytes() => span,
+            _ => {
+                let span = self.text(&m.topic);
+                self.last_topic = Some(span);
+                span
+            }
+        };
         let offset_id =
             self.span_of(|data| push_offset_msg_id(data, m.store_host, m.commit_log_offset));
-        let msg_id = m.uniq_key().map_or(offset_id, |id| self.text(id));
-        let keys = self.text(m.property(property::KEYS).unwrap_or_default());
-        let tags = m.tags().map(|t| self.text(t));
+        // One pass over the properties: the three a record carries as fields, and the user
+        // properties in RocketMQ's encoding (a map, so sorted by name).
+        let (mut keys, mut tags, mut uniq) = (None, None, None);
         let properties = self.span_of(|data| {
-            for (k, v) in m.properties.iter().filter(|(k, _)| !is_system_property(k)) {
-                data.extend_from_slice(k.as_bytes());
-                data.push(NAME_VALUE_SEPARATOR as u8);
-                data.extend_from_slice(v.as_bytes());
-                data.push(PROPERTY_SEPARATOR as u8);
+            for (k, v) in m.properties.iter() {
+                match k {
+                    property::KEYS => keys = Some(v),
+                    property::TAGS => tags = Some(v),
+                    property::UNIQ_KEY => uniq = Some(v),
+                    _ if is_system_property(k) => {}
+                    _ => {
+                        data.extend_from_slice(k.as_bytes());
+                        data.push(NAME_VALUE_SEPARATOR as u8);
+                        data.extend_from_slice(v.as_bytes());
+                        data.push(PROPERTY_SEPARATOR as u8);
+                    }
+                }
             }
         });
+        let msg_id = uniq.map_or(offset_id, |id| self.text(id));
+        let keys = self.text(keys.unwrap_or_default());
+        let tags = tags.map(|t| self.text(t));
         let body = self.span_of(|data| data.extend_from_slice(&m.body));
-        let born_host = self.span_of(|data| push_socket_addr(data, m.born_host));
-        let store_host = self.span_of(|data| push_socket_addr(data, m.store_host));
+        let born_host = self.host(m.born_host, |e| &mut e.last_born_host);
+        let store_host = self.host(m.store_host, |e| &mut e.last_store_host);
         self.messages.push(wit::Message {
             queue_offset: u64::try_from(m.queue_offset.0).unwrap_or_default(),
             born_timestamp: u64::try_from(m.born_timestamp.0).unwrap_or_default(),
@@ -205,6 +233,26 @@ impl Encoder {
             born_host,
             store_host,
         });
+    }
+
+    /// The span of `addr` as text: the previous message's when it had the same address.
+    fn host(
+        &mut self,
+        addr: SocketAddr,
+        last: impl Fn(&mut Self) -> &mut Option<(SocketAddr, wit::Span)>,
+    ) -> wit::Span {
+        if let Some((prev, span)) = *last(self)
+            && prev == addr
+        {
+            return span;
+        }
+        let span = self.span_of(|data| push_socket_addr(data, addr));
+        *last(self) = Some((addr, span));
+        span
+    }
+
+    fn bytes(&self, span: wit::Span) -> &[u8] {
+        &self.data[span.start as usize..][..span.len as usize]
     }
 
     fn text(&mut self, s: &str) -> wit::Span {
@@ -390,7 +438,18 @@ mod tests {
         assert!(w.tags.is_none());
         assert_eq!((text(&b, w.keys), text(&b, w.properties)), ("", ""));
         assert_eq!(text(&b, second.body), "second");
-        assert!(second.topic.start >= w.store_host.start + w.store_host.len);
+        // Repeated values are written once and their spans shared.
+        assert_eq!(span(second.topic), span(w.topic));
+        assert_eq!(span(second.store_host), span(w.store_host));
+        let other = MessageExt { topic: "u".into(), born_host: "10.0.0.1:1".parse().unwrap(), ..m };
+        let b = batch([&untagged, &other]).unwrap();
+        let [first, other] = b.messages.as_slice() else { panic!("two messages") };
+        assert_eq!((text(&b, first.topic), text(&b, other.topic)), ("", "u"));
+        assert_eq!(
+            (text(&b, first.born_host), text(&b, other.born_host)),
+            ("10.0.255.7:54321", "10.0.0.1:1")
+        );
+        assert_eq!(span(first.store_host), span(other.store_host));
         let zero = batch([&MessageExt::default()]).unwrap();
         assert_eq!(text(&zero, zero.messages[0].born_host), "0.0.0.0:0");
         assert!(batch([]).unwrap().messages.is_empty());

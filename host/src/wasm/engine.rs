@@ -19,7 +19,7 @@ use std::fmt;
 use std::hash::Hasher;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -102,7 +102,20 @@ struct Inner {
     compat: String,
     /// One permit per pool slot (see [`EngineConfig::max_instances`]).
     instances: Arc<Semaphore>,
+    /// Warm listeners' pools of idle instances, each holding a pool slot: a call that finds no
+    /// free slot takes one from them instead of waiting behind instances nobody is using.
+    idle: std::sync::Mutex<Vec<Weak<dyn IdleInstances>>>,
 }
+
+/// Idle warm-mode instances that can give their pool slots back.
+pub(crate) trait IdleInstances: Send + Sync {
+    /// Drops one idle instance (freeing its pool slot); false when there is none.
+    fn evict_one(&self) -> bool;
+}
+
+/// How often a call waiting for a pool slot looks again for idle warm instances to evict: a
+/// call that ends in warm mode parks its instance (keeping the slot) instead of releasing it.
+const IDLE_RECHECK: Duration = Duration::from_millis(20);
 
 impl fmt::Debug for SandboxEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -171,7 +184,8 @@ impl SandboxEngine {
 
         spawn_epoch_ticker(&engine, config.epoch_tick);
         let instances = Arc::new(Semaphore::new(n as usize));
-        Ok(Self { inner: Arc::new(Inner { engine, linker, config, compat, instances }) })
+        let idle = std::sync::Mutex::new(Vec::new());
+        Ok(Self { inner: Arc::new(Inner { engine, linker, config, compat, instances, idle }) })
     }
 
     /// The wasmtime engine.
@@ -184,12 +198,41 @@ impl SandboxEngine {
         &self.inner.config
     }
 
-    /// Waits for a free pool slot. Held for the duration of one sandboxed call.
+    /// Waits for a free pool slot. Held for the duration of one sandboxed call (or, in warm
+    /// mode, as long as its instance is kept). When every slot is taken, idle warm instances
+    /// are evicted first, so warm listeners can never starve the others of slots.
     pub(crate) async fn instance_slot(&self) -> OwnedSemaphorePermit {
-        Arc::clone(&self.inner.instances)
-            .acquire_owned()
-            .await
-            .expect("the instance semaphore is never closed")
+        let slots = &self.inner.instances;
+        loop {
+            if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+                return permit;
+            }
+            if self.evict_idle() {
+                continue;
+            }
+            // Every slot is in a running call: wait for one to end.
+            if let Ok(permit) =
+                tokio::time::timeout(IDLE_RECHECK, Arc::clone(slots).acquire_owned()).await
+            {
+                return permit.expect("the instance semaphore is never closed");
+            }
+        }
+    }
+
+    /// Registers a warm listener's idle instances for eviction (held weakly: a dropped listener
+    /// unregisters itself).
+    pub(crate) fn register_idle(&self, pool: Weak<dyn IdleInstances>) {
+        self.inner.idle.lock().expect("idle registry lock").push(pool);
+    }
+
+    /// Evicts one idle warm instance of any listener; false when there is none.
+    fn evict_idle(&self) -> bool {
+        let pools: Vec<Arc<dyn IdleInstances>> = {
+            let mut registry = self.inner.idle.lock().expect("idle registry lock");
+            registry.retain(|w| w.strong_count() > 0);
+            registry.iter().filter_map(Weak::upgrade).collect()
+        };
+        pools.iter().any(|p| p.evict_one())
     }
 
     /// Compiles (or loads from the cache) and validates the component at `path`, off the async

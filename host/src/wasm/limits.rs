@@ -52,8 +52,8 @@ pub struct ListenerLimits {
     /// this listener (its memory and globals included) until it served this many calls; one
     /// that trapped, was aborted, answered `listener-error` or touched WASI is discarded.
     /// A kept instance keeps its slot of the engine's pool while idle (at most `slots` of
-    /// them per listener), so size `EngineConfig::max_instances` for the warm listeners' slots
-    /// plus what the others need at once.
+    /// them per listener) until a call of any listener finds no free slot: idle instances are
+    /// then evicted first, so warm listeners never starve the others.
     pub instance_reuse: u32,
 }
 

@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -43,7 +43,7 @@ use super::WasmError;
 use super::bindings::Listener;
 use super::bindings::rmq::listener::types as wit;
 use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
-use super::engine::{PluginVersion, SandboxEngine};
+use super::engine::{IdleInstances, PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
 use super::limits::ListenerLimits;
 use super::reload::{self, Reloader};
@@ -104,8 +104,27 @@ pub struct WasmListener {
     active: Arc<ActiveVersion>,
     slots: Semaphore,
     /// Warm mode (`instance_reuse > 1`): instances that answered and may serve again, each
-    /// with the pool slot it occupies. At most `slots` of them (one per concurrent call).
-    warm: std::sync::Mutex<Vec<Parked>>,
+    /// with the pool slot it occupies. At most `slots` of them (one per concurrent call); the
+    /// engine evicts them when another call needs their slots.
+    warm: Arc<WarmPool>,
+}
+
+/// A listener's idle warm instances.
+#[derive(Default)]
+struct WarmPool(std::sync::Mutex<Vec<Parked>>);
+
+impl WarmPool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
+        self.0.lock().expect("warm pool lock")
+    }
+}
+
+impl IdleInstances for WarmPool {
+    fn evict_one(&self) -> bool {
+        // Dropped outside the lock: tearing a store down is not free.
+        let evicted = self.lock().pop();
+        evicted.is_some()
+    }
 }
 
 /// A live instance and its store, kept between calls in warm mode.
@@ -211,12 +230,16 @@ impl WasmListener {
             limits,
             stats: Arc::new(SandboxStats::default()),
         });
+        let warm = Arc::new(WarmPool::default());
+        if env.limits.instance_reuse > 1 {
+            engine.register_idle(Arc::downgrade(&warm) as Weak<dyn IdleInstances>);
+        }
         Ok(Self {
             engine: engine.clone(),
             env,
             active: Arc::new(ArcSwap::from_pointee(version)),
             slots,
-            warm: std::sync::Mutex::new(Vec::new()),
+            warm,
         })
     }
 
@@ -293,7 +316,7 @@ impl WasmListener {
         let (result, warm) = self.consume_on(&version, ctx, messages, warm).await;
         if let Some(warm) = warm {
             let parked = Parked { warm, version: Arc::clone(&version), pool_slot };
-            self.warm.lock().expect("warm pool lock").push(parked);
+            self.warm.lock().push(parked);
         }
         (result, version)
     }
@@ -305,7 +328,7 @@ impl WasmListener {
             return None;
         }
         let active = self.active.load();
-        let mut pool = self.warm.lock().expect("warm pool lock");
+        let mut pool = self.warm.lock();
         pool.retain(|p| Arc::ptr_eq(&p.version, &active));
         pool.pop()
     }

@@ -492,6 +492,31 @@ async fn warm_mode_reuses_an_instance_up_to_its_limit() {
     assert_eq!((c.calls, c.warm_calls, c.answered), (4, 2, 4));
 }
 
+/// Idle warm instances keep their pool slots, but never at the expense of another listener: a
+/// call that finds every slot held by an idle instance evicts one instead of waiting forever.
+#[tokio::test]
+async fn idle_warm_instances_give_their_slots_to_other_listeners() {
+    let engine =
+        SandboxEngine::new(EngineConfig { max_instances: 1, ..EngineConfig::default() }).unwrap();
+    let mut warm_spec = spec("filter", &[("tag", "hold")]);
+    warm_spec.limits.instance_reuse = 100;
+    let warm = WasmListener::load(&engine, &plugin("filter"), warm_spec).await.unwrap();
+    let fresh = WasmListener::load(&engine, &plugin("filter"), spec("filter", &[("tag", "x")]))
+        .await
+        .unwrap();
+    let ok = vec![MessageOutcome::Success; 2];
+    assert_eq!(warm.consume(&ctx(), &batch(2)).await.unwrap(), ok);
+    // The warm instance is parked on the only slot; the other listener still gets to run.
+    let (c, msgs) = (ctx(), batch(2));
+    let other = tokio::time::timeout(Duration::from_secs(10), fresh.consume(&c, &msgs)).await;
+    assert_eq!(other.expect("the idle instance gave its slot up").unwrap(), ok);
+    // The evicted instance is gone: the warm listener's next call starts a fresh one.
+    assert_eq!(warm.consume(&ctx(), &batch(2)).await.unwrap(), ok);
+    assert_eq!(warm.consume(&ctx(), &batch(2)).await.unwrap(), ok);
+    let c = warm.stats().counters;
+    assert_eq!((c.calls, c.warm_calls), (3, 1), "{c:?}");
+}
+
 #[tokio::test]
 async fn warm_mode_discards_an_instance_that_trapped_or_failed() {
     let mut s = no_isolation(spec("trap-on-key", &[("key", "bad")]));
