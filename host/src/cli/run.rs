@@ -452,11 +452,14 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
             .map(|(kind, n)| format!("{kind}={n}"))
             .collect();
         println!(
-            "{}: version {} | calls {} answered {} listener-errors {} aborts [{}] poison {} | \
-             sends {} (failed {}) | log lines {} (dropped {}) | reloads {} (failed {})",
+            "{}: version {} | calls {} (warm {}, evicted {}) answered {} listener-errors {} \
+             aborts [{}] poison {} | sends {} (failed {}) | log lines {} (dropped {}) | \
+             reloads {} (failed {})",
             listener.name(),
             &s.version[..12],
             c.calls,
+            c.warm_calls,
+            c.warm_evicted,
             c.answered,
             c.listener_errors,
             aborts.join(" "),

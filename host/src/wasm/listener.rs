@@ -110,12 +110,14 @@ pub struct WasmListener {
 }
 
 /// A listener's idle warm instances.
-#[derive(Default)]
-struct WarmPool(std::sync::Mutex<Vec<Parked>>);
+struct WarmPool {
+    parked: std::sync::Mutex<Vec<Parked>>,
+    stats: Arc<SandboxStats>,
+}
 
 impl WarmPool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Parked>> {
-        self.0.lock().expect("warm pool lock")
+        self.parked.lock().expect("warm pool lock")
     }
 }
 
@@ -123,6 +125,9 @@ impl IdleInstances for WarmPool {
     fn evict_one(&self) -> bool {
         // Dropped outside the lock: tearing a store down is not free.
         let evicted = self.lock().pop();
+        if evicted.is_some() {
+            SandboxStats::add(&self.stats.warm_evicted, 1);
+        }
         evicted.is_some()
     }
 }
@@ -230,7 +235,10 @@ impl WasmListener {
             limits,
             stats: Arc::new(SandboxStats::default()),
         });
-        let warm = Arc::new(WarmPool::default());
+        let warm = Arc::new(WarmPool {
+            parked: std::sync::Mutex::new(Vec::new()),
+            stats: Arc::clone(&env.stats),
+        });
         if env.limits.instance_reuse > 1 {
             engine.register_idle(Arc::downgrade(&warm) as Weak<dyn IdleInstances>);
         }

@@ -25,6 +25,7 @@ fn kind_index(kind: AbortKind) -> usize {
 pub struct SandboxStats {
     pub(crate) calls: AtomicU64,
     pub(crate) warm_calls: AtomicU64,
+    pub(crate) warm_evicted: AtomicU64,
     pub(crate) answered: AtomicU64,
     pub(crate) listener_errors: AtomicU64,
     pub(crate) aborts: [AtomicU64; ABORT_KINDS.len()],
@@ -55,6 +56,7 @@ impl SandboxStats {
         SandboxStatsSnapshot {
             calls: get(&self.calls),
             warm_calls: get(&self.warm_calls),
+            warm_evicted: get(&self.warm_evicted),
             answered: get(&self.answered),
             listener_errors: get(&self.listener_errors),
             aborts: ABORT_KINDS.iter().map(|k| (*k, get(&self.aborts[kind_index(*k)]))).collect(),
@@ -79,6 +81,8 @@ pub struct SandboxStatsSnapshot {
     pub calls: u64,
     /// Calls served by an instance kept from an earlier call (warm mode).
     pub warm_calls: u64,
+    /// Idle kept instances dropped because a call (of any listener) needed their pool slot.
+    pub warm_evicted: u64,
     /// Calls the guest answered with outcomes.
     pub answered: u64,
     /// Calls the guest answered with `listener-error`.

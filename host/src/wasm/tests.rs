@@ -514,7 +514,7 @@ async fn idle_warm_instances_give_their_slots_to_other_listeners() {
     assert_eq!(warm.consume(&ctx(), &batch(2)).await.unwrap(), ok);
     assert_eq!(warm.consume(&ctx(), &batch(2)).await.unwrap(), ok);
     let c = warm.stats().counters;
-    assert_eq!((c.calls, c.warm_calls), (3, 1), "{c:?}");
+    assert_eq!((c.calls, c.warm_calls, c.warm_evicted), (3, 1, 1), "{c:?}");
 }
 
 #[tokio::test]
