@@ -120,28 +120,21 @@ pub fn sent() -> Vec<OutgoingMessage> {
     with_host(|h| h.sent.clone())
 }
 
-/// A message to hand a listener in a native test: an owned `MessageExt`, built with
-/// [`message`] and the `with_*` methods. [`consume`] lays a slice of them out as the host lays
-/// out a batch, so the listener reads them through the same [`Message`] views it gets in Wasm.
+/// A message to hand a listener in a native test: what a producer sent (`sent`, an
+/// [`OutgoingMessage`]) plus what the broker and the consumer add, built with [`message`] and the
+/// `with_*` methods. [`consume`] lays a slice of them out as the host lays out a batch, so the
+/// listener reads them through the same [`Message`] views it gets in Wasm.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TestMessage {
-    /// The message's topic.
-    pub topic: String,
+    /// Topic, tags, keys, user properties (the host sends them sorted by name) and body.
+    pub sent: OutgoingMessage,
     /// Offset in its queue.
     pub queue_offset: u64,
     /// `UNIQ_KEY`; empty: the offset msg id stands in, as on the host.
     pub msg_id: String,
     /// Broker-generated id.
     pub offset_msg_id: String,
-    /// `KEYS`.
-    pub keys: Vec<String>,
-    /// `TAGS`.
-    pub tags: Option<String>,
-    /// User properties (the host sends them sorted by name).
-    pub properties: Vec<(String, String)>,
-    /// The payload.
-    pub body: Vec<u8>,
     /// Producer clock, ms since the Unix epoch.
     pub born_timestamp_ms: u64,
     /// Broker clock, ms since the Unix epoch.
@@ -156,29 +149,26 @@ pub struct TestMessage {
 
 /// A test message on `topic` with `body`; every other field empty or zero.
 pub fn message(topic: impl Into<String>, body: impl Into<Vec<u8>>) -> TestMessage {
-    TestMessage { topic: topic.into(), body: body.into(), ..TestMessage::default() }
+    TestMessage { sent: OutgoingMessage::new(topic, body), ..TestMessage::default() }
 }
 
 impl TestMessage {
     /// Sets the tag.
     #[must_use]
-    pub fn with_tags(mut self, tags: impl Into<String>) -> Self {
-        self.tags = Some(tags.into());
-        self
+    pub fn with_tags(self, tags: impl Into<String>) -> Self {
+        Self { sent: self.sent.with_tags(tags), ..self }
     }
 
     /// Adds a key.
     #[must_use]
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.keys.push(key.into());
-        self
+    pub fn with_key(self, key: impl Into<String>) -> Self {
+        Self { sent: self.sent.with_key(key), ..self }
     }
 
     /// Adds a user property (replacing an earlier one with the same name).
     #[must_use]
-    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        crate::types::set_property(&mut self.properties, name.into(), value.into());
-        self
+    pub fn with_property(self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { sent: self.sent.with_property(name, value), ..self }
     }
 
     /// Sets the message id (`UNIQ_KEY`).
@@ -215,12 +205,12 @@ pub(crate) fn batch(msgs: &[TestMessage]) -> wit::Batch {
     let messages = msgs
         .iter()
         .map(|m| {
-            let topic = span(m.topic.as_bytes());
+            let topic = span(m.sent.topic.as_bytes());
             let offset_msg_id = span(m.offset_msg_id.as_bytes());
             let msg_id =
                 if m.msg_id.is_empty() { offset_msg_id } else { span(m.msg_id.as_bytes()) };
             let properties: String =
-                m.properties.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
+                m.sent.properties.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
             wit::Message {
                 queue_offset: m.queue_offset,
                 born_timestamp: m.born_timestamp_ms,
@@ -229,10 +219,10 @@ pub(crate) fn batch(msgs: &[TestMessage]) -> wit::Batch {
                 topic,
                 msg_id,
                 offset_msg_id,
-                keys: span(m.keys.join(" ").as_bytes()),
-                tags: m.tags.as_ref().map(|t| span(t.as_bytes())),
+                keys: span(m.sent.keys.join(" ").as_bytes()),
+                tags: m.sent.tags.as_ref().map(|t| span(t.as_bytes())),
                 properties: span(properties.as_bytes()),
-                body: span(&m.body),
+                body: span(&m.sent.body),
                 born_host: span(m.born_host.as_bytes()),
                 store_host: span(m.store_host.as_bytes()),
             }

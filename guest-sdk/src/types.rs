@@ -203,8 +203,7 @@ impl fmt::Debug for Message<'_> {
     }
 }
 
-/// Sets `name` to `value`, replacing an earlier value (builders of messages and test messages).
-pub(crate) fn set_property(props: &mut Vec<(String, String)>, name: String, value: String) {
+fn set_property(props: &mut Vec<(String, String)>, name: String, value: String) {
     match props.iter_mut().find(|(k, _)| *k == name) {
         Some((_, v)) => *v = value,
         None => props.push((name, value)),
@@ -592,7 +591,7 @@ mod tests {
     #[test]
     fn property_lookup_last_wins_and_with_property_replaces() {
         let mut m = message("t", "x").with_property("a", "1").with_property("é", "");
-        m.properties.push(("a".into(), "2".into()));
+        m.sent.properties.push(("a".into(), "2".into()));
         with_views([m], |[m]| {
             assert_eq!(m.property("a"), Some("2"));
             assert_eq!(m.property("é"), Some(""));
@@ -600,7 +599,7 @@ mod tests {
             assert_eq!(m.properties().collect::<Vec<_>>(), [("a", "1"), ("é", ""), ("a", "2")]);
         });
         let m = message("t", "x").with_property("a", "1").with_property("a", "3");
-        assert_eq!(m.properties, vec![("a".to_string(), "3".to_string())]);
+        assert_eq!(m.sent.properties, vec![("a".to_string(), "3".to_string())]);
     }
 
     #[test]
