@@ -174,8 +174,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         row("native (same decision)", n, &mut native, native_p50);
         let mut fresh_p50 = 0.0;
 
-        for (name, l) in [("wasm, fresh instance per call", &fresh), ("wasm, warm (reuse)", &warm)]
-        {
+        let rows =
+            [("wasm, fresh instance per call", &fresh, true), ("wasm, warm (reuse)", &warm, false)];
+        for (name, l, is_fresh) in rows {
             let mut s = Samples::new();
             for i in 0..iters + iters / 10 {
                 let t = Instant::now();
@@ -188,7 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             let p50 = row(name, n, &mut s, native_p50);
-            if std::ptr::eq(l, &fresh) {
+            if is_fresh {
                 fresh_p50 = p50;
             }
         }

@@ -142,14 +142,11 @@ pub struct BatchTooLarge {
 /// text and body appended once to one `data` buffer. Lowering it into the guest is two copies
 /// (the records and the bytes) and two guest allocations, where a record of strings and lists
 /// cost a dozen allocations per message in the guest and as many lifts and frees.
-pub fn batch<'a>(
-    messages: impl IntoIterator<Item = &'a MessageExt> + Clone,
-) -> Result<wit::Batch, BatchTooLarge> {
-    let (count, body_bytes) =
-        messages.clone().into_iter().fold((0, 0), |(n, b), m| (n + 1, b + m.body.len()));
+pub fn batch(messages: &[MessageExt]) -> Result<wit::Batch, BatchTooLarge> {
+    let body_bytes: usize = messages.iter().map(|m| m.body.len()).sum();
     let mut out = Encoder {
-        data: Vec::with_capacity(body_bytes + count * ESTIMATED_TEXT_PER_MESSAGE),
-        messages: Vec::with_capacity(count),
+        data: Vec::with_capacity(body_bytes + messages.len() * ESTIMATED_TEXT_PER_MESSAGE),
+        messages: Vec::with_capacity(messages.len()),
         last_topic: None,
         last_born_host: None,
         last_store_host: None,
@@ -171,32 +168,27 @@ const ESTIMATED_TEXT_PER_MESSAGE: usize = 192;
 /// Appends messages to one buffer. Spans wrap past 4 GiB; [`batch`] refuses such a buffer.
 ///
 /// Values that repeat from one message to the next (the topic, the store host, usually the born
-/// host) are written once and their span shared: spans are read-only views, so two messages may
-/// point at the same bytes.
-struct Encoder {
+/// host) are written once and their span shared ([`write_once`]): spans are read-only views, so
+/// two messages may point at the same bytes.
+struct Encoder<'a> {
     data: Vec<u8>,
     messages: Vec<wit::Message>,
-    last_topic: Option<wit::Span>,
+    last_topic: Option<(&'a str, wit::Span)>,
     last_born_host: Option<(SocketAddr, wit::Span)>,
     last_store_host: Option<(SocketAddr, wit::Span)>,
 }
 
-impl Encoder {
-    fn message(&mut self, m: &MessageExt) {
-        let topic = match self.last_topic {
-            Some(span) if self.bytes(span) == m.topic.as_bytes() => span,
-            _ => {
-                let span = self.text(&m.topic);
-                self.last_topic = Some(span);
-                span
-            }
-        };
-        let offset_id =
-            self.span_of(|data| push_offset_msg_id(data, m.store_host, m.commit_log_offset));
+impl<'a> Encoder<'a> {
+    fn message(&mut self, m: &'a MessageExt) {
+        let data = &mut self.data;
+        let topic = write_once(data, &mut self.last_topic, m.topic.as_str(), |d| {
+            d.extend_from_slice(m.topic.as_bytes());
+        });
+        let offset_id = span_of(data, |d| push_offset_msg_id(d, m.store_host, m.commit_log_offset));
         // One pass over the properties: the three a record carries as fields, and the user
         // properties in RocketMQ's encoding (a map, so sorted by name).
         let (mut keys, mut tags, mut uniq) = (None, None, None);
-        let properties = self.span_of(|data| {
+        let properties = span_of(data, |d| {
             for (k, v) in m.properties.iter() {
                 match k {
                     property::KEYS => keys = Some(v),
@@ -204,20 +196,24 @@ impl Encoder {
                     property::UNIQ_KEY => uniq = Some(v),
                     _ if is_system_property(k) => {}
                     _ => {
-                        data.extend_from_slice(k.as_bytes());
-                        data.push(NAME_VALUE_SEPARATOR as u8);
-                        data.extend_from_slice(v.as_bytes());
-                        data.push(PROPERTY_SEPARATOR as u8);
+                        d.extend_from_slice(k.as_bytes());
+                        d.push(NAME_VALUE_SEPARATOR as u8);
+                        d.extend_from_slice(v.as_bytes());
+                        d.push(PROPERTY_SEPARATOR as u8);
                     }
                 }
             }
         });
-        let msg_id = uniq.map_or(offset_id, |id| self.text(id));
-        let keys = self.text(keys.unwrap_or_default());
-        let tags = tags.map(|t| self.text(t));
-        let body = self.span_of(|data| data.extend_from_slice(&m.body));
-        let born_host = self.host(m.born_host, |e| &mut e.last_born_host);
-        let store_host = self.host(m.store_host, |e| &mut e.last_store_host);
+        let msg_id = uniq.map_or(offset_id, |id| text(data, id));
+        let keys = text(data, keys.unwrap_or_default());
+        let tags = tags.map(|t| text(data, t));
+        let body = span_of(data, |d| d.extend_from_slice(&m.body));
+        let born_host = write_once(data, &mut self.last_born_host, m.born_host, |d| {
+            push_socket_addr(d, m.born_host);
+        });
+        let store_host = write_once(data, &mut self.last_store_host, m.store_host, |d| {
+            push_socket_addr(d, m.store_host);
+        });
         self.messages.push(wit::Message {
             queue_offset: u64::try_from(m.queue_offset.0).unwrap_or_default(),
             born_timestamp: u64::try_from(m.born_timestamp.0).unwrap_or_default(),
@@ -234,38 +230,36 @@ impl Encoder {
             store_host,
         });
     }
+}
 
-    /// The span of `addr` as text: the previous message's when it had the same address.
-    fn host(
-        &mut self,
-        addr: SocketAddr,
-        last: impl Fn(&mut Self) -> &mut Option<(SocketAddr, wit::Span)>,
-    ) -> wit::Span {
-        if let Some((prev, span)) = *last(self)
-            && prev == addr
-        {
-            return span;
+/// The span of what `write` appends for `value`, or the previous value's span when `value` is
+/// the same as the last one written for this field (`last`).
+fn write_once<K: PartialEq + Copy>(
+    data: &mut Vec<u8>,
+    last: &mut Option<(K, wit::Span)>,
+    value: K,
+    write: impl FnOnce(&mut Vec<u8>),
+) -> wit::Span {
+    match *last {
+        Some((prev, span)) if prev == value => span,
+        _ => {
+            let span = span_of(data, write);
+            *last = Some((value, span));
+            span
         }
-        let span = self.span_of(|data| push_socket_addr(data, addr));
-        *last(self) = Some((addr, span));
-        span
     }
+}
 
-    fn bytes(&self, span: wit::Span) -> &[u8] {
-        &self.data[span.start as usize..][..span.len as usize]
-    }
+fn text(data: &mut Vec<u8>, s: &str) -> wit::Span {
+    span_of(data, |d| d.extend_from_slice(s.as_bytes()))
+}
 
-    fn text(&mut self, s: &str) -> wit::Span {
-        self.span_of(|data| data.extend_from_slice(s.as_bytes()))
-    }
-
-    /// The span of whatever `write` appends.
-    fn span_of(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> wit::Span {
-        let start = self.data.len();
-        write(&mut self.data);
-        #[allow(clippy::cast_possible_truncation, reason = "batch() refuses data over u32::MAX")]
-        wit::Span { start: start as u32, len: (self.data.len() - start) as u32 }
-    }
+/// The span of whatever `write` appends to `data`.
+fn span_of(data: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> wit::Span {
+    let start = data.len();
+    write(data);
+    #[allow(clippy::cast_possible_truncation, reason = "batch() refuses data over u32::MAX")]
+    wit::Span { start: start as u32, len: (data.len() - start) as u32 }
 }
 
 /// `addr.to_string()` appended to `out`, without the formatting machinery for IPv4 (two of
@@ -409,7 +403,7 @@ mod tests {
             body: bytes::Bytes::from_static(b"hi"),
             ..MessageExt::default()
         };
-        let b = batch([&m]).unwrap();
+        let b = batch(std::slice::from_ref(&m)).unwrap();
         let [w] = b.messages.as_slice() else { panic!("one message: {:?}", b.messages) };
         assert_eq!(text(&b, w.properties), "colour\u{1}blue\u{2}size\u{1}\u{2}");
         assert_eq!(text(&b, w.keys), "k1 k2");
@@ -428,7 +422,7 @@ mod tests {
             ..MessageExt::default()
         };
         let untagged = MessageExt { body: bytes::Bytes::from_static(b"second"), ..m.clone() };
-        let b = batch([&m, &untagged]).unwrap();
+        let b = batch(&[m.clone(), untagged.clone()]).unwrap();
         let [w, second] = b.messages.as_slice() else { panic!("two messages") };
         assert_eq!(text(&b, w.born_host), "10.0.255.7:54321");
         assert_eq!(text(&b, w.store_host), "[::1]:10911");
@@ -442,7 +436,7 @@ mod tests {
         assert_eq!(span(second.topic), span(w.topic));
         assert_eq!(span(second.store_host), span(w.store_host));
         let other = MessageExt { topic: "u".into(), born_host: "10.0.0.1:1".parse().unwrap(), ..m };
-        let b = batch([&untagged, &other]).unwrap();
+        let b = batch(&[untagged, other]).unwrap();
         let [first, other] = b.messages.as_slice() else { panic!("two messages") };
         assert_eq!((text(&b, first.topic), text(&b, other.topic)), ("", "u"));
         assert_eq!(
@@ -450,9 +444,9 @@ mod tests {
             ("10.0.255.7:54321", "10.0.0.1:1")
         );
         assert_eq!(span(first.store_host), span(other.store_host));
-        let zero = batch([&MessageExt::default()]).unwrap();
+        let zero = batch(&[MessageExt::default()]).unwrap();
         assert_eq!(text(&zero, zero.messages[0].born_host), "0.0.0.0:0");
-        assert!(batch([]).unwrap().messages.is_empty());
+        assert!(batch(&[]).unwrap().messages.is_empty());
     }
 
     #[test]

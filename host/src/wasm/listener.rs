@@ -370,7 +370,7 @@ impl Call<'_> {
         ctx: &ConsumeContext,
         messages: &[MessageExt],
     ) -> Result<Vec<MessageOutcome>, ListenerError> {
-        let env = Arc::clone(self.env());
+        let env = self.env();
         let report = self.run(messages).await;
         match report.result {
             Ok(Ok(outcomes)) => {

@@ -1,6 +1,7 @@
-//! Counters of one Wasm listener: calls (and how many reused a warm instance), the three ways a call ends (outcomes, listener error,
-//! abort by kind), poison isolation, log and producer caps, reloads. Plain atomics: they are
-//! bumped on every call and read rarely (stats, tests), so no metrics dependency is needed.
+//! Counters of one Wasm listener: calls (and how many reused a warm instance), the three ways a
+//! call ends (outcomes, listener error, abort by kind), poison isolation, log and producer caps,
+//! reloads. Plain atomics: they are bumped on every call and read rarely (stats, tests), so no
+//! metrics dependency is needed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
