@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on a local default: start a local rocketmq-rust cluster (installing it once),
+# The main job on a local default: start a local Apache RocketMQ 5.3 cluster (its jars resolved
+# from Maven Central once; RMQ_CLUSTER_FLAVOUR=java4|rust for the others),
 # create an 8-queue topic, produce sample messages, show where they went, then consume them with a
 # sample Wasm plugin (router.wasm: copies every message to <topic>Routed) through
 # `rmq-wasm run --config`, and print the listener's stats.
@@ -11,7 +12,10 @@ TOPIC=${TOPIC:-DemoTopic}
 COUNT=${COUNT:-1000}
 DIR=${CLUSTER_DIR:-target/demo-cluster}
 
-scripts/install-cluster.sh
+case "${RMQ_CLUSTER_FLAVOUR:-java5}" in
+  rust) scripts/install-cluster.sh ;;
+  *) scripts/install-java-cluster.sh ;;
+esac
 scripts/build-plugins.sh
 cargo build -q --release -p rmq-wasm -p rmq-wasm-tests --bins
 BIN=target/release

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's single test command (README; CI runs exactly this via .ci/run):
 # formatting, clippy on all targets with warnings denied, and every test, including the ones
-# against a real local rocketmq-rust cluster (started and stopped by the tests themselves).
+# against a real local cluster (started and stopped by the tests themselves): the whole suite
+# against Apache RocketMQ 5.3 (the reference), then the compatibility subset against Apache
+# RocketMQ 4.9 and rocketmq-rust 1.0.0 (scripts/test-compat.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,9 @@ step() {
   echo "<== $name: ok in $((SECONDS - start)) s"
 }
 
-# The real-cluster tests need rocketmq-namesrv-rust / rocketmq-broker-rust (no-op when present).
+# The real-cluster tests need Apache RocketMQ's jars (Maven Central; the Java peer consumer is
+# built with them) and rocketmq-namesrv-rust / rocketmq-broker-rust (both no-ops when present).
+step install-java-cluster scripts/install-java-cluster.sh
 step install-cluster scripts/install-cluster.sh
 # The Wasm sandbox tests run the plugins from target/plugins/ (Rust, Python, JavaScript); the
 # script installs its own tools (componentize-py in a venv, npm packages) and is quick when
@@ -23,4 +27,6 @@ step install-cluster scripts/install-cluster.sh
 step plugins scripts/build-plugins.sh --test --smoke
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
-step test cargo test --workspace
+step test-java5 env RMQ_CLUSTER_FLAVOUR=java5 cargo test --workspace
+step test-java4-compat scripts/test-compat.sh java4
+step test-rust-compat scripts/test-compat.sh rust

@@ -1,5 +1,6 @@
 //! Test support.
 
 pub mod cluster;
+pub mod java_peer;
 pub mod support;
 pub mod wasm;

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use rmq_wasm::client::admin::TopicSpec;
 use rmq_wasm::client::{Admin, BrokerClient, NameServerClient, Producer, ProducerConfig};
+use rmq_wasm::protocol::acl::AclCredentials;
 use rmq_wasm::protocol::body::TopicRouteData;
 use rmq_wasm::remoting::ConnectionPool;
+use rmq_wasm::remoting::connection::RejectAll;
+use rmq_wasm::remoting::pool::PoolConfig;
 
 use crate::cluster::Cluster;
 
@@ -22,7 +25,15 @@ pub struct Clients {
 impl Clients {
     /// Clients for `cluster`.
     pub fn new(cluster: &Cluster) -> Self {
-        let pool = ConnectionPool::default();
+        Self::with_credentials(cluster, None)
+    }
+
+    /// Clients for `cluster` that sign every request with `credentials` (a broker with
+    /// authentication on).
+    pub fn with_credentials(cluster: &Cluster, credentials: Option<AclCredentials>) -> Self {
+        let mut config = PoolConfig::default();
+        config.connection.credentials = credentials.map(std::sync::Arc::new);
+        let pool = ConnectionPool::new(config, std::sync::Arc::new(RejectAll));
         let namesrv = NameServerClient::new(pool.clone(), vec![cluster.namesrv_addr.clone()])
             .expect("one name server address");
         let broker = BrokerClient::new(pool);

@@ -14,6 +14,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::protocol::acl::AclCredentials;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel, SubscriptionData};
 use crate::protocol::types::EpochMillis;
 
@@ -242,6 +243,10 @@ pub struct ConsumerConfig {
     pub pull_timeout: Duration,
     /// Timeout of the small RPCs: routes, heartbeats, consumer lists, unregistration.
     pub mq_client_api_timeout: Duration,
+    /// Access key and secret for a broker with authentication on (5.x `authenticationEnabled`,
+    /// 4.9 `aclEnable`): every request is signed (ACL 1.0 signature, which both accept). A
+    /// refusal names the access key. `None`: requests are not signed.
+    pub credentials: Option<AclCredentials>,
     /// Part of the client id. Left at "DEFAULT" in clustering it becomes `<pid>#<nanoTime>`.
     pub instance_name: String,
     /// Appended to the client id when set (`unitName`).
@@ -298,6 +303,7 @@ impl ConsumerConfig {
             broker_suspend_max: Duration::from_secs(15),
             pull_timeout: Duration::from_secs(30),
             mq_client_api_timeout: Duration::from_secs(3),
+            credentials: None,
             instance_name: DEFAULT_INSTANCE_NAME.to_owned(),
             unit_name: None,
             local_offset_store_dir: None,

@@ -80,8 +80,10 @@ impl PushConsumer {
         let (commands, command_rx) = mpsc::channel(16);
         // One pool (so one set of connections) per consumer: a broker binds a connection to the
         // client id of its first heartbeat.
+        let mut pool_config = PoolConfig::default();
+        pool_config.connection.credentials = config.credentials.clone().map(Arc::new);
         let pool = ConnectionPool::new(
-            PoolConfig::default(),
+            pool_config,
             Arc::new(ConsumerRequestHandler { rebalance_now: Arc::clone(&rebalance_now), forward }),
         );
         let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs)?;

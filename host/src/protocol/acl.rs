@@ -86,6 +86,51 @@ pub fn signature(secret_key: &[u8], content: &[u8]) -> String {
     STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// Rewrites the remark of a response that refuses a request for authentication reasons so that
+/// it names what is at fault: the access key the request was signed with (a broker's own remark
+/// does not always: 5.3 answers a wrong secret with NO_PERMISSION "check signature failed."), or
+/// the missing credentials when the request was not signed at all. `None` when the response is
+/// not an authentication refusal.
+///
+/// Recognised: NO_PERMISSION (16) from a 5.x broker's authentication pipeline ("check signature
+/// failed.", "User:x is not found.", "username cannot be null.", "User:x is disabled."), and
+/// SYSTEM_ERROR (1) carrying a 4.9 broker's `AclException` ("Check signature failed for
+/// accessKey=x", "No acl config for x", "No accessKey is configured").
+pub fn refusal_remark(
+    code: i32,
+    remark: Option<&str>,
+    credentials: Option<&AclCredentials>,
+) -> Option<String> {
+    const NO_PERMISSION: i32 = 16;
+    const SYSTEM_ERROR: i32 = 1;
+    let remark = remark.unwrap_or_default();
+    let lower = remark.to_ascii_lowercase();
+    let auth = match code {
+        NO_PERMISSION => {
+            lower.contains("signature")
+                || lower.contains("is not found")
+                || lower.contains("username cannot be null")
+                || lower.contains("is disabled")
+                || lower.contains("accesskey")
+        }
+        SYSTEM_ERROR => lower.contains("aclexception"),
+        _ => false,
+    };
+    if !auth {
+        return None;
+    }
+    Some(match credentials {
+        Some(creds) => format!(
+            "authentication failed for access key `{}` (check the access key and its secret): {remark}",
+            creds.access_key
+        ),
+        None => format!(
+            "the broker requires authentication and the request carried no credentials \
+             (configure an access key and secret): {remark}"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,5 +280,34 @@ mod tests {
         let text = format!("{:?}", creds());
         assert!(text.contains("rocketmq2"));
         assert!(!text.contains("12345678") && !text.contains("tok-1"), "{text}");
+    }
+
+    #[test]
+    fn authentication_refusals_name_the_access_key() {
+        let creds = AclCredentials::new("rmqwasm", "wrong");
+        let cases: &[(i32, &str, bool)] = &[
+            (16, "check signature failed.", true),
+            (16, "User:nobody is not found.", true),
+            (16, "username cannot be null.", true),
+            (
+                1,
+                "org.apache.rocketmq.acl.common.AclException: Check signature failed for accessKey=rmqwasm",
+                true,
+            ),
+            (1, "org.apache.rocketmq.acl.common.AclException: No acl config for nobody", true),
+            (16, "the topic[T] sending is forbidden", false),
+            (1, "store full", false),
+            (17, "check signature failed.", false),
+        ];
+        for &(code, remark, refused) in cases {
+            let named = refusal_remark(code, Some(remark), Some(&creds));
+            assert_eq!(named.is_some(), refused, "{code} {remark}");
+            if let Some(named) = named {
+                assert!(named.contains("`rmqwasm`") && named.contains(remark), "{named}");
+                assert!(!named.contains("wrong"), "never the secret: {named}");
+            }
+        }
+        let unsigned = refusal_remark(16, Some("username cannot be null."), None).unwrap();
+        assert!(unsigned.contains("no credentials"), "{unsigned}");
     }
 }

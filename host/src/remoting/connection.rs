@@ -211,7 +211,18 @@ impl Connection {
             rx.await.map_err(|_| self.shared.closed_error())
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
+            Ok(Ok(mut response)) => {
+                // An authentication refusal names the access key (or its absence), so the error
+                // a user sees says what to fix rather than "check signature failed.".
+                let creds = self.shared.credentials.as_deref();
+                if let Some(remark) =
+                    acl::refusal_remark(response.code, response.remark.as_deref(), creds)
+                {
+                    response.remark = Some(remark);
+                }
+                Ok(response)
+            }
+            Ok(Err(error)) => Err(error),
             Err(_) => {
                 Err(RemotingError::Timeout { addr: self.shared.addr.clone(), code, after: timeout })
             }

@@ -1,7 +1,9 @@
-//! `cluster start|stop|status [--dir D]`: a local rocketmq-rust cluster (name server + broker on
-//! 127.0.0.1) for the demo and manual runs, left running detached. `start` writes `cluster.env`
-//! (NAMESRV_ADDR, BROKER_ADDR, pids, ...) into the directory and prints it; `stop` and `status`
-//! read it. Tests can reuse such a cluster with `RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env`.
+//! `cluster start|stop|status [--dir D]`: a local RocketMQ cluster (name server + brokers on
+//! 127.0.0.1; Apache RocketMQ 5.3 by default, `--flavour java4|rust` or `RMQ_CLUSTER_FLAVOUR` for
+//! the others) for the demo and manual runs, left running detached. `start` writes `cluster.env`
+//! (FLAVOUR, NAMESRV_ADDR, BROKER_ADDR, BROKERS, pids, ...) into the directory and prints it;
+//! `stop` and `status` read it. Tests can reuse such a cluster with
+//! `RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env`.
 
 use std::path::Path;
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::cluster::ClusterOptions;
 
 #[derive(Debug, Parser)]
-#[command(about = "Start, stop or inspect a local rocketmq-rust cluster on 127.0.0.1")]
+#[command(about = "Start, stop or inspect a local RocketMQ cluster on 127.0.0.1")]
 struct Args {
     #[command(subcommand)]
     command: Cmd,
@@ -33,9 +35,17 @@ enum Cmd {
         /// explicit list such as "1s 5s 10s".
         #[arg(long, default_value = "test")]
         delay_levels: String,
-        /// Bound on the wait for the broker to register, in seconds.
-        #[arg(long, default_value_t = 60)]
+        /// Bound on the wait for the brokers to register, in seconds.
+        #[arg(long, default_value_t = 90)]
         timeout_secs: u64,
+        /// The implementation: java5 (Apache RocketMQ 5.3), java4 (4.9) or rust (rocketmq-rust
+        /// 1.0.0). Default: `RMQ_CLUSTER_FLAVOUR`, else java5.
+        #[arg(long)]
+        flavour: Option<cluster::Flavour>,
+        /// Brokers: `single` (broker-a), `two-masters` (broker-a, broker-b) or `master-slave`
+        /// (broker-a with a slave; Java only).
+        #[arg(long, default_value = "single", value_parser = parse_topology)]
+        topology: cluster::Topology,
     },
     /// Stop the cluster recorded in the directory.
     Stop {
@@ -59,9 +69,17 @@ struct DirArg {
 impl DirArg {
     fn path(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| {
-            let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
-            tests_crate.parent().unwrap_or(tests_crate).join("target").join("local-cluster")
+            cluster::flavour::workspace_root().join("target").join("local-cluster")
         })
+    }
+}
+
+fn parse_topology(value: &str) -> Result<cluster::Topology, String> {
+    match value {
+        "single" => Ok(cluster::Topology::Single),
+        "two-masters" => Ok(cluster::Topology::TwoMasters),
+        "master-slave" => Ok(cluster::Topology::MasterSlave),
+        other => Err(format!("unknown topology `{other}`: single, two-masters or master-slave")),
     }
 }
 
@@ -77,7 +95,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<ExitCode> {
     match args.command {
-        Cmd::Start { dir, delay_levels, timeout_secs } => {
+        Cmd::Start { dir, delay_levels, timeout_secs, flavour, topology } => {
             let dir = dir.path();
             let env_file = dir.join(cluster::ENV_FILE);
             if env_file.exists() {
@@ -97,13 +115,16 @@ fn run(args: Args) -> Result<ExitCode> {
                 },
                 startup_timeout: std::time::Duration::from_secs(timeout_secs),
                 watchdog: false,
+                flavour,
+                topology,
                 ..ClusterOptions::default()
             };
             let started = std::time::Instant::now();
             let cluster = Cluster::start(opts)?;
             let env_file = cluster.write_env_file()?;
             eprintln!(
-                "cluster ready in {:.1}s; env in {}, logs in {}",
+                "{} cluster ready in {:.1}s; env in {}, logs in {}",
+                cluster.flavour,
                 started.elapsed().as_secs_f64(),
                 env_file.display(),
                 cluster.dir.display()
@@ -143,12 +164,25 @@ fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// Stops the pids recorded in `env_file` (broker first) and removes the file.
+/// Stops the pids recorded in `env_file` (brokers first, in reverse order) and removes the file.
 fn stop_recorded(env_file: &Path) -> Result<()> {
     let env = cluster::read_env_file(env_file)?;
-    for key in ["BROKER_PID", "NAMESRV_PID"] {
-        if let Some(pid) = env.get(key).and_then(|pid| pid.parse::<u32>().ok()) {
-            cluster::stop_pid(pid).with_context(|| format!("stopping {key}={pid}"))?;
+    let mut pids: Vec<String> = env
+        .get("BROKERS")
+        .map(|brokers| {
+            brokers
+                .split_whitespace()
+                .filter_map(|b| b.rsplit('/').next())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.reverse();
+    pids.extend(env.get("BROKER_PID").cloned());
+    pids.extend(env.get("NAMESRV_PID").cloned());
+    for pid in pids {
+        if let Ok(pid) = pid.parse::<u32>() {
+            cluster::stop_pid(pid).with_context(|| format!("stopping pid {pid}"))?;
         }
     }
     std::fs::remove_file(env_file).with_context(|| format!("removing {}", env_file.display()))?;
