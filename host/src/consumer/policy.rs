@@ -52,6 +52,11 @@ pub const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_millis(1000);
 /// clears quickly (its page cache was busy), so retry soon.
 pub const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
 
+/// How long a queue waits after a slave had nothing for it. A slave that serves no reads answers
+/// at once instead of holding the pull, so this bounds the polling rate — two pulls a second per
+/// queue — while the master is away; it is also the extra latency of a message in that time.
+pub const PULL_DELAY_WHEN_REPLICA_CAUGHT_UP: Duration = Duration::from_millis(500);
+
 /// Why a queue does not pull right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullDelayReason {
@@ -69,6 +74,8 @@ pub enum PullDelayReason {
     PullFailed,
     /// The broker answered FLOW_CONTROL (code 20).
     BrokerFlowControl,
+    /// A slave answered at once that it has nothing newer.
+    ReplicaCaughtUp,
 }
 
 /// How long a queue waits before it tries to pull again, for `reason` (reference 4.5's table).
@@ -77,6 +84,7 @@ pub fn pull_delay_for(reason: PullDelayReason) -> Duration {
         PullDelayReason::FlowControl(_) => PULL_DELAY_WHEN_FLOW_CONTROL,
         PullDelayReason::BrokerFlowControl => PULL_DELAY_WHEN_BROKER_FLOW_CONTROL,
         PullDelayReason::Paused => PULL_DELAY_WHEN_SUSPEND,
+        PullDelayReason::ReplicaCaughtUp => PULL_DELAY_WHEN_REPLICA_CAUGHT_UP,
         PullDelayReason::NotRunning
         | PullDelayReason::NotLocked
         | PullDelayReason::NoSubscription
@@ -385,6 +393,7 @@ mod tests {
             (PullDelayReason::NoSubscription, ms(1000)),
             (PullDelayReason::PullFailed, ms(1000)),
             (PullDelayReason::BrokerFlowControl, ms(20)),
+            (PullDelayReason::ReplicaCaughtUp, ms(500)),
         ];
         for (reason, delay) in table {
             assert_eq!(pull_delay_for(reason), delay, "{reason:?}");

@@ -105,7 +105,16 @@ impl QueueTaskHandle {
     }
 }
 
-type PullFuture = Pin<Box<dyn Future<Output = (Result<PullResult, ClientError>, Duration)> + Send>>;
+/// A pull in flight; resolves to its result, its round trip and whether it went to the master.
+type PullFuture = Pin<Box<dyn Future<Output = PullDone> + Send>>;
+
+/// A finished pull.
+struct PullDone {
+    result: Result<PullResult, ClientError>,
+    rt: Duration,
+    /// False when it went to a slave (the master was gone, or suggested the slave).
+    from_master: bool,
+}
 
 /// What a consume job reports back.
 #[derive(Debug)]
@@ -180,9 +189,9 @@ impl QueueTask {
                         next_pull_at = Instant::now();
                     }
                 }
-                (result, rt) = async { pull.as_mut().expect("guarded").await }, if pull.is_some() => {
+                done = async { pull.as_mut().expect("guarded").await }, if pull.is_some() => {
                     pull = None;
-                    let (delay, buffered) = self.on_pull(result, rt);
+                    let (delay, buffered) = self.on_pull(done);
                     next_pull_at = Instant::now() + delay;
                     if let Some(msgs) = buffered {
                         // Java's order: buffer, send the next pull, then consume — so the
@@ -195,9 +204,9 @@ impl QueueTask {
                         }
                         if let Some(fut) = pull.as_mut() {
                             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                            if let std::task::Poll::Ready((result, rt)) = fut.as_mut().poll(&mut cx) {
+                            if let std::task::Poll::Ready(done) = fut.as_mut().poll(&mut cx) {
                                 // Rare (an immediate error): handled on the next turn instead.
-                                pull = Some(Box::pin(std::future::ready((result, rt))));
+                                pull = Some(Box::pin(std::future::ready(done)));
                             }
                         }
                         self.consume_buffered(msgs);
@@ -283,17 +292,14 @@ impl QueueTask {
         Ok(Box::pin(async move {
             let started = Instant::now();
             let result = broker.pull(&addr, &header, timeout).await;
-            (result, started.elapsed())
+            PullDone { result, rt: started.elapsed(), from_master: is_master }
         }))
     }
 
     /// Handles a pull result; returns how long to wait before the next pull and the messages it
     /// buffered, which the caller consumes ([`consume_buffered`](Self::consume_buffered)).
-    fn on_pull(
-        &mut self,
-        result: Result<PullResult, ClientError>,
-        rt: Duration,
-    ) -> (Duration, Option<Vec<MessageExt>>) {
+    fn on_pull(&mut self, done: PullDone) -> (Duration, Option<Vec<MessageExt>>) {
+        let PullDone { result, rt, from_master } = done;
         let result = match result {
             Ok(r) => r,
             Err(e) => {
@@ -336,6 +342,13 @@ impl QueueTask {
             PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
                 self.next_offset = result.next_begin_offset;
                 self.correct_offset_if_idle();
+                if !from_master {
+                    // A slave holds no pull when it may not serve reads (`slaveReadEnable`
+                    // off, the default): 4.9 answers every pull at once with no messages. Java
+                    // pulls again at once, ~500 pulls/s per queue until the master is back.
+                    self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
+                    return (policy::pull_delay_for(PullDelayReason::ReplicaCaughtUp), None);
+                }
             }
             PullStatus::OffsetIllegal => {
                 tracing::warn!(queue = %self.queue, from = %self.next_offset, to = %result.next_begin_offset, "pull offset illegal; moving");
