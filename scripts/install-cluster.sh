@@ -14,6 +14,14 @@ find_bin() {
   return 1
 }
 
+# One install at a time: .ci/run starts this in the background at its very beginning, and
+# scripts/test.sh calls it again right before the tests that need rocketmq-rust; the second call
+# waits here for the first and then finds both binaries.
+lock="${CARGO_HOME:-$HOME/.cargo}/.rmq-wasm-install-cluster.lock"
+mkdir -p "$(dirname "$lock")"
+exec 9>"$lock"
+flock 9
+
 missing=()
 for bin in "${BINS[@]}"; do
   if path=$(find_bin "$bin"); then

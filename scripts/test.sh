@@ -17,9 +17,8 @@ step() {
 }
 
 # The real-cluster tests need Apache RocketMQ's jars (Maven Central; the Java peer consumer is
-# built with them) and rocketmq-namesrv-rust / rocketmq-broker-rust (both no-ops when present).
+# built with them; a no-op when present).
 step install-java-cluster scripts/install-java-cluster.sh
-step install-cluster scripts/install-cluster.sh
 # The Wasm sandbox tests run the plugins from target/plugins/ (Rust, Python, JavaScript); the
 # script installs its own tools (componentize-py in a venv, npm packages) and is quick when
 # nothing changed. --test runs the Rust plugins' native unit tests, --smoke calls every built
@@ -29,4 +28,7 @@ step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test-java5 env RMQ_CLUSTER_FLAVOUR=java5 cargo test --workspace
 step test-java4-compat scripts/test-compat.sh java4
+# Only the last part needs rocketmq-namesrv-rust / rocketmq-broker-rust: installed here (a
+# no-op when present; waits for an install .ci/run started in the background).
+step install-cluster scripts/install-cluster.sh
 step test-rust-compat scripts/test-compat.sh rust
