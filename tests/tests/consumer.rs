@@ -2,12 +2,13 @@
 //! at-least-once delivery, retries with reconsume times, DLQ, restart without redelivery.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rmq_wasm::consumer::PushConsumer;
-use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
+use rmq_wasm::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::MessageQueue;
 use rmq_wasm::protocol::QueueOffset;
@@ -180,6 +181,55 @@ async fn a_failing_message_comes_back_with_growing_reconsume_times_then_succeeds
     assert_eq!(seen, vec![0, 1, 2, 3], "reconsume times of each delivery");
     assert_eq!(attempts.lock().unwrap().get("steady").cloned(), Some(vec![0]));
     consumer.shutdown().await;
+}
+
+/// A listener that panics is a listener that failed: its batch is consumed again (concurrent:
+/// sent back, as RECONSUME_LATER; orderly: the queue suspends and retries it, as
+/// SUSPEND_CURRENT_QUEUE_A_MOMENT) — never committed as if consumed, never left pinning the
+/// offset until the consume-timeout sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_panics_gets_its_batch_again_in_both_modes() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    for mode in [ConsumeMode::Concurrently, ConsumeMode::Orderly] {
+        let topic = unique("panic");
+        c.create_topic(cluster, &topic, 2).await.unwrap();
+        let consumed: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+        let panicked = Arc::new(AtomicBool::new(false));
+        let (done, once) = (Arc::clone(&consumed), Arc::clone(&panicked));
+        let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+            let (done, once) = (Arc::clone(&done), Arc::clone(&once));
+            async move {
+                let keys: Vec<String> =
+                    msgs.iter().map(|m| m.keys().next().unwrap_or_default().to_owned()).collect();
+                if keys.iter().any(|k| k == "k7") && !once.swap(true, Ordering::SeqCst) {
+                    panic!("listener bug on k7 (a test of panic handling)");
+                }
+                done.lock().unwrap().extend(keys);
+                Ok(vec![MessageOutcome::Success; msgs.len()])
+            }
+        }));
+        let mut config = config(&unique("panic_group"), &topic, "p");
+        config.consume_mode = mode;
+        let consumer = start(cluster, config, listener).await;
+        let mut expected = BTreeSet::new();
+        for i in 0..20 {
+            let key = format!("k{i}");
+            let msg = Message::new(&topic, Bytes::from(key.clone())).with_keys([key.clone()]);
+            c.producer.send(msg).await.unwrap();
+            expected.insert(key);
+        }
+        wait_for_all(
+            &format!("{mode:?}: every key consumed"),
+            Duration::from_secs(60),
+            &expected,
+            || consumed.lock().unwrap().clone(),
+        )
+        .await;
+        assert!(panicked.load(Ordering::SeqCst), "{mode:?}: the listener panicked once");
+        consumer.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

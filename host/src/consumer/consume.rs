@@ -5,12 +5,15 @@
 //! pull loop; the queue task only learns which offsets are settled and which messages must be
 //! consumed again locally.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
-use super::listener::{ConsumeContext, DLQ_REASON, MessageOutcome, outcomes_for};
+use super::listener::{ConsumeContext, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for};
 use super::shared::Shared;
 use super::stats::QueueStats;
 use crate::client::ClientError;
@@ -71,7 +74,13 @@ async fn call_listener(scope: &JobScope, msgs: &mut [MessageExt]) -> Option<Vec<
     let _permit = shared.consume_permits.acquire().await.ok()?;
     prepare_for_listener(&shared.retry_topic, msgs);
     let started = Instant::now();
-    let result = shared.listener.consume(&scope.ctx, msgs).await;
+    // A panicking listener failed like one that returned an error (Java: an exception thrown
+    // by the listener means RECONSUME_LATER / SUSPEND_CURRENT_QUEUE_A_MOMENT): its batch is
+    // consumed again. Caught here, where the outcome is decided, not where the job is polled.
+    let result = AssertUnwindSafe(shared.listener.consume(&scope.ctx, msgs))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(ListenerError::Failed(panic_message(panic.as_ref()))));
     let elapsed = started.elapsed();
     if let Err(e) = &result {
         let (queue, mode) = (&scope.ctx.queue, scope.ctx.mode);
@@ -81,6 +90,16 @@ async fn call_listener(scope: &JobScope, msgs: &mut [MessageExt]) -> Option<Vec<
     let ok = outcomes.iter().filter(|o| o.is_success()).count();
     scope.stats.add_consume(elapsed, ok, outcomes.len() - ok);
     Some(outcomes)
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string payload");
+    format!("the listener panicked: {text}")
 }
 
 /// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes.
@@ -332,4 +351,21 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
         m.reconsume_times += 1;
     }
     done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_payloads_read_as_text() {
+        let cases: [(Box<dyn Any + Send>, &str); 3] = [
+            (Box::new("boom"), "the listener panicked: boom"),
+            (Box::new(format!("bad {}", 7)), "the listener panicked: bad 7"),
+            (Box::new(42_u8), "the listener panicked: a non-string payload"),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(panic_message(payload.as_ref()), expected);
+        }
+    }
 }
