@@ -1,17 +1,50 @@
-//! `consume-bench`: consume throughput from a local rocketmq-rust cluster, in one run, of
+//! `consume-bench`: consume throughput from a local RocketMQ cluster — Apache RocketMQ's own Java
+//! name server and broker, 5.3, unless `RMQ_CLUSTER_FLAVOUR` says `java4` (4.9) or `rust`
+//! (rocketmq-rust 1.0.0) — in one run, against one topic, of
 //!
-//! * (a) our `PushConsumer` with a no-op native listener (`consume_message_batch_max_size` 1, the
-//!   default, and 32),
-//! * (b) a `rocketmq-client-rust` 1.0.0 `DefaultMQPushConsumer` with a no-op listener,
+//! * (a) our `PushConsumer` with a no-op native listener, `consume_message_batch_max_size` 1 (the
+//!   default), and (a') 32;
+//! * (b) a `rocketmq-client-rust` 1.0.0 `DefaultMQPushConsumer` with a no-op listener, in this
+//!   process, with its defaults;
 //! * (c) a raw pull loop over our `BrokerClient` (no consume service, no long poll): the ceiling
-//!   our transport and the broker allow.
+//!   our transport and the broker allow;
+//! * (d) Apache RocketMQ's own Java `DefaultMQPushConsumer` (the client of the cluster's Java
+//!   version; 5.3 for a rust cluster) with a no-op listener and its defaults, in a JVM of its own:
+//!   `tests/java`'s `PeerConsumer --quiet` through `rmq_wasm_tests::java_peer`;
+//! * (e) our `PushConsumer`, batch 32, calling the `filter` Wasm plugin with a fresh instance per
+//!   call under the default fuel and timeout limits, and (e') the same in warm mode. The plugin is
+//!   configured with a tag and a body text no message has, so it checks every message's tag and
+//!   scans its body, then accepts it.
 //!
 //! The topic (8 queues) is filled once with N messages (batch sends); every run then reads all of
 //! it with a fresh consumer group from the first offset. A run counts unique messages by their
 //! client-side id (`UNIQ_KEY`, which a message keeps when a consumer hands it back through
-//! `%RETRY%<group>`) and is timed from the consumer's start to the N-th unique message. Log events
-//! at WARN and above are counted per side (ours: `rmq_wasm*`, peer: `rocketmq*`) while each run
-//! lasts.
+//! `%RETRY%<group>`) — (e) only those the plugin accepted — and is timed from the consumer's start
+//! to the N-th unique message. The Java peer reports no ids in quiet mode, only `COUNT n` (the
+//! messages its listener was called with) every 200 ms: (d) is timed to the first `COUNT` ≥ N seen,
+//! so it is late by up to 200 ms; the window is printed, and e/d at its fast end too. Whatever
+//! precedes consuming is done before a clock starts: compiling the plugin (or loading it from the
+//! artifact cache) and, for (d), booting the JVM up to `consumer.start()` having returned: (d) is
+//! not charged for its route lookup and first heartbeat (ours are charged for
+//! `PushConsumer::start`), but is for its first rebalance, which the Java client holds back until
+//! `rocketmq.client.rebalance.minInterval` (1 s) after it was created. Log events at WARN and above
+//! are counted per side (ours: `rmq_wasm*`, peer: `rocketmq*`) while each run lasts.
+//!
+//! CPU (user + system, `/proc`) is read before and after each run: this process (the consumer of
+//! every row but (d), its start-up and shutdown included), every broker process and, for (d), the
+//! peer's JVM (read when it reached N: its shutdown is not counted). Per message, consumer and
+//! broker side by side, it says what each row costs regardless of the wall clock.
+//!
+//! What bounds the figures: everything shares one machine (the reference machine has 2 cores).
+//! The broker — a JVM with its GC and JIT threads for the Java flavours — serves every pull and
+//! competes with the consumer for those cores, so a consumer that burns less CPU leaves the broker
+//! more and pulls faster; (c) does no per-message work on the consumer side and shows where the
+//! broker caps us. The Java peer brings 20 consume threads plus pull, rebalance and GC threads of
+//! its own; our side runs `--workers` tokio workers, and the Wasm rows up to 20 sandboxes at once.
+//! A Java broker also gets faster as its JIT compiles the pull path: `--warmup` untimed raw pull
+//! passes (1 by default) come first, and the rows run in the order of `--runs`, so a later row may
+//! still meet a warmer broker. At small N, start-up weighs: each row also prints its rate from
+//! its first message on, and the ratios are printed for those rates too.
 //!
 //! The cluster is started here (127.0.0.1 only, removed at exit) unless `RMQ_TEST_CLUSTER_ENV`
 //! names the `cluster.env` of one started by `scripts/cluster.sh start`. Build in release mode for
@@ -19,9 +52,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -39,7 +72,11 @@ use rmq_wasm::protocol::header::{
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm::protocol::{EpochMillis, MessageQueue, QueueOffset};
 use rmq_wasm::remoting::ConnectionPool;
-use rmq_wasm_tests::cluster::{ATTACH_ENV, Cluster, ClusterOptions, DEFAULT_DELAY_LEVELS};
+use rmq_wasm::wasm::{EngineConfig, PluginSpec, SandboxEngine, WasmListener};
+use rmq_wasm_tests::cluster::{
+    ATTACH_ENV, Cluster, ClusterOptions, DEFAULT_DELAY_LEVELS, pid_alive,
+};
+use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{Clients, unique};
 use rocketmq_client_rust::{
     ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
@@ -55,9 +92,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Debug, Parser)]
-#[command(
-    about = "Consume throughput: our push consumer vs rocketmq-client-rust vs a raw pull loop"
-)]
+#[command(about = "Consume throughput: our push consumer (native and Wasm listeners) vs \
+             rocketmq-client-rust vs Apache RocketMQ's Java push consumer vs a raw pull loop")]
 struct Args {
     /// Messages in the topic; every run consumes all of them.
     #[arg(long, short = 'n', default_value_t = 100_000)]
@@ -71,16 +107,34 @@ struct Args {
     /// Messages per batch send while filling the topic.
     #[arg(long, default_value_t = 64)]
     send_batch: usize,
-    /// Which runs, in this order: ours (batch 1), ours32 (batch 32), peer, raw.
-    #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw")]
+    /// Which runs, in this order: ours (a, batch 1), ours32 (a', batch 32), peer (b,
+    /// rocketmq-client-rust), raw (c), java (d, Java DefaultMQPushConsumer), wasm (e, Wasm filter,
+    /// fresh instances), wasm-warm (e', Wasm filter, warm instances).
+    #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw,java,wasm,wasm-warm")]
     runs: Vec<RunKind>,
+    /// Untimed raw pull passes over the whole topic before the rows: a Java broker runs its pull
+    /// path interpreted until the JIT has compiled it, which would slow down whichever row runs
+    /// first.
+    #[arg(long, default_value_t = 1)]
+    warmup: u32,
     /// Bound on each run, in seconds.
     #[arg(long, default_value_t = 300)]
     run_timeout_secs: u64,
     /// Tokio worker threads for our side (the peer gets its own runtime with as many).
     #[arg(long, default_value_t = default_workers())]
     workers: usize,
-    /// Log filter of the broker and name server when the bench starts its own cluster.
+    /// The filter plugin of (e) and (e'); default `<workspace>/target/plugins/filter.wasm`
+    /// (`scripts/build-plugins.sh`).
+    #[arg(long)]
+    filter_wasm: Option<PathBuf>,
+    /// Calls one warm instance serves before it is recycled, in (e').
+    #[arg(long, default_value_t = 1000)]
+    warm_reuse: u32,
+    /// `consumeMessageBatchMaxSize` of the Java peer (d); 1 is Java's default.
+    #[arg(long, default_value_t = 1)]
+    java_batch: u32,
+    /// Log filter of the broker and name server when the bench starts its own cluster
+    /// (rocketmq-rust only; the Java servers log to their own files).
     #[arg(long, default_value = "warn")]
     cluster_log: String,
     /// Give the bench's own cluster the stock delay levels (1s 5s 10s 30s …) instead of the test
@@ -103,6 +157,12 @@ enum RunKind {
     Peer,
     /// (c) raw BrokerClient::pull loop over all queues, no long poll, no consume service.
     Raw,
+    /// (d) Apache RocketMQ's Java DefaultMQPushConsumer (its defaults), in its own JVM.
+    Java,
+    /// (e) our PushConsumer, batch 32, Wasm filter plugin, a fresh instance per call.
+    Wasm,
+    /// (e') as (e) with warm instances (`--warm-reuse` calls each).
+    WasmWarm,
 }
 
 impl RunKind {
@@ -112,9 +172,37 @@ impl RunKind {
             Self::Ours32 => "(a') ours, batch 32",
             Self::Peer => "(b)  rocketmq-client-rust",
             Self::Raw => "(c)  raw pull loop",
+            Self::Java => "(d)  Java DefaultMQPushConsumer",
+            Self::Wasm => "(e)  ours + Wasm filter, b. 32",
+            Self::WasmWarm => "(e') ours + Wasm filter, warm",
+        }
+    }
+
+    /// The row's letter, for the ratios.
+    fn letter(self) -> &'static str {
+        match self {
+            Self::Ours => "a",
+            Self::Ours32 => "a'",
+            Self::Peer => "b",
+            Self::Raw => "c",
+            Self::Java => "d",
+            Self::Wasm => "e",
+            Self::WasmWarm => "e'",
         }
     }
 }
+
+/// Width of the label column.
+const LABEL: usize = 32;
+/// Consume batch size of the Wasm rows: a sandboxed call has a fixed cost (a store and an instance
+/// per call) that batching spreads.
+const WASM_BATCH: u32 = 32;
+/// The filter's config: a tag and a body text no message of the topic has (bodies are all `x`),
+/// so the plugin reads every message's tag and scans its whole body, then accepts it.
+const FILTER_CONFIG: [(&str, &str); 2] =
+    [("tag", "bench-no-such-tag"), ("body-contains", "bench-no-such-text")];
+/// How often (d) looks at the Java peer's latest `COUNT` (which the peer prints every 200 ms).
+const JAVA_POLL: Duration = Duration::from_millis(5);
 
 fn main() -> Result<()> {
     let args = Args::parse();
@@ -182,8 +270,8 @@ async fn bench(
     let queues = route.subscribe_queues(&topic);
     ensure!(queues.len() == args.queues as usize, "route has {} queues", queues.len());
     println!(
-        "consume-bench: {} messages × {} B in {} queues, topic {topic}, name server {}",
-        args.messages, args.body_size, args.queues, cluster.namesrv_addr
+        "consume-bench: {} messages × {} B in {} queues, topic {topic}, cluster {} (name server {})",
+        args.messages, args.body_size, args.queues, cluster.flavour, cluster.namesrv_addr
     );
 
     let fill_started = Instant::now();
@@ -201,50 +289,85 @@ async fn bench(
     );
     check_filled(&clients, cluster, &queues, &per_queue).await?;
 
-    let timeout = Duration::from_secs(args.run_timeout_secs);
+    // One engine for both Wasm rows, as a host process has one.
+    let engine = if args.runs.iter().any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm)) {
+        Some(SandboxEngine::new(EngineConfig::default())?)
+    } else {
+        None
+    };
+    let bench = Bench {
+        args,
+        cluster,
+        topic: &topic,
+        queues: &queues,
+        per_queue: &per_queue,
+        peer_runtime,
+        engine: engine.as_ref(),
+        logs,
+        timeout: Duration::from_secs(args.run_timeout_secs),
+    };
+    for pass in 1..=args.warmup {
+        let tally = Arc::new(Tally::new(Arc::clone(&ids)));
+        let started = Instant::now();
+        run_raw(cluster, &queues, &per_queue, &tally, bench.timeout)
+            .await
+            .with_context(|| format!("warm-up pass {pass}"))?;
+        println!(
+            "warm-up pass {pass} (raw pull loop, untimed): {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let mut results: BTreeMap<RunKind, Outcome> = BTreeMap::new();
     for &kind in &args.runs {
-        let tally = Arc::new(Tally::new(Arc::clone(&ids)));
-        let logs_before = logs.snapshot();
-        let cpu_before = CpuTimes::read(cluster);
-        let started = Instant::now();
-        let run = match kind {
-            RunKind::Ours => run_ours(cluster, &topic, &tally, 1, timeout).await,
-            RunKind::Ours32 => run_ours(cluster, &topic, &tally, 32, timeout).await,
-            RunKind::Peer => {
-                let owner = peer_runtime.context("no peer runtime")?;
-                run_peer(owner, cluster, &topic, &tally, timeout).await
-            }
-            RunKind::Raw => run_raw(cluster, &queues, &per_queue, &tally, timeout).await,
-        };
-        let logs_during = logs.snapshot().since(&logs_before);
-        let cpu = CpuTimes::read(cluster).since(&cpu_before);
-        let mut outcome = match run {
-            Ok(notes) => Outcome::done(&tally, started, notes, logs_during),
-            Err(e) => Outcome::failed(&tally, started, format!("{e:#}"), logs_during),
-        };
-        outcome.cpu = cpu;
-        outcome.print(kind);
+        let outcome = bench.measure(kind, &Arc::new(Tally::new(Arc::clone(&ids)))).await;
+        outcome.print(kind, bench.broker_label());
         results.insert(kind, outcome);
     }
 
+    println!(
+        "\n{:<LABEL$} {:>9}  {:<27}  broker CPU per message",
+        "", "msgs/s", "consumer CPU per message"
+    );
+    for (kind, outcome) in &results {
+        outcome.print_summary(*kind);
+    }
     println!();
     let rate = |k| results.get(&k).and_then(|o: &Outcome| o.rate);
+    let steady = |k| results.get(&k).and_then(Outcome::steady_rate);
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "n/a".to_owned(),
     };
-    println!(
-        "a/b  = {}  (target ≥ 5)   [a' /b = {}]",
-        ratio(rate(RunKind::Ours), rate(RunKind::Peer)),
-        ratio(rate(RunKind::Ours32), rate(RunKind::Peer))
-    );
-    println!(
-        "a/c  = {}  (target ≥ 0.9) [a' /c = {}]",
-        ratio(rate(RunKind::Ours), rate(RunKind::Raw)),
-        ratio(rate(RunKind::Ours32), rate(RunKind::Raw))
-    );
-    let samples = logs.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    use RunKind::{Java, Ours, Ours32, Peer, Raw, Wasm, WasmWarm};
+    for (num, alt, den, target) in [
+        (Ours, Ours32, Peer, "≥ 5"),
+        (Ours, Ours32, Raw, "≥ 0.9"),
+        (Wasm, WasmWarm, Java, "≥ 1.2"),
+        (Wasm, WasmWarm, Raw, "≥ 0.9"),
+    ] {
+        let name = |n: RunKind| format!("{}/{}", n.letter(), den.letter());
+        let mut line = format!(
+            "{:<5}= {:>5}  {:<15} [{} = {:>5}]   from the first message on: {} / {}",
+            name(num),
+            ratio(rate(num), rate(den)),
+            format!("(target {target})"),
+            name(alt),
+            ratio(rate(alt), rate(den)),
+            ratio(steady(num), steady(den)),
+            ratio(steady(alt), steady(den)),
+        );
+        if let Some(fastest) = results.get(&den).and_then(Outcome::fastest_rate) {
+            let _ = write!(
+                line,
+                "; with {} at the fast end of its COUNT window: {} / {}",
+                den.letter(),
+                ratio(rate(num), Some(fastest)),
+                ratio(rate(alt), Some(fastest)),
+            );
+        }
+        println!("{line}");
+    }
+    let samples = logs.samples.lock().unwrap_or_else(PoisonError::into_inner);
     if !samples.is_empty() {
         println!("\nfirst distinct WARN/ERROR log lines:");
         for s in samples.iter() {
@@ -255,6 +378,227 @@ async fn bench(
         bail!("at least one run did not finish");
     }
     Ok(())
+}
+
+/// What every run shares: the filled topic, the cluster, the peers' runtimes.
+struct Bench<'a> {
+    args: &'a Args,
+    cluster: &'a Cluster,
+    topic: &'a str,
+    queues: &'a [MessageQueue],
+    per_queue: &'a [u64],
+    peer_runtime: Option<&'a RuntimeOwner>,
+    engine: Option<&'a SandboxEngine>,
+    logs: &'a LogCounts,
+    timeout: Duration,
+}
+
+/// What a run consumes with, set up before its clock starts: compiling a plugin or booting a JVM
+/// is not consuming.
+#[derive(Debug)]
+enum Subject {
+    /// Our `PushConsumer`: (a), (a'), (e), (e').
+    Ours(Ours),
+    /// rocketmq-client-rust (b).
+    RustPeer,
+    /// The raw pull loop (c).
+    Raw,
+    /// The Java peer (d), running: it has reported `STARTED`.
+    Java(JavaPeer),
+}
+
+/// One of our rows: the consumer group, the consume batch size and, for (e)/(e'), the plugin.
+#[derive(Debug)]
+struct Ours {
+    group: String,
+    batch: u32,
+    plugin: Option<Arc<WasmListener>>,
+}
+
+impl Subject {
+    /// The JVM whose CPU the row reports as the consumer's, if the consumer is not this process.
+    fn peer_pid(&self) -> Option<u32> {
+        match self {
+            Self::Java(peer) => Some(peer.pid()),
+            _ => None,
+        }
+    }
+
+    /// Ends what outlives the run (after its CPU was read): the Java peer's graceful shutdown.
+    async fn finish(self) -> Result<String> {
+        match self {
+            Self::Java(mut peer) => {
+                let state = tokio::task::spawn_blocking(move || peer.stop()).await??;
+                Ok(format!("peer stopped gracefully, final COUNT {}", state.count))
+            }
+            Self::Ours(_) | Self::RustPeer | Self::Raw => Ok(String::new()),
+        }
+    }
+}
+
+impl Bench<'_> {
+    fn broker_label(&self) -> &'static str {
+        if self.cluster.flavour.is_java() { "broker JVM" } else { "broker" }
+    }
+
+    /// Sets up, runs and times one row, and reads the CPU it used.
+    async fn measure(&self, kind: RunKind, tally: &Arc<Tally>) -> Outcome {
+        let (subject, setup) = match self.prepare(kind).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let error = format!("FAILED in set-up: {e:#}");
+                return Outcome::new(tally, Instant::now(), false, error, LogSnapshot::default());
+            }
+        };
+        let peer_pid = subject.peer_pid();
+        let logs_before = self.logs.snapshot();
+        let cpu_before = CpuTimes::read(self.cluster, peer_pid);
+        let started = Instant::now();
+        let run = match &subject {
+            Subject::Ours(ours) => self.run_ours(ours, tally).await,
+            Subject::RustPeer => match self.peer_runtime {
+                Some(owner) => run_peer(owner, self.cluster, self.topic, tally, self.timeout).await,
+                None => Err(anyhow::anyhow!("no peer runtime")),
+            },
+            Subject::Raw => {
+                run_raw(self.cluster, self.queues, self.per_queue, tally, self.timeout).await
+            }
+            Subject::Java(peer) => run_java(peer, tally, self.timeout).await,
+        };
+        let logs_during = self.logs.snapshot().since(&logs_before);
+        let cpu = CpuTimes::read(self.cluster, peer_pid).since(&cpu_before);
+        let finished = subject.finish().await.unwrap_or_else(|e| format!("FAILED to stop: {e:#}"));
+        let (done, notes) = match run {
+            Ok(notes) => (true, notes),
+            Err(e) => (false, format!("FAILED: {e:#}")),
+        };
+        let notes = join_notes(&[&setup, &notes, &finished]);
+        let mut outcome = Outcome::new(tally, started, done, notes, logs_during);
+        outcome.cpu = cpu;
+        outcome
+    }
+
+    /// Builds a row's subject; returns it with a note on what the set-up took.
+    async fn prepare(&self, kind: RunKind) -> Result<(Subject, String)> {
+        let ours = |batch| Subject::Ours(Ours { group: unique("bench_ours"), batch, plugin: None });
+        Ok(match kind {
+            RunKind::Ours => (ours(1), String::new()),
+            RunKind::Ours32 => (ours(32), String::new()),
+            RunKind::Peer => (Subject::RustPeer, String::new()),
+            RunKind::Raw => (Subject::Raw, String::new()),
+            RunKind::Wasm | RunKind::WasmWarm => {
+                let reuse = if kind == RunKind::WasmWarm { self.args.warm_reuse } else { 1 };
+                self.prepare_wasm(reuse).await?
+            }
+            RunKind::Java => {
+                let group = unique("bench_java");
+                let opts = PeerOptions {
+                    quiet: true,
+                    batch: self.args.java_batch,
+                    flavour: self.cluster.flavour,
+                    ..PeerOptions::new(&self.cluster.namesrv_addr, &group, self.topic, &group)
+                };
+                let booting = Instant::now();
+                let peer = tokio::task::spawn_blocking(move || JavaPeer::start(&opts)).await??;
+                let note = format!(
+                    "JVM boot + consumer.start() {} ms (before the clock), consumeMessageBatchMaxSize \
+                     {}",
+                    booting.elapsed().as_millis(),
+                    self.args.java_batch
+                );
+                (Subject::Java(peer), note)
+            }
+        })
+    }
+
+    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call) or (e') (warm).
+    async fn prepare_wasm(&self, reuse: u32) -> Result<(Subject, String)> {
+        let engine = self.engine.context("no wasm engine")?;
+        let path = match &self.args.filter_wasm {
+            Some(path) => path.clone(),
+            None => rmq_wasm_tests::wasm::workspace_root().join("target/plugins/filter.wasm"),
+        };
+        ensure!(path.is_file(), "{} is missing: run scripts/build-plugins.sh", path.display());
+        let group = unique("bench_wasm");
+        let mut spec = PluginSpec::new("filter", &group);
+        spec.config =
+            FILTER_CONFIG.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        // As `rmq-wasm run` sets it: as many sandboxes as the consumer runs listener calls.
+        spec.limits.slots = ConsumerConfig::DEFAULT_CONSUME_THREAD_MAX;
+        spec.limits.instance_reuse = reuse;
+        let (fuel, timeout) = (spec.limits.fuel, spec.limits.timeout);
+        let loading = Instant::now();
+        let listener = WasmListener::load(engine, &path, spec).await?;
+        let note = format!(
+            "plugin load {} ms (before the clock); fuel {fuel} and timeout {timeout:?} per call, \
+             an instance serves {reuse} call(s)",
+            loading.elapsed().as_millis(),
+        );
+        Ok((
+            Subject::Ours(Ours { group, batch: WASM_BATCH, plugin: Some(Arc::new(listener)) }),
+            note,
+        ))
+    }
+
+    /// (a), (a'), (e), (e'): our `PushConsumer` with the counting listener over `ours.plugin`.
+    async fn run_ours(&self, ours: &Ours, tally: &Arc<Tally>) -> Result<String> {
+        let topic = self.topic;
+        let mut config = ConsumerConfig::new(&ours.group).subscribe(Subscription::all(topic));
+        config.instance_name = ours.group.clone();
+        config.consume_from_where = ConsumeFromWhere::FirstOffset;
+        config.consume_message_batch_max_size = ours.batch;
+        let listener = Arc::new(CountingListener {
+            tally: Arc::clone(tally),
+            plugin: ours.plugin.clone(),
+            refused: AtomicU64::new(0),
+        });
+        let consumer = PushConsumer::start(
+            config,
+            vec![self.cluster.namesrv_addr.clone()],
+            Arc::clone(&listener) as Arc<dyn MessageListener>,
+        )
+        .await?;
+        let waited = tally.wait(self.timeout).await;
+        let stats = consumer.stats();
+        let owned: Vec<_> = stats.queues.iter().filter(|(q, _)| q.topic == topic).collect();
+        let pulls: u64 = owned.iter().map(|(_, s)| s.pulls).sum();
+        let pulled: u64 = owned.iter().map(|(_, s)| s.pulled_messages).sum();
+        let pull_rt: Duration = owned.iter().map(|(_, s)| s.pull_rt_total).sum();
+        let consume_rt: Duration = owned.iter().map(|(_, s)| s.consume_rt_total).sum();
+        let pauses: u64 = owned.iter().map(|(_, s)| s.flow_control_pauses).sum();
+        let errors: u64 = owned.iter().map(|(_, s)| s.pull_errors).sum();
+        let high: u64 = owned.iter().map(|(_, s)| s.cached_count_high_water).max().unwrap_or(0);
+        tokio::time::timeout(Duration::from_secs(30), consumer.shutdown())
+            .await
+            .context("our consumer's shutdown took over 30 s")?;
+        waited?;
+        let mut notes = format!(
+            "pulls {pulls} ({:.1} msgs/pull, avg RT {:.2} ms), pull errors {errors}, flow-control \
+             pauses {pauses}, max cached/queue {high}, listener time {:.0} ms",
+            pulled as f64 / pulls.max(1) as f64,
+            pull_rt.as_secs_f64() * 1e3 / pulls.max(1) as f64,
+            consume_rt.as_secs_f64() * 1e3,
+        );
+        if let Some(plugin) = &ours.plugin {
+            let s = plugin.stats().counters;
+            let aborts: u64 = s.aborts.iter().map(|(_, n)| n).sum();
+            let _ = write!(
+                notes,
+                "; sandbox: {} calls ({} warm), {:.0} fuel/msg, {aborts} aborts, {} listener \
+                 errors, {} messages not accepted (retried: counted when redelivered and accepted)",
+                s.calls,
+                s.warm_calls,
+                s.fuel_used as f64 / tally.target as f64,
+                s.listener_errors,
+                listener.refused.load(Ordering::Relaxed),
+            );
+        }
+        Ok(notes)
+    }
+}
+
+fn join_notes(parts: &[&str]) -> String {
+    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("; ")
 }
 
 /// Fills every queue with its share of N messages, the queues concurrently, each with batch
@@ -299,13 +643,16 @@ async fn fill(
     Ok((per_queue, ids))
 }
 
-/// Every queue holds exactly its share (the counting below relies on offsets 0..count).
+/// Every queue holds exactly its share (the counting below relies on offsets 0..count). A Java
+/// broker acknowledges a send once the commit log has it and builds the consume queues behind
+/// that (`ReputMessageService`), so a queue may show fewer for a moment: wait for it (bounded).
 async fn check_filled(
     clients: &Clients,
     cluster: &Cluster,
     queues: &[MessageQueue],
     per_queue: &[u64],
 ) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     for q in queues {
         let header = GetMaxOffsetRequestHeader {
             topic: q.topic.clone(),
@@ -313,12 +660,22 @@ async fn check_filled(
             committed: Some(true),
             bname: Some(q.broker_name.clone()),
         };
-        let max = clients
-            .broker
-            .max_offset(&cluster.broker_addr, &header, Duration::from_secs(5))
-            .await?;
         let want = per_queue[q.queue_id.0 as usize];
-        ensure!(max.0 as u64 == want, "{q} holds {} messages, expected {want}", max.0);
+        loop {
+            let max = clients
+                .broker
+                .max_offset(&cluster.broker_addr, &header, Duration::from_secs(5))
+                .await?;
+            let held = max.0 as u64;
+            if held == want {
+                break;
+            }
+            ensure!(
+                held < want && Instant::now() < deadline,
+                "{q} holds {held} messages, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     Ok(())
 }
@@ -333,6 +690,9 @@ struct Tally {
     deliveries: AtomicU64,
     first_at: OnceLock<Instant>,
     done_at: OnceLock<Instant>,
+    /// Count-based runs only ((d)): when the last count below the target was first seen. The
+    /// target was reached after it, so the run was done somewhere in `(short_at, done_at]`.
+    short_at: Mutex<Option<Instant>>,
     done: tokio::sync::Notify,
 }
 
@@ -347,6 +707,7 @@ impl Tally {
             deliveries: AtomicU64::new(0),
             first_at: OnceLock::new(),
             done_at: OnceLock::new(),
+            short_at: Mutex::new(None),
             done: tokio::sync::Notify::new(),
         }
     }
@@ -361,7 +722,31 @@ impl Tally {
         if self.bits[index / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
             && self.unique.fetch_add(1, Ordering::AcqRel) + 1 == self.target
         {
-            let _ = self.done_at.set(Instant::now());
+            self.finish();
+        }
+    }
+
+    /// A new running count from a consumer that reports no ids (the Java peer in quiet mode counts
+    /// the messages its listener was called with). It stands in for the unique count: with one
+    /// consumer whose listener always succeeds, no message is expected twice. Call it when the
+    /// count changes, so that `short_at` is when the last short count appeared.
+    fn record_count(&self, count: u64) {
+        let now = Instant::now();
+        if count == 0 {
+            return;
+        }
+        self.first_at.get_or_init(|| now);
+        self.deliveries.store(count, Ordering::Relaxed);
+        self.unique.store(count.min(self.target), Ordering::Release);
+        if count >= self.target {
+            self.finish();
+        } else {
+            *self.short_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
+    }
+
+    fn finish(&self) {
+        if self.done_at.set(Instant::now()).is_ok() {
             self.done.notify_one();
         }
     }
@@ -378,60 +763,40 @@ impl Tally {
     }
 }
 
-/// A no-op native listener: records each message, accepts the batch.
-struct NoopListener(Arc<Tally>);
-
-impl MessageListener for NoopListener {
-    fn consume<'a>(
-        &'a self,
-        _ctx: &'a ConsumeContext,
-        messages: &'a [MessageExt],
-    ) -> ListenerFuture<'a> {
-        for m in messages {
-            self.0.record(m.uniq_key());
-        }
-        Box::pin(std::future::ready(Ok(vec![MessageOutcome::Success; messages.len()])))
-    }
+/// The listener of our rows. Without a plugin it is a no-op that accepts the batch at once (what
+/// is measured is the consumer); with one, the Wasm listener decides, and only the messages it
+/// accepts count (one it hands back for retry counts when it is redelivered and accepted).
+struct CountingListener {
+    tally: Arc<Tally>,
+    plugin: Option<Arc<WasmListener>>,
+    /// Messages the plugin did not accept.
+    refused: AtomicU64,
 }
 
-async fn run_ours(
-    cluster: &Cluster,
-    topic: &str,
-    tally: &Arc<Tally>,
-    batch: u32,
-    timeout: Duration,
-) -> Result<String> {
-    let mut config = ConsumerConfig::new(unique("bench_ours")).subscribe(Subscription::all(topic));
-    config.instance_name = unique("bench_ours");
-    config.consume_from_where = ConsumeFromWhere::FirstOffset;
-    config.consume_message_batch_max_size = batch;
-    let consumer = PushConsumer::start(
-        config,
-        vec![cluster.namesrv_addr.clone()],
-        Arc::new(NoopListener(Arc::clone(tally))),
-    )
-    .await?;
-    let waited = tally.wait(timeout).await;
-    let stats = consumer.stats();
-    let owned: Vec<_> = stats.queues.iter().filter(|(q, _)| q.topic == topic).collect();
-    let pulls: u64 = owned.iter().map(|(_, s)| s.pulls).sum();
-    let pulled: u64 = owned.iter().map(|(_, s)| s.pulled_messages).sum();
-    let pull_rt: Duration = owned.iter().map(|(_, s)| s.pull_rt_total).sum();
-    let consume_rt: Duration = owned.iter().map(|(_, s)| s.consume_rt_total).sum();
-    let pauses: u64 = owned.iter().map(|(_, s)| s.flow_control_pauses).sum();
-    let errors: u64 = owned.iter().map(|(_, s)| s.pull_errors).sum();
-    let high: u64 = owned.iter().map(|(_, s)| s.cached_count_high_water).max().unwrap_or(0);
-    tokio::time::timeout(Duration::from_secs(30), consumer.shutdown())
-        .await
-        .context("our consumer's shutdown took over 30 s")?;
-    waited?;
-    Ok(format!(
-        "pulls {pulls} ({:.1} msgs/pull, avg RT {:.2} ms), pull errors {errors}, flow-control pauses \
-         {pauses}, max cached/queue {high}, listener time {:.0} ms",
-        pulled as f64 / pulls.max(1) as f64,
-        pull_rt.as_secs_f64() * 1e3 / pulls.max(1) as f64,
-        consume_rt.as_secs_f64() * 1e3,
-    ))
+impl MessageListener for CountingListener {
+    fn consume<'a>(
+        &'a self,
+        ctx: &'a ConsumeContext,
+        messages: &'a [MessageExt],
+    ) -> ListenerFuture<'a> {
+        let Some(plugin) = &self.plugin else {
+            for m in messages {
+                self.tally.record(m.uniq_key());
+            }
+            return Box::pin(std::future::ready(Ok(vec![MessageOutcome::Success; messages.len()])));
+        };
+        Box::pin(async move {
+            let outcomes = plugin.consume(ctx, messages).await?;
+            for (i, m) in messages.iter().enumerate() {
+                if outcomes.get(i).is_some_and(MessageOutcome::is_success) {
+                    self.tally.record(m.uniq_key());
+                } else {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(outcomes)
+        })
+    }
 }
 
 /// The peer's no-op listener.
@@ -572,6 +937,35 @@ async fn run_raw(
     ))
 }
 
+/// (d): follows the started Java peer's `COUNT` until it reaches N. The peer prints it every
+/// 200 ms while it changes; looking every few ms puts the first sighting of each line within a
+/// few ms of when it was printed, so the 200 ms interval is the only coarse part of the timing.
+async fn run_java(peer: &JavaPeer, tally: &Tally, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    let mut tick = tokio::time::interval(JAVA_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Normally 0; more if the peer consumed between printing `STARTED` and the clock's start.
+    let head_start = peer.state().count;
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let count = peer.state().count;
+        if count != last {
+            tally.record_count(count);
+            last = count;
+        }
+        if count >= tally.target {
+            return Ok(format!("COUNT {head_start} when the clock started"));
+        }
+        ensure!(pid_alive(peer.pid()), "the Java peer exited at COUNT {count}");
+        ensure!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} at COUNT {count} of {}",
+            tally.target
+        );
+    }
+}
+
 /// What one run measured.
 #[derive(Debug)]
 struct Outcome {
@@ -579,21 +973,30 @@ struct Outcome {
     rate: Option<f64>,
     total: Duration,
     first_message: Option<Duration>,
+    /// Count-based runs ((d)): the start of the window the run ended in (`Tally::short_at`).
+    done_after: Option<Duration>,
     unique: u64,
     deliveries: u64,
     notes: String,
     logs: LogSnapshot,
-    /// CPU used during the run (including start-up and shutdown) by this process and the broker.
+    /// CPU used during the run (see [`CpuTimes`]).
     cpu: CpuTimes,
 }
 
 impl Outcome {
-    fn done(tally: &Tally, started: Instant, notes: String, logs: LogSnapshot) -> Self {
-        let total = tally.done_at.get().map_or_else(|| started.elapsed(), |t| *t - started);
+    /// A run that reached N (`done`) or did not, as the tally saw it.
+    fn new(tally: &Tally, started: Instant, done: bool, notes: String, logs: LogSnapshot) -> Self {
+        let since_start = |t: &Instant| t.saturating_duration_since(started);
+        let total = match tally.done_at.get() {
+            Some(t) if done => since_start(t),
+            _ => started.elapsed(),
+        };
+        let short_at = *tally.short_at.lock().unwrap_or_else(PoisonError::into_inner);
         Self {
-            rate: Some(tally.target as f64 / total.as_secs_f64()),
+            rate: done.then(|| tally.target as f64 / total.as_secs_f64()),
             total,
-            first_message: tally.first_at.get().map(|t| *t - started),
+            first_message: tally.first_at.get().map(since_start),
+            done_after: short_at.as_ref().map(since_start),
             unique: tally.unique.load(Ordering::Relaxed),
             deliveries: tally.deliveries.load(Ordering::Relaxed),
             notes,
@@ -602,42 +1005,45 @@ impl Outcome {
         }
     }
 
-    fn failed(tally: &Tally, started: Instant, error: String, logs: LogSnapshot) -> Self {
-        Self {
-            rate: None,
-            total: started.elapsed(),
-            first_message: tally.first_at.get().map(|t| *t - started),
-            unique: tally.unique.load(Ordering::Relaxed),
-            deliveries: tally.deliveries.load(Ordering::Relaxed),
-            notes: format!("FAILED: {error}"),
-            logs,
-            cpu: CpuTimes::default(),
-        }
+    /// The rate had a count-based run ended at the start of its window: its upper bound.
+    fn fastest_rate(&self) -> Option<f64> {
+        let after = self.done_after.filter(|d| !d.is_zero())?;
+        Some(self.rate? * self.total.as_secs_f64() / after.as_secs_f64())
     }
 
-    fn print(&self, kind: RunKind) {
-        let mut line = format!("{:<27}", kind.label());
+    /// From the first message on: the pipeline's rate without the start-up (which, for the Java
+    /// peer, includes its first rebalance: not before `rocketmq.client.rebalance.minInterval`,
+    /// 1 s, after the client was created).
+    fn steady_rate(&self) -> Option<f64> {
+        let first = self.first_message?;
+        self.rate?;
+        (self.total > first).then(|| self.unique as f64 / (self.total - first).as_secs_f64())
+    }
+
+    fn per_message_us(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e6 / self.unique.max(1) as f64
+    }
+
+    fn print(&self, kind: RunKind, broker: &str) {
+        let mut line = format!("{:<LABEL$}", kind.label());
         match self.rate {
             Some(rate) => {
                 let _ = write!(line, "{rate:>9.0} msgs/s");
             }
             None => line.push_str("   failed     "),
         }
-        // From the first message on: the pipeline's rate without the start-up.
-        let steady = match (self.rate, self.first_message) {
-            (Some(_), Some(first)) if self.total > first => {
-                format!("{:.0}", self.unique as f64 / (self.total - first).as_secs_f64())
-            }
-            _ => "-".to_owned(),
+        let steady = self.steady_rate().map_or_else(|| "-".to_owned(), |r| format!("{r:.0}"));
+        let counted = if kind == RunKind::Java {
+            format!("COUNT {} (the peer's count of messages consumed; no ids)", self.deliveries)
+        } else {
+            format!("{} unique / {} deliveries", self.unique, self.deliveries)
         };
         let _ = write!(
             line,
-            "  {:>6.2} s total, first message after {:>5} ms (then {steady} msgs/s), {} unique / \
-             {} deliveries, WARN+ logs ours {} / peer {} / other {} (ERROR ours {} / peer {})",
+            "  {:>6.2} s total, first message after {:>5} ms (then {steady} msgs/s), {counted}, \
+             WARN+ logs ours {} / peer {} / other {} (ERROR ours {} / peer {})",
             self.total.as_secs_f64(),
             self.first_message.map_or_else(|| "-".to_owned(), |d| d.as_millis().to_string()),
-            self.unique,
-            self.deliveries,
             self.logs.ours_warn + self.logs.ours_error,
             self.logs.peer_warn + self.logs.peer_error,
             self.logs.other,
@@ -645,20 +1051,52 @@ impl Outcome {
             self.logs.peer_error,
         );
         println!("{line}");
-        if let (Some(ours), Some(broker)) = (self.cpu.ours, self.cpu.broker) {
+        if let (Some(after), Some(fastest)) = (self.done_after, self.fastest_rate()) {
             println!(
-                "{:<27}  CPU during the run: this process {:.0} ms ({:.1} µs/msg), broker {:.0} ms \
-                 ({:.1} µs/msg)",
+                "{:<LABEL$}  done between {:.2} s and {:.2} s (the peer prints COUNT every 200 ms): \
+                 at most {fastest:.0} msgs/s",
                 "",
-                ours.as_secs_f64() * 1e3,
-                ours.as_secs_f64() * 1e6 / self.unique.max(1) as f64,
-                broker.as_secs_f64() * 1e3,
-                broker.as_secs_f64() * 1e6 / self.unique.max(1) as f64,
+                after.as_secs_f64(),
+                self.total.as_secs_f64(),
             );
         }
-        if !self.notes.is_empty() {
-            println!("{:<27}  {}", "", self.notes);
+        let (consumer, side) = self.cpu.consumer(kind);
+        if let (Some(consumer), Some(broker_cpu)) = (consumer, self.cpu.broker) {
+            let mut cpu = format!(
+                "CPU during the run: {side} {:.0} ms ({:.1} µs/msg)",
+                consumer.as_secs_f64() * 1e3,
+                self.per_message_us(consumer),
+            );
+            if let (RunKind::Java, Some(ours)) = (kind, self.cpu.ours) {
+                let _ = write!(cpu, " + this process {:.0} ms", ours.as_secs_f64() * 1e3);
+            }
+            let _ = write!(
+                cpu,
+                ", {broker} {:.0} ms ({:.1} µs/msg)",
+                broker_cpu.as_secs_f64() * 1e3,
+                self.per_message_us(broker_cpu),
+            );
+            println!("{:<LABEL$}  {cpu}", "");
         }
+        if !self.notes.is_empty() {
+            println!("{:<LABEL$}  {}", "", self.notes);
+        }
+    }
+
+    /// One line of the summary table: rate and CPU per message of either side.
+    fn print_summary(&self, kind: RunKind) {
+        let rate = self.rate.map_or_else(|| "failed".to_owned(), |r| format!("{r:.0}"));
+        let us = |cpu: Option<Duration>| {
+            cpu.map_or_else(|| "-".to_owned(), |d| format!("{:.1} µs", self.per_message_us(d)))
+        };
+        let (consumer, side) = self.cpu.consumer(kind);
+        println!(
+            "{:<LABEL$} {rate:>9}  {:>9} {:<17}  {:>9}",
+            kind.label(),
+            us(consumer),
+            format!("({side})"),
+            us(self.cpu.broker),
+        );
     }
 }
 
@@ -725,7 +1163,7 @@ impl<S: tracing::Subscriber> Layer<S> for CountLayer {
             &self.0.other
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let mut samples = self.0.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut samples = self.0.samples.lock().unwrap_or_else(PoisonError::into_inner);
         if samples.len() < MAX_SAMPLES {
             let mut message = EventText(String::new());
             event.record(&mut message);
@@ -757,21 +1195,42 @@ impl Visit for EventText {
     }
 }
 
-/// User + system CPU time of this process and of the broker (Linux `/proc`; `None` elsewhere).
+/// User + system CPU time (Linux `/proc`; `None` elsewhere) of this process, of the cluster's
+/// brokers and, for (d), of the Java peer's JVM.
 #[derive(Debug, Default, Clone, Copy)]
 struct CpuTimes {
     ours: Option<Duration>,
+    /// Every broker node (the bench's own cluster has one; an attached one may have more). A Java
+    /// broker's pid is its JVM's (`java` is spawned directly), so GC and JIT threads count.
     broker: Option<Duration>,
+    peer_jvm: Option<Duration>,
 }
 
 impl CpuTimes {
-    fn read(cluster: &Cluster) -> Self {
-        Self { ours: process_cpu(std::process::id()), broker: process_cpu(cluster.broker_pid()) }
+    fn read(cluster: &Cluster, peer_jvm: Option<u32>) -> Self {
+        Self {
+            ours: process_cpu(std::process::id()),
+            broker: cluster.brokers().iter().map(|b| process_cpu(b.pid())).sum(),
+            peer_jvm: peer_jvm.and_then(process_cpu),
+        }
     }
 
     fn since(&self, before: &Self) -> Self {
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
-        Self { ours: diff(self.ours, before.ours), broker: diff(self.broker, before.broker) }
+        Self {
+            ours: diff(self.ours, before.ours),
+            broker: diff(self.broker, before.broker),
+            peer_jvm: diff(self.peer_jvm, before.peer_jvm),
+        }
+    }
+
+    /// The consuming side's CPU and its name: the Java peer's JVM for (d), this process (our
+    /// consumer, the rocketmq-client-rust peer or the raw loop) otherwise.
+    fn consumer(&self, kind: RunKind) -> (Option<Duration>, &'static str) {
+        match kind {
+            RunKind::Java => (self.peer_jvm, "Java peer JVM"),
+            _ => (self.ours, "this process"),
+        }
     }
 }
 
