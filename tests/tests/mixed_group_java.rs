@@ -249,7 +249,7 @@ async fn an_orderly_group_of_ours_and_the_java_consumer_never_runs_a_queue_on_bo
     }
     assert_eq!(overlaps, 0, "a queue was processed by both consumers at once");
     // Per-queue order on each side: offsets never go backwards within one side's run.
-    for (queue, _) in &ours_calls {
+    for queue in ours_calls.keys() {
         let offsets: Vec<i64> = seen
             .lock()
             .unwrap()
