@@ -363,6 +363,12 @@ async fn the_broker_can_ask_for_running_info_and_direct_consumption() {
         info.properties.get(ConsumerRunningInfo::PROP_CONSUME_TYPE).map(String::as_str),
         Some("CONSUME_PASSIVELY")
     );
+    // Java writes its consumer's fields with the enums' constant names (`object2Properties`).
+    for (key, expected) in
+        [("messageModel", "CLUSTERING"), ("consumeFromWhere", "CONSUME_FROM_FIRST_OFFSET")]
+    {
+        assert_eq!(info.properties.get(key).map(String::as_str), Some(expected), "{key}");
+    }
     assert!(info.subscription_set.iter().any(|s| s.topic == topic));
     let topic_queues: Vec<_> = info.mq_table.iter().filter(|(q, _)| q.topic == topic).collect();
     assert_eq!(topic_queues.len(), 2, "both queues reported: {:?}", info.mq_table.keys());

@@ -257,8 +257,8 @@ fn running_info(shared: &Shared) -> ConsumerRunningInfo {
     );
     properties.insert(ConsumerRunningInfo::PROP_CLIENT_VERSION.to_owned(), "V4_9_4".into());
     for (k, v) in [
-        ("messageModel", format!("{:?}", cfg.message_model)),
-        ("consumeFromWhere", format!("{:?}", cfg.consume_from_where)),
+        ("messageModel", cfg.message_model.to_string()),
+        ("consumeFromWhere", cfg.consume_from_where.to_string()),
         ("allocateMessageQueueStrategy", cfg.allocate_strategy.name().to_owned()),
         ("consumeMessageBatchMaxSize", cfg.consume_message_batch_max_size.to_string()),
         ("pullBatchSize", cfg.pull_batch_size.to_string()),
