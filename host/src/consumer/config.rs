@@ -14,6 +14,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::consumer::process_queue::LOCK_MAX_LIVE_TIME;
 use crate::protocol::acl::AclCredentials;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel, SubscriptionData};
 use crate::protocol::types::EpochMillis;
@@ -234,7 +235,8 @@ pub struct ConsumerConfig {
     /// (`rocketmq.client.rebalance.waitInterval`).
     pub rebalance_interval: Duration,
     /// Orderly: how often every owned queue is locked again at its broker
-    /// (`rocketmq.client.rebalance.lockInterval`); must stay below the broker's 60 s lock expiry.
+    /// (`rocketmq.client.rebalance.lockInterval`); below 30 s, after which this client takes a
+    /// lock as expired (the broker's expiry is 60 s).
     pub lock_interval: Duration,
     /// How long the broker holds a pull that found nothing (the long poll).
     pub broker_suspend_max: Duration,
@@ -366,6 +368,9 @@ impl ConsumerConfig {
         ] {
             check_duration(field, period, ms(1)..=Duration::MAX)?;
         }
+        // A queue's lock counts as expired 30 s after its last renewal: renewing less often
+        // pauses every orderly queue until the next renewal.
+        check_duration("lock_interval", self.lock_interval, ms(1)..=LOCK_MAX_LIVE_TIME - ms(1))?;
         if self.pull_timeout <= self.broker_suspend_max {
             return Err(ConfigError::PullTimeoutNotAboveSuspend {
                 pull_timeout: self.pull_timeout,
@@ -745,6 +750,21 @@ mod tests {
         c.consume_timeout = ms(1);
         c.shutdown_drain_timeout = Duration::ZERO;
         assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn lock_interval_stays_below_the_lock_lifetime() {
+        for (interval, ok) in [(ms(20_000), true), (ms(29_999), true), (ms(30_000), false)] {
+            let mut c = valid();
+            c.lock_interval = interval;
+            assert_eq!(c.validate().is_ok(), ok, "{interval:?}");
+        }
+        let mut c = valid();
+        c.lock_interval = ms(60_000);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "lock_interval = 60s is out of range; valid: 1ms..=29.999s"
+        );
     }
 
     #[test]
