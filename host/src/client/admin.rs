@@ -85,7 +85,7 @@ impl Admin {
         let masters: Vec<String> =
             info.master_addrs(cluster).into_iter().map(str::to_owned).collect();
         if masters.is_empty() {
-            return Err(ClientError::NoRoute(format!("cluster {cluster} has no master broker")));
+            return Err(ClientError::ClusterHasNoMaster(cluster.to_owned()));
         }
         for addr in &masters {
             self.create_topic_on(addr, spec, super::DEFAULT_RPC_TIMEOUT).await?;
@@ -112,9 +112,12 @@ impl Admin {
                 }
             }
             if Instant::now() >= until {
-                return Err(ClientError::NoRoute(format!(
-                    "{topic} (no route with {brokers} broker(s) x {read_queues} queues after {deadline:?})"
-                )));
+                return Err(ClientError::RouteNotReady {
+                    topic: topic.to_owned(),
+                    brokers,
+                    queues: read_queues,
+                    waited: deadline,
+                });
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));

@@ -42,6 +42,18 @@ pub enum ClientError {
     Messages { addr: String, source: MessageDecodeError },
     #[error("topic {0} has no route (unknown to every name server)")]
     NoRoute(String),
+    /// The route lists the broker, but not its master (down, or not registered yet): what needs
+    /// the master (send-back, offsets by time, sends) waits for the next route.
+    #[error("broker {broker} has no master in the route of topic {topic}")]
+    NoMaster { topic: String, broker: String },
+    #[error("topic {0} has no writable queue on a master")]
+    NoWritableQueue(String),
+    #[error("cluster {0} has no master broker")]
+    ClusterHasNoMaster(String),
+    #[error(
+        "topic {topic} has no route with {brokers} broker(s) × {queues} queues after {waited:?}"
+    )]
+    RouteNotReady { topic: String, brokers: usize, queues: i32, waited: Duration },
     #[error("no name server address is configured")]
     NoNameServer,
     #[error("message rejected before sending: {0}")]
@@ -123,4 +135,37 @@ pub(crate) fn body_error(
 ) -> impl FnOnce(BodyError) -> ClientError {
     let addr = addr.to_owned();
     move |source| ClientError::Body { addr, request, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_errors_say_what_is_missing() {
+        let cases = [
+            (
+                ClientError::NoRoute("T".into()),
+                "topic T has no route (unknown to every name server)",
+            ),
+            (
+                ClientError::NoMaster { topic: "T".into(), broker: "broker-a".into() },
+                "broker broker-a has no master in the route of topic T",
+            ),
+            (ClientError::NoWritableQueue("T".into()), "topic T has no writable queue on a master"),
+            (ClientError::ClusterHasNoMaster("C".into()), "cluster C has no master broker"),
+            (
+                ClientError::RouteNotReady {
+                    topic: "T".into(),
+                    brokers: 2,
+                    queues: 4,
+                    waited: Duration::from_secs(10),
+                },
+                "topic T has no route with 2 broker(s) × 4 queues after 10s",
+            ),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+    }
 }

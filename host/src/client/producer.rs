@@ -264,10 +264,10 @@ impl Producer {
                 pick_queue(&route.queues, selector, &self.next_queue, last_broker.as_deref())
                     .ok_or_else(|| ClientError::NoRoute(topic.to_owned()))?;
             let Some(addr) = route.route.master_addr(&queue.broker_name).map(str::to_owned) else {
-                last_err = Some(ClientError::NoRoute(format!(
-                    "{topic}: broker {} has no master",
-                    queue.broker_name
-                )));
+                last_err = Some(ClientError::NoMaster {
+                    topic: topic.to_owned(),
+                    broker: queue.broker_name.clone(),
+                });
                 last_broker = Some(queue.broker_name.clone());
                 continue;
             };
@@ -337,9 +337,7 @@ impl Producer {
             .ok_or_else(|| ClientError::NoRoute(topic.to_owned()))?;
         let queues = route.publish_queues(topic);
         if queues.is_empty() {
-            return Err(ClientError::NoRoute(format!(
-                "{topic} has no writable queue with a master"
-            )));
+            return Err(ClientError::NoWritableQueue(topic.to_owned()));
         }
         let entry = Arc::new(PublishRoute { fetched: Instant::now(), route, queues });
         self.routes
