@@ -44,6 +44,7 @@ consume_from = "first"
 wasm = "$PWD/target/plugins/router.wasm"
 batch_size = 32
 timeout = "2s"
+produce_topics = ["${TOPIC}Routed"]   # sends are denied unless granted
 [listener.config]
 target-topic = "${TOPIC}Routed"
 EOF

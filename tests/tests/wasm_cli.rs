@@ -45,6 +45,7 @@ wasm = "{wasm}"
 batch_size = 4
 timeout = "5s"
 hot_reload = false
+produce_topics = ["{out}"]
 [listener.config]
 target-topic = "{out}"
 "#,

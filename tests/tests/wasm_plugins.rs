@@ -17,7 +17,7 @@ use rmq_wasm::consumer::stats::QueueStatsSnapshot;
 use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::message::Message;
 use rmq_wasm::wasm::{
-    PROP_ABORT, PROP_FUEL_USED, PROP_VERSION, PluginProducer, PluginSpec, WasmListener,
+    PROP_ABORT, PROP_FUEL_USED, PROP_VERSION, PluginProducer, PluginSpec, TopicGrant, WasmListener,
 };
 use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
@@ -119,6 +119,7 @@ async fn route_retry_and_dead_letter(cluster: &Cluster, name: &str, prop: &str) 
     let mut s =
         spec(name, &group, &[("route.order", &out), ("target-topic", &out), ("delay-level", "1")]);
     s.producer = Some(producer_for(cluster));
+    s.limits.produce_topics = vec![TopicGrant::parse(&out).unwrap()];
     s.limits.timeout = Duration::from_secs(20);
     let (listener, consumer) = start(cluster, name, s, consumer_config(&group, &topic, 1)).await;
     send(&c, &topic, "ok", None, r#"{"kind":"order","id":7,"type":"new"}"#).await;
@@ -171,6 +172,8 @@ async fn hostile_plugins_end_in_the_dlq_while_a_good_listener_keeps_consuming() 
         let group = unique("wasm_bad_g");
         let mut s = spec(name, &group, config);
         s.producer = Some(producer_for(cluster));
+        // hang-in-host-call sends to `__hang__`, which the test producer never answers.
+        s.limits.produce_topics = vec![TopicGrant::parse("__hang__").unwrap()];
         s.limits.fuel = 200 * rmq_wasm::wasm::FUEL_PER_MS;
         s.limits.timeout = Duration::from_millis(500);
         s.limits.memory = 16 * 1024 * 1024;

@@ -44,7 +44,8 @@ use crate::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
 use crate::protocol::body::{ConsumeFromWhere, MessageModel};
 use crate::remoting::ConnectionPool;
 use crate::wasm::{
-    EngineConfig, ListenerLimits, PluginProducer, PluginSpec, SandboxEngine, WasmListener,
+    EngineConfig, ListenerLimits, PluginProducer, PluginSpec, SandboxEngine, TopicGrant,
+    WasmListener,
 };
 
 /// The whole file.
@@ -157,8 +158,16 @@ pub struct ListenerSection {
     /// Warm mode: calls one instance may serve (`ListenerLimits::instance_reuse`); unset or 1:
     /// a fresh instance per call.
     pub instance_reuse: Option<u32>,
-    /// Topics the plugin may produce to; unset: any non-system topic.
-    pub produce_topics: Option<Vec<String>>,
+    /// Topics the plugin may produce to: names, or `prefix*`. Unset or empty: none (a send is a
+    /// granted capability). RocketMQ's system topics are refused.
+    #[serde(default)]
+    pub produce_topics: Vec<String>,
+    /// Allow `produce_topics` to cover the listener's own input topic. Off by default: a plugin
+    /// that copies each message back to its input makes the topic grow without bound.
+    #[serde(default)]
+    pub produce_to_input: bool,
+    /// Messages the plugin may send per second across all its calls (default 1000).
+    pub max_sends_per_second: Option<u32>,
     /// Watch the `.wasm` and swap in new versions (default on).
     #[serde(default = "yes")]
     pub hot_reload: bool,
@@ -358,11 +367,39 @@ impl ListenerSection {
         if let Some(n) = self.instance_reuse {
             l.instance_reuse = n;
         }
-        l.allowed_topics = self.produce_topics.clone();
+        l.produce_topics = self.produce_grants()?;
+        if let Some(n) = self.max_sends_per_second {
+            l.max_sends_per_second = n;
+        }
         l.poison_isolation = self.poison_isolation;
         l.max_reconsume_times =
             u32::try_from(consumer.effective_max_reconsume_times()).unwrap_or(u32::MAX);
         Ok(spec)
+    }
+}
+
+impl ListenerSection {
+    /// `produce_topics` parsed; refuses a grant of the input topic unless `produce_to_input`.
+    fn produce_grants(&self) -> anyhow::Result<Vec<TopicGrant>> {
+        let name = self.display_name();
+        let grants = self
+            .produce_topics
+            .iter()
+            .map(|entry| TopicGrant::parse(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("listener {name}"))?;
+        if !self.produce_to_input
+            && let Some(grant) = grants.iter().find(|g| g.matches(&self.topic))
+        {
+            anyhow::bail!(
+                "listener {name}: produce_topics entry {grant:?} grants its own input topic {} \
+                 (a plugin copying messages back grows the topic without bound); set \
+                 produce_to_input = true to allow it",
+                self.topic,
+                grant = grant.to_string()
+            );
+        }
+        Ok(grants)
     }
 }
 
@@ -524,6 +561,8 @@ memory = "32MiB"
 batch_size = 32
 max_reconsume_times = 3
 instance_reuse = 100
+produce_topics = ["out", "audit_*"]
+max_sends_per_second = 50
 [listener.config]
 target-topic = "out"
 limit = 7
@@ -555,6 +594,11 @@ wasm = "/abs/filter.wasm"
         assert_eq!(spec.limits.memory, 32 << 20);
         assert_eq!(spec.limits.max_reconsume_times, 3);
         assert_eq!(spec.limits.instance_reuse, 100);
+        assert_eq!(
+            spec.limits.produce_topics,
+            [TopicGrant::Exact("out".into()), TopicGrant::Prefix("audit_".into())]
+        );
+        assert_eq!(spec.limits.max_sends_per_second, 50);
         assert_eq!(spec.config["limit"], "7");
         assert_eq!(spec.config["verbose"], "true");
         assert_eq!(spec.name, "g1");
@@ -574,7 +618,31 @@ wasm = "/abs/filter.wasm"
         assert_eq!(spec.limits.fuel, ListenerLimits::default().fuel);
         assert_eq!(spec.limits.max_reconsume_times, 16);
         assert_eq!(spec.limits.instance_reuse, 1);
+        assert!(spec.limits.produce_topics.is_empty(), "no send is granted unless configured");
         assert!(l.hot_reload && l.poison_isolation);
+    }
+
+    #[test]
+    fn produce_grants_are_checked_at_start() {
+        let spec_error = |grants: &str, extra: &str| -> Option<String> {
+            let text = FULL.replace(
+                r#"produce_topics = ["out", "audit_*"]"#,
+                &format!("produce_topics = {grants}\n{extra}"),
+            );
+            let c = RunConfig::parse(&text).unwrap();
+            let l = &c.listeners[0];
+            l.plugin_spec(&l.consumer_config()).err().map(|e| format!("{e:#}"))
+        };
+        // The input topic is t1.
+        let e = spec_error(r#"["out", "t1"]"#, "").unwrap();
+        assert!(e.contains("listener g1") && e.contains("own input topic t1"), "{e}");
+        let e = spec_error(r#"["t*"]"#, "").unwrap();
+        assert!(e.contains("\"t*\" grants its own input topic t1"), "{e}");
+        assert_eq!(spec_error(r#"["t1"]"#, "produce_to_input = true"), None);
+        let e = spec_error(r#"["RMQ_SYS_TRACE_TOPIC"]"#, "").unwrap();
+        assert!(e.contains("listener g1") && e.contains("system topics cannot be granted"), "{e}");
+        let e = spec_error(r#"["a*b"]"#, "").unwrap();
+        assert!(e.contains("\"a*b\""), "{e}");
     }
 
     #[test]

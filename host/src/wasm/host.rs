@@ -27,6 +27,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -34,7 +35,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::bindings::rmq::listener::{config, log, producer, types};
 use super::convert;
-use super::limits::ListenerLimits;
+use super::limits::{ListenerLimits, SendRate};
 use super::stats::SandboxStats;
 use crate::client::{ClientError, Producer, SendResult};
 use crate::protocol::message::Message;
@@ -67,6 +68,22 @@ pub(crate) struct PluginEnv {
     pub producer: Option<Arc<dyn PluginProducer>>,
     pub limits: ListenerLimits,
     pub stats: Arc<SandboxStats>,
+    /// `limits.max_sends_per_second`, across every call of this listener.
+    pub send_rate: std::sync::Mutex<SendRate>,
+    /// A refused send is logged once per listener (the guest sees every refusal as an error,
+    /// and `send_failures` counts them): a plugin must not turn refusals into a log flood.
+    pub refusal_logged: std::sync::atomic::AtomicBool,
+}
+
+impl PluginEnv {
+    /// Counts a refused send, logs the first, and returns the error the guest sees.
+    fn refuse(&self, meter: &mut SendMeter, reason: String) -> producer::ProduceError {
+        meter.denied += 1;
+        if !self.refusal_logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(plugin = %self.name, group = %self.group, %reason, "plugin send refused (further refusals are counted, not logged)");
+        }
+        producer::ProduceError::Denied(reason)
+    }
 }
 
 impl fmt::Debug for PluginEnv {
@@ -331,29 +348,38 @@ impl config::Host for HostState {
 }
 
 impl producer::Host for HostState {
-    /// Bounded per call (`max_sends`), restricted to the listener's allowed topics, never to a
-    /// RocketMQ system topic; every failure is returned to the guest as a WIT error, never a trap.
+    /// Only to topics granted in `produce_topics`, never to a RocketMQ system topic; bounded per
+    /// call (`max_sends`) and per listener across calls (`max_sends_per_second`). Every refusal
+    /// and failure is returned to the guest as a WIT error, never a trap.
     async fn send(
         &mut self,
         msg: producer::OutgoingMessage,
     ) -> Result<producer::SendReceipt, producer::ProduceError> {
         let env = Arc::clone(&self.env);
         let Some(sink) = env.producer.as_ref() else {
-            self.sends.denied += 1;
-            return Err(producer::ProduceError::Denied(
-                "this listener has no producer configured".into(),
-            ));
+            return Err(
+                env.refuse(&mut self.sends, "this listener has no producer configured".into())
+            );
         };
-        if self.sends.sent + self.sends.failed >= env.limits.max_sends {
-            self.sends.denied += 1;
-            return Err(producer::ProduceError::Denied(format!(
-                "send quota of {} messages per call used up",
-                env.limits.max_sends
-            )));
-        }
         if let Some(reason) = env.limits.topic_denied(&msg.topic) {
-            self.sends.denied += 1;
-            return Err(producer::ProduceError::Denied(reason));
+            return Err(env.refuse(&mut self.sends, reason));
+        }
+        if self.sends.sent + self.sends.failed >= env.limits.max_sends {
+            let reason =
+                format!("send quota of {} messages per call used up", env.limits.max_sends);
+            return Err(env.refuse(&mut self.sends, reason));
+        }
+        let within_rate = env
+            .send_rate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_take(Instant::now());
+        if !within_rate {
+            let reason = format!(
+                "send rate of {} messages per second for this listener exceeded",
+                env.limits.max_sends_per_second
+            );
+            return Err(env.refuse(&mut self.sends, reason));
         }
         let msg = match convert::outgoing(msg) {
             Ok(m) => m,

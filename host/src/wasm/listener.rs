@@ -45,7 +45,7 @@ use super::bindings::rmq::listener::types as wit;
 use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
 use super::engine::{IdleInstances, PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
-use super::limits::ListenerLimits;
+use super::limits::{ListenerLimits, SendRate};
 use super::reload::{self, Reloader};
 use super::stats::{SandboxStats, SandboxStatsSnapshot};
 use crate::consumer::listener::{
@@ -232,6 +232,11 @@ impl WasmListener {
             group: spec.group.into(),
             config: spec.config,
             producer: spec.producer,
+            send_rate: std::sync::Mutex::new(SendRate::new(
+                limits.max_sends_per_second,
+                tokio::time::Instant::now(),
+            )),
+            refusal_logged: std::sync::atomic::AtomicBool::new(false),
             limits,
             stats: Arc::new(SandboxStats::default()),
         });

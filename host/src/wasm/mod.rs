@@ -26,7 +26,7 @@ use std::path::PathBuf;
 pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
 pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
-pub use limits::{FUEL_PER_MS, ListenerLimits};
+pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, Reloader};
 pub use stats::SandboxStatsSnapshot;

@@ -87,6 +87,12 @@ fn spec(name: &str, config: &[(&str, &str)]) -> PluginSpec {
     spec
 }
 
+/// Gives `s` a producer and grants it `topics` (nothing is granted by default).
+fn grant(s: &mut PluginSpec, producer: Arc<dyn PluginProducer>, topics: &[&str]) {
+    s.producer = Some(producer);
+    s.limits.produce_topics = topics.iter().map(|t| TopicGrant::parse(t).unwrap()).collect();
+}
+
 async fn listener(name: &str, spec: PluginSpec) -> WasmListener {
     WasmListener::load(engine(), &plugin(name), spec).await.expect("plugin loads")
 }
@@ -200,7 +206,7 @@ async fn an_infinite_loop_with_fuel_to_spare_is_stopped_by_the_epoch_deadline() 
 #[tokio::test]
 async fn a_call_blocked_in_a_host_call_is_stopped_by_the_timeout() {
     let mut s = spec("hang-in-host-call", &[]);
-    s.producer = Some(Arc::new(TestProducer::default()));
+    grant(&mut s, Arc::new(TestProducer::default()), &["__hang__"]);
     s.limits.timeout = Duration::from_millis(300);
     let l = listener("hang-in-host-call", s).await;
     let started = Instant::now();
@@ -311,7 +317,7 @@ async fn a_log_flood_is_capped() {
 async fn sends_are_bounded_and_reach_the_producer() {
     let producer = Arc::new(TestProducer::default());
     let mut s = spec("router", &[("target-topic", "routed")]);
-    s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+    grant(&mut s, Arc::clone(&producer) as Arc<dyn PluginProducer>, &["routed"]);
     s.limits.max_sends = 3;
     let l = listener("router", s).await;
     let out = l.consume(&ctx(), &batch(5)).await.unwrap();
@@ -339,12 +345,52 @@ async fn config_is_the_listeners_own_table() {
     );
 }
 
+/// Nothing is granted by default; a grant never opens a system topic; the per-listener rate
+/// holds across calls (a fresh per-call quota does not reset it).
+#[tokio::test]
+async fn sends_are_denied_unless_granted_and_rate_limited_across_calls() {
+    let producer = Arc::new(TestProducer::default());
+    let mut s = spec("router", &[("target-topic", "routed")]);
+    s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+    let l = listener("router", s).await;
+    let out = l.consume(&ctx(), &batch(2)).await.unwrap();
+    assert!(
+        out.iter().all(|o| matches!(o, MessageOutcome::DeadLetter { reason, .. } if reason.contains("not granted"))),
+        "{out:?}"
+    );
+    assert_eq!(l.stats().counters.send_failures, 2);
+
+    let mut s = spec("router", &[("target-topic", "RMQ_SYS_TRACE_TOPIC")]);
+    s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+    s.limits.produce_topics = vec![TopicGrant::Prefix("RMQ".into())]; // built by hand: parse refuses it
+    let l = listener("router", s).await;
+    let out = l.consume(&ctx(), &batch(1)).await.unwrap();
+    assert!(
+        matches!(&out[0], MessageOutcome::DeadLetter { reason, .. } if reason.contains("system topic")),
+        "{out:?}"
+    );
+
+    let mut s = spec("router", &[("target-topic", "routed")]);
+    grant(&mut s, Arc::clone(&producer) as Arc<dyn PluginProducer>, &["routed"]);
+    s.limits.max_sends_per_second = 5;
+    let l = listener("router", s).await;
+    let mut sent = 0;
+    for _ in 0..4 {
+        let out = l.consume(&ctx(), &batch(2)).await.unwrap();
+        sent += out.iter().filter(|o| o.is_success()).count();
+    }
+    // 8 attempts in well under a second, 2 per call (each call's own quota is 1024): the
+    // listener's bucket of 5 refuses the rest.
+    assert!((5..=6).contains(&sent), "{sent} sends got through a rate of 5/s");
+    assert!(producer.sent.lock().unwrap().iter().all(|m| m.topic == "routed"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_slots_make_callers_wait_instead_of_failing() {
     let gate = Arc::new(Semaphore::new(0));
     let producer = Arc::new(TestProducer { gate: Some(Arc::clone(&gate)), ..Default::default() });
     let mut s = spec("router", &[("target-topic", "routed")]);
-    s.producer = Some(producer as Arc<dyn PluginProducer>);
+    grant(&mut s, producer as Arc<dyn PluginProducer>, &["routed"]);
     s.limits.slots = 1;
     s.limits.timeout = Duration::from_secs(20);
     let l = Arc::new(listener("router", s).await);
@@ -374,7 +420,7 @@ async fn python_and_javascript_plugins_run_through_the_same_world() {
             name,
             &[("route.order", "orders"), ("default-topic", "other"), ("target-topic", "orders")],
         );
-        s.producer = Some(Arc::clone(&producer) as Arc<dyn PluginProducer>);
+        grant(&mut s, Arc::clone(&producer) as Arc<dyn PluginProducer>, &["orders", "other"]);
         let l = listener(name, s).await;
         let msgs = vec![
             msg(0, "", "", r#"{"kind":"order","id":1}"#),
@@ -434,7 +480,7 @@ async fn hot_reload_swaps_versions_and_in_flight_calls_finish_on_the_old_one() {
     let gate = Arc::new(Semaphore::new(0));
     let producer = Arc::new(TestProducer { gate: Some(Arc::clone(&gate)), ..Default::default() });
     let mut s = spec("reloading", &[("target-topic", "routed"), ("tag", "x")]);
-    s.producer = Some(producer as Arc<dyn PluginProducer>);
+    grant(&mut s, producer as Arc<dyn PluginProducer>, &["routed"]);
     s.limits.timeout = Duration::from_secs(20);
     let l = Arc::new(WasmListener::load(engine(), &path, s).await.unwrap());
     let v1 = l.version().hash;
@@ -607,7 +653,7 @@ async fn per_call_cost() {
     // The interpreters: same shape of work (parse JSON, decide, produce one copy per message).
     for name in ["py-json-router", "js-json-router"] {
         let mut s = spec(name, &[("route.order", "orders"), ("target-topic", "orders")]);
-        s.producer = Some(Arc::new(TestProducer::default()));
+        grant(&mut s, Arc::new(TestProducer::default()), &["orders"]);
         s.limits.fuel = u64::MAX / 2;
         s.limits.timeout = Duration::from_secs(60);
         let l = listener(name, s).await;
