@@ -193,7 +193,7 @@ pub(crate) async fn send_back(
     delay_level: i32,
 ) -> Result<(), ClientError> {
     let addr = shared.routes.master_addr(&queue.broker_name).ok_or_else(|| {
-        ClientError::NoRoute(format!("no master for broker {}", queue.broker_name))
+        ClientError::NoMaster { topic: queue.topic.clone(), broker: queue.broker_name.clone() }
     })?;
     let header = ConsumerSendMsgBackRequestHeader {
         offset: msg.commit_log_offset,

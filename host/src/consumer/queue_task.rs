@@ -678,10 +678,10 @@ pub(crate) async fn start_offset(
     );
     let master = || {
         shared.routes.master_addr(&queue.broker_name).ok_or_else(|| {
-            StartOffsetError::Client(ClientError::NoRoute(format!(
-                "no master for broker {}",
-                queue.broker_name
-            )))
+            StartOffsetError::Client(ClientError::NoMaster {
+                topic: queue.topic.clone(),
+                broker: queue.broker_name.clone(),
+            })
         })
     };
     let timeout = shared.config.mq_client_api_timeout;
