@@ -1,11 +1,16 @@
 //! Clients wired to a test cluster, and small helpers shared by the integration tests.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rmq_wasm::client::admin::TopicSpec;
 use rmq_wasm::client::{Admin, BrokerClient, NameServerClient, Producer, ProducerConfig};
+use rmq_wasm::consumer::PushConsumer;
+use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
+use rmq_wasm::consumer::listener::MessageListener;
 use rmq_wasm::protocol::acl::AclCredentials;
+use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::body::TopicRouteData;
 use rmq_wasm::remoting::ConnectionPool;
 use rmq_wasm::remoting::connection::RejectAll;
@@ -65,6 +70,27 @@ impl Clients {
 }
 
 /// A name no other test (or earlier run against the same cluster) uses.
+/// A test consumer: `sub` read from the first offset by instance `instance`, rebalancing every
+/// 2 s for a faster reaction (Java's 20 s still applies by default).
+pub fn consumer_config(group: &str, sub: Subscription, instance: &str) -> ConsumerConfig {
+    let mut c = ConsumerConfig::new(group).subscribe(sub);
+    c.instance_name = instance.to_owned();
+    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    c.rebalance_interval = Duration::from_secs(2);
+    c
+}
+
+/// Starts a push consumer on `cluster`'s name server.
+pub async fn start_consumer(
+    cluster: &Cluster,
+    config: ConsumerConfig,
+    listener: Arc<dyn MessageListener>,
+) -> PushConsumer {
+    PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], listener)
+        .await
+        .expect("consumer starts")
+}
+
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let millis = std::time::SystemTime::now()

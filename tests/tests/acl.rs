@@ -19,10 +19,9 @@ use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageOutcome};
 use rmq_wasm::protocol::acl::AclCredentials;
-use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::{Cluster, ClusterOptions, Flavour};
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+use rmq_wasm_tests::support::{Clients, consumer_config, init_tracing, unique, wait_for};
 
 const ACCESS_KEY: &str = "rmqwasm";
 const SECRET: &str = "rmqwasm-secret-0123";
@@ -65,9 +64,7 @@ fn acl_cluster() -> Option<Cluster> {
 }
 
 fn config(group: &str, topic: &str, credentials: AclCredentials) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
-    c.instance_name = "acl".to_owned();
-    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    let mut c = consumer_config(group, Subscription::all(topic), "acl");
     c.credentials = Some(credentials);
     c
 }

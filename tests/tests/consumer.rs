@@ -12,11 +12,11 @@ use rmq_wasm::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::MessageQueue;
 use rmq_wasm::protocol::QueueOffset;
-use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::support::{
-    Clients, init_tracing, read_back_header, unique, wait_for, wait_for_all,
+    Clients, consumer_config, init_tracing, read_back_header, start_consumer as start, unique,
+    wait_for, wait_for_all,
 };
 
 /// What a listener saw: message id → reconsume times of every delivery, per consumer name.
@@ -39,22 +39,7 @@ fn recorder(name: &str, seen: &Seen) -> Arc<dyn MessageListener> {
 }
 
 fn config(group: &str, topic: &str, instance: &str) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
-    c.instance_name = instance.to_owned();
-    c.consume_from_where = ConsumeFromWhere::FirstOffset;
-    // Faster reaction in tests; Java's 20 s still applies by default.
-    c.rebalance_interval = Duration::from_secs(2);
-    c
-}
-
-async fn start(
-    cluster: &Cluster,
-    config: ConsumerConfig,
-    listener: Arc<dyn MessageListener>,
-) -> PushConsumer {
-    PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], listener)
-        .await
-        .expect("consumer starts")
+    consumer_config(group, Subscription::all(topic), instance)
 }
 
 fn owned(c: &PushConsumer, topic: &str) -> BTreeSet<MessageQueue> {

@@ -9,30 +9,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use rmq_wasm::client::QueueSelector;
 use rmq_wasm::consumer::PushConsumer;
-use rmq_wasm::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
+use rmq_wasm::consumer::config::{ConsumeMode, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::body::{ConsumeFromWhere, MessageModel};
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for, wait_for_all};
-
-async fn start(
-    cluster: &Cluster,
-    config: ConsumerConfig,
-    listener: Arc<dyn MessageListener>,
-) -> PushConsumer {
-    PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], listener)
-        .await
-        .expect("consumer starts")
-}
-
-fn base(group: &str, sub: Subscription, instance: &str) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(group).subscribe(sub);
-    c.instance_name = instance.to_owned();
-    c.consume_from_where = ConsumeFromWhere::FirstOffset;
-    c.rebalance_interval = Duration::from_secs(2);
-    c
-}
+use rmq_wasm_tests::support::{
+    Clients, consumer_config, init_tracing, start_consumer as start, unique, wait_for, wait_for_all,
+};
 
 /// Records the keys of every message delivered.
 fn key_recorder(seen: &Arc<Mutex<Vec<String>>>) -> Arc<dyn MessageListener> {
@@ -109,7 +93,7 @@ async fn orderly_keeps_send_order_per_key_across_a_suspend_and_one_holder_per_qu
         ))
     };
     let cfg = |instance: &str| {
-        let mut cfg = base(&group, Subscription::all(&topic), instance);
+        let mut cfg = consumer_config(&group, Subscription::all(&topic), instance);
         cfg.consume_mode = ConsumeMode::Orderly;
         cfg.consume_message_batch_max_size = 4;
         cfg
@@ -149,7 +133,7 @@ async fn broadcasting_delivers_everything_to_everyone_and_local_offsets_survive_
     let group = unique("bcast_group");
     let dir = tempfile::tempdir().unwrap();
     let cfg = |instance: &str| {
-        let mut cfg = base(&group, Subscription::all(&topic), instance);
+        let mut cfg = consumer_config(&group, Subscription::all(&topic), instance);
         cfg.message_model = MessageModel::Broadcasting;
         cfg.local_offset_store_dir = Some(dir.path().to_owned());
         cfg.persist_consumer_offset_interval = Duration::from_millis(500);
@@ -228,7 +212,7 @@ async fn a_tag_filter_delivers_exactly_the_matching_messages() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let tags = start(
         cluster,
-        base(&unique("tag_group"), Subscription::tag(&topic, "TagA || TagB"), "t"),
+        consumer_config(&unique("tag_group"), Subscription::tag(&topic, "TagA || TagB"), "t"),
         key_recorder(&seen),
     )
     .await;
@@ -271,7 +255,7 @@ async fn sql92_subscriptions_are_registered_served_and_validated() {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let sql = start(
         cluster,
-        base(&unique("sql_group"), Subscription::sql92(&topic, "TRUE OR a > 5"), "s"),
+        consumer_config(&unique("sql_group"), Subscription::sql92(&topic, "TRUE OR a > 5"), "s"),
         key_recorder(&seen),
     )
     .await;
@@ -289,7 +273,7 @@ async fn sql92_subscriptions_are_registered_served_and_validated() {
     sql.shutdown().await;
 
     let bad = PushConsumer::start(
-        base(&unique("bad_sql"), Subscription::sql92(&topic, "a >"), "b"),
+        consumer_config(&unique("bad_sql"), Subscription::sql92(&topic, "a >"), "b"),
         vec![cluster.namesrv_addr.clone()],
         key_recorder(&seen),
     )
@@ -317,7 +301,7 @@ async fn sql92_on_user_properties_delivers_exactly_the_matching_set() {
     let expression = "a > 5 AND b = 'x'";
     let sql = start(
         cluster,
-        base(&unique("sql_props_group"), Subscription::sql92(&topic, expression), "p"),
+        consumer_config(&unique("sql_props_group"), Subscription::sql92(&topic, expression), "p"),
         key_recorder(&seen),
     )
     .await;
@@ -370,7 +354,7 @@ async fn flow_control_caps_the_cached_messages_of_a_queue() {
             Ok(vec![MessageOutcome::Success; msgs.len()])
         }
     }));
-    let mut cfg = base(&unique("flow_group"), Subscription::all(&topic), "f");
+    let mut cfg = consumer_config(&unique("flow_group"), Subscription::all(&topic), "f");
     const THRESHOLD: u32 = 40;
     cfg.pull_threshold_for_queue = THRESHOLD;
     cfg.consume_thread_max = 2;
@@ -407,11 +391,11 @@ async fn a_new_group_starts_at_the_first_or_the_last_offset_as_configured() {
     let last_seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let first = start(
         cluster,
-        base(&unique("first_group"), Subscription::all(&topic), "f"),
+        consumer_config(&unique("first_group"), Subscription::all(&topic), "f"),
         key_recorder(&first_seen),
     )
     .await;
-    let mut last_cfg = base(&unique("last_group"), Subscription::all(&topic), "l");
+    let mut last_cfg = consumer_config(&unique("last_group"), Subscription::all(&topic), "l");
     last_cfg.consume_from_where = ConsumeFromWhere::LastOffset;
     let last = start(cluster, last_cfg, key_recorder(&last_seen)).await;
     wait_for("the LAST group to own both queues", Duration::from_secs(30), || {

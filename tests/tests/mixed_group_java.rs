@@ -15,11 +15,10 @@ use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::consumer::{ConsumeContext, ConsumeMode, PushConsumer};
 use rmq_wasm::protocol::MessageQueue;
-use rmq_wasm::protocol::body::ConsumeFromWhere;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions, PeerState};
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for};
+use rmq_wasm_tests::support::{Clients, consumer_config, init_tracing, unique, wait_for};
 
 /// A message's identity: (broker, queue id, queue offset).
 type Id = (String, i32, i64);
@@ -52,11 +51,8 @@ fn recorder(seen: &Arc<Mutex<Vec<Call>>>, pause: Duration) -> Arc<dyn MessageLis
 }
 
 fn config(group: &str, topic: &str, mode: ConsumeMode) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
-    c.instance_name = "ours".to_owned();
-    c.consume_from_where = ConsumeFromWhere::FirstOffset;
+    let mut c = consumer_config(group, Subscription::all(topic), "ours");
     c.consume_mode = mode;
-    c.rebalance_interval = Duration::from_secs(2);
     c
 }
 

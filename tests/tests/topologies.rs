@@ -13,10 +13,12 @@ use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::MessageQueue;
-use rmq_wasm::protocol::body::{ConsumeFromWhere, LockBatchRequestBody};
+use rmq_wasm::protocol::body::LockBatchRequestBody;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::{Cluster, ClusterOptions, Flavour, Topology};
-use rmq_wasm_tests::support::{Clients, init_tracing, unique, wait_for, wait_for_all};
+use rmq_wasm_tests::support::{
+    Clients, consumer_config, init_tracing, start_consumer as start, unique, wait_for, wait_for_all,
+};
 
 /// Starts an own cluster of `topology`, or `None` (with a note) when the flavour cannot run it.
 fn java_cluster(topology: Topology) -> Option<Cluster> {
@@ -57,21 +59,7 @@ fn recorder(name: &str, seen: &Seen, pause: Duration) -> Arc<dyn MessageListener
 }
 
 fn config(group: &str, topic: &str, instance: &str) -> ConsumerConfig {
-    let mut c = ConsumerConfig::new(group).subscribe(Subscription::all(topic));
-    c.instance_name = instance.to_owned();
-    c.consume_from_where = ConsumeFromWhere::FirstOffset;
-    c.rebalance_interval = Duration::from_secs(2);
-    c
-}
-
-async fn start(
-    cluster: &Cluster,
-    config: ConsumerConfig,
-    l: Arc<dyn MessageListener>,
-) -> PushConsumer {
-    PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], l)
-        .await
-        .expect("consumer starts")
+    consumer_config(group, Subscription::all(topic), instance)
 }
 
 async fn produce(c: &Clients, topic: &str, from: usize, n: usize) -> BTreeSet<String> {
