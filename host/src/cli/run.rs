@@ -8,6 +8,7 @@
 //! max_instances = 64            # sandboxes at once, all listeners together
 //! max_memory = "256MiB"         # upper bound of any listener's memory cap
 //! cache_dir = "/var/cache/rmq-wasm"
+//! max_module_size = "50MiB"     # the largest .wasm file loaded
 //!
 //! [[listener]]
 //! group = "orders_router"
@@ -22,6 +23,7 @@
 //! batch_size = 32
 //! max_reconsume_times = 16
 //! instance_reuse = 1            # warm mode when > 1: an instance serves up to N calls
+//! produce_topics = ["routed"]   # where the plugin may send (default: nowhere)
 //! [listener.config]             # the plugin's own table (`config` import)
 //! target-topic = "routed"
 //! ```
@@ -84,6 +86,8 @@ pub struct EngineSection {
     pub max_instances: Option<u32>,
     pub max_memory: Option<ByteSize>,
     pub max_wasm_stack: Option<ByteSize>,
+    /// The largest `.wasm` file loaded (default 50 MiB).
+    pub max_module_size: Option<ByteSize>,
     #[serde(default, with = "humantime_serde")]
     pub epoch_tick: Option<Duration>,
     /// Precompiled artifacts; default `~/.cache/rmq-wasm`.
@@ -275,6 +279,9 @@ impl RunConfig {
         }
         if let Some(m) = e.max_memory {
             c.max_memory_size = m.0;
+        }
+        if let Some(s) = e.max_module_size {
+            c.max_module_size = s.0;
         }
         if let Some(s) = e.max_wasm_stack {
             c.max_wasm_stack = s.0;
@@ -545,6 +552,7 @@ namesrv = "127.0.0.1:9876;127.0.0.1:9877"
 [engine]
 max_instances = 8
 max_memory = "128MiB"
+max_module_size = "10MiB"
 
 [[listener]]
 group = "g1"
@@ -580,6 +588,7 @@ wasm = "/abs/filter.wasm"
         assert_eq!(c.namesrv.to_vec(), ["127.0.0.1:9876", "127.0.0.1:9877"]);
         assert_eq!(c.engine_config().max_instances, 8);
         assert_eq!(c.engine_config().max_memory_size, 128 << 20);
+        assert_eq!(c.engine_config().max_module_size, 10 << 20);
         let l = &c.listeners[0];
         let cc = l.consumer_config();
         assert_eq!(cc.subscriptions, vec![Subscription::sql92("t1", "a > 1")]);

@@ -49,6 +49,10 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Where precompiled artifacts are cached (`None`: compile every time).
     pub cache_dir: Option<PathBuf>,
+    /// The largest `.wasm` file loaded (wasmCloud's default: 50 MiB). A plugin file is read
+    /// whole and compiled: without a cap, a huge file (or `/dev/zero` behind a link) takes the
+    /// host's memory.
+    pub max_module_size: usize,
 }
 
 impl Default for EngineConfig {
@@ -59,7 +63,49 @@ impl Default for EngineConfig {
             max_wasm_stack: 512 * 1024,
             epoch_tick: Duration::from_millis(10),
             cache_dir: default_cache_dir(),
+            max_module_size: 50 * 1024 * 1024,
         }
+    }
+}
+
+/// Reads a plugin file: a regular file (symbolic links followed, so a swapped link reloads) of
+/// at most `max` bytes. Opened non-blocking and checked on the open descriptor, so a FIFO or a
+/// device put in its place is refused instead of blocking or streaming forever.
+pub(crate) fn read_plugin(path: &Path, max: usize) -> Result<Vec<u8>, WasmError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let read_error = |source| WasmError::Read { path: path.into(), source };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(WasmError::NotAFile { path: path.into(), kind: file_kind(&meta) });
+    }
+    let too_large = |size| WasmError::TooLarge { path: path.into(), size, max };
+    if meta.len() > max as u64 {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow after the check: read one byte past the cap at most.
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    match () {
+        () if t.is_dir() => "a directory",
+        () if t.is_fifo() => "a FIFO",
+        () if t.is_socket() => "a socket",
+        () if t.is_char_device() || t.is_block_device() => "a device",
+        () => "not a regular file",
     }
 }
 
@@ -249,8 +295,7 @@ impl SandboxEngine {
     /// [`SandboxEngine::load`] on the current thread (it blocks for the compile).
     pub fn load_blocking(&self, path: &Path) -> Result<PluginVersion, WasmError> {
         let started = Instant::now();
-        let bytes =
-            std::fs::read(path).map_err(|source| WasmError::Read { path: path.into(), source })?;
+        let bytes = read_plugin(path, self.inner.config.max_module_size)?;
         let hash = ContentHash::of(&bytes);
         let (component, cached) = self.compile(path, &bytes, &hash)?;
         let invalid =

@@ -40,6 +40,10 @@ pub enum WasmError {
     Engine(String),
     #[error("reading plugin {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("plugin {path} is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("plugin {path} is {size} bytes, over the engine's max_module_size of {max}")]
+    TooLarge { path: PathBuf, size: u64, max: usize },
     #[error("compiling plugin {path}: {reason}")]
     Compile { path: PathBuf, reason: String },
     /// The component does not fit the `rmq:listener` world (missing/mistyped export, or an

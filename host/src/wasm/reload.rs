@@ -18,7 +18,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::WasmError;
-use super::engine::{ContentHash, SandboxEngine};
+use super::engine::{ContentHash, SandboxEngine, read_plugin};
 use super::listener::ActiveVersion;
 use super::stats::SandboxStats;
 
@@ -83,9 +83,11 @@ async fn reload_loop(
         // Debounce: wait for a quiet period.
         while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
         // An event that did not change the content (touch, a rewrite of the same bytes).
-        let unchanged = match tokio::fs::read(&path).await {
-            Ok(bytes) => ContentHash::of(&bytes) == active.load().hash,
-            Err(_) => false,
+        let (file, max) = (path.clone(), engine.config().max_module_size);
+        let unchanged = match tokio::task::spawn_blocking(move || read_plugin(&file, max)).await {
+            Ok(Ok(bytes)) => ContentHash::of(&bytes) == active.load().hash,
+            // Unreadable, oversize or not a file: the load below says why.
+            _ => false,
         };
         if unchanged {
             continue;

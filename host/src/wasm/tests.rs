@@ -470,6 +470,31 @@ async fn a_file_that_is_not_a_listener_is_refused_with_its_name() {
     assert!(e.to_string().contains("bad.wasm"), "{e}");
 }
 
+/// Only regular files are read, at most `max_module_size` bytes; a link to one is followed (a
+/// symlink-swap deployment). A FIFO is refused at once instead of blocking the load.
+#[test]
+fn plugin_files_are_regular_bounded_and_never_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ok.wasm");
+    std::fs::write(&file, vec![7u8; 1000]).unwrap();
+    let link = dir.path().join("link.wasm");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    let fifo = dir.path().join("fifo.wasm");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo (coreutils) creates the FIFO");
+    assert_eq!(engine::read_plugin(&file, 1000).unwrap().len(), 1000);
+    assert_eq!(engine::read_plugin(&link, 1000).unwrap().len(), 1000);
+    let cases = [
+        (&file, 999, "is 1000 bytes, over the engine's max_module_size of 999"),
+        (&fifo, 1000, "is a FIFO, not a regular file"),
+        (&dir.path().to_path_buf(), 1000, "is a directory, not a regular file"),
+    ];
+    for (path, max, expected) in cases {
+        let e = engine::read_plugin(path, max).unwrap_err().to_string();
+        assert!(e.contains(expected) && e.contains(&*path.to_string_lossy()), "{e}");
+    }
+}
+
 /// v1 = router (its sends wait on a gate), v2 = filter (retries tag `x`): which version
 /// answered is visible in the outcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
