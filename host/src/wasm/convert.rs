@@ -305,6 +305,31 @@ pub const PROP_FUEL_USED: &str = "RMQ_WASM_FUEL_USED";
 /// Property naming the plugin (its listener name).
 pub const PROP_PLUGIN: &str = "RMQ_WASM_PLUGIN";
 
+/// Longest guest-supplied text kept in a `listener-error` message or a dead-letter reason
+/// (bytes): both are logged, and a reason is stored in the DLQ copy's properties.
+pub const MAX_GUEST_TEXT: usize = 1024;
+
+/// Guest text made safe to log and store: control characters (newlines, terminal escapes) are
+/// written as escapes (`\n`, `\u{1b}`), so a plugin cannot forge log lines, and the result is cut
+/// to at most `max` bytes (plus a marker) at a character boundary. Returns whether it was cut.
+pub fn guest_text(s: &str, max: usize) -> (String, bool) {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let before = out.len();
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(before);
+            out.push_str(" …[truncated]");
+            return (out, true);
+        }
+    }
+    (out, false)
+}
+
 /// A guest outcome as the consumer's outcome. Delay levels are clamped into 1..=18, as the WIT
 /// promises; a dead letter records its reason and the plugin version.
 pub fn outcome(o: wit::MessageOutcome, plugin: &str, version: &str) -> MessageOutcome {
@@ -314,7 +339,8 @@ pub fn outcome(o: wit::MessageOutcome, plugin: &str, version: &str) -> MessageOu
             MessageOutcome::RetryLater { delay_level: level.map(|l| i32::from(l.clamp(1, 18))) }
         }
         wit::MessageOutcome::DeadLetter(reason) => MessageOutcome::DeadLetter {
-            reason: reason.unwrap_or_else(|| "listener".to_owned()),
+            reason: reason
+                .map_or_else(|| "listener".to_owned(), |r| guest_text(&r, MAX_GUEST_TEXT).0),
             properties: vec![
                 (PROP_PLUGIN.to_owned(), plugin.to_owned()),
                 (PROP_VERSION.to_owned(), version.to_owned()),
@@ -378,6 +404,36 @@ mod tests {
     use super::*;
     use crate::protocol::message::Properties;
     use crate::protocol::{QueueId, QueueOffset};
+
+    #[test]
+    fn guest_text_escapes_control_characters_and_is_bounded() {
+        let table: [(&str, usize, &str, bool); 6] = [
+            ("plain", 100, "plain", false),
+            ("two\nlines", 100, "two\\nlines", false),
+            ("\u{1b}[31mred", 100, "\\u{1b}[31mred", false),
+            ("tab\there", 100, "tab\\there", false),
+            ("abcdef", 3, "abc …[truncated]", true),
+            ("aéé", 4, "aé …[truncated]", true),
+        ];
+        for (input, max, expected, cut) in table {
+            assert_eq!(guest_text(input, max), (expected.to_owned(), cut), "{input:?}");
+        }
+        // An escape is never split: it is kept whole or dropped whole.
+        assert_eq!(guest_text("ab\n", 3), ("ab …[truncated]".to_owned(), true));
+    }
+
+    #[test]
+    fn a_dead_letter_reason_is_sanitised_and_capped() {
+        let long = format!("line1\nFAKE LOG LINE {}", "x".repeat(5000));
+        let MessageOutcome::DeadLetter { reason, .. } =
+            outcome(wit::MessageOutcome::DeadLetter(Some(long)), "p", "v")
+        else {
+            panic!("a dead letter")
+        };
+        assert!(reason.starts_with("line1\\nFAKE LOG LINE"), "{reason}");
+        assert!(!reason.contains('\n'));
+        assert!(reason.len() <= MAX_GUEST_TEXT + " …[truncated]".len(), "{}", reason.len());
+    }
 
     /// The text of `span` in `b.data`.
     fn text(b: &wit::Batch, span: wit::Span) -> &str {

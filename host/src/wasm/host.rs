@@ -35,7 +35,7 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, Was
 
 use super::bindings::rmq::listener::{config, log, producer, types};
 use super::convert;
-use super::limits::{ListenerLimits, SendRate};
+use super::limits::{ListenerLimits, RateLimit};
 use super::stats::SandboxStats;
 use crate::client::{ClientError, Producer, SendResult};
 use crate::protocol::message::Message;
@@ -69,7 +69,9 @@ pub(crate) struct PluginEnv {
     pub limits: ListenerLimits,
     pub stats: Arc<SandboxStats>,
     /// `limits.max_sends_per_second`, across every call of this listener.
-    pub send_rate: std::sync::Mutex<SendRate>,
+    pub send_rate: std::sync::Mutex<RateLimit>,
+    /// `limits.max_log_lines_per_second`, across every call of this listener.
+    pub log_rate: std::sync::Mutex<RateLimit>,
     /// A refused send is logged once per listener (the guest sees every refusal as an error,
     /// and `send_failures` counts them): a plugin must not turn refusals into a log flood.
     pub refusal_logged: std::sync::atomic::AtomicBool,
@@ -301,23 +303,26 @@ impl HostMonotonicClock for FrozenClock {
 impl types::Host for HostState {}
 
 impl log::Host for HostState {
-    /// At most `max_log_lines` lines per call, each cut to `max_log_line` bytes; the rest is
-    /// counted and summarised once when the call ends (see `listener.rs`), so a flood costs the
-    /// host a counter increment per line.
-    fn log(&mut self, level: log::Level, mut message: String) {
+    /// At most `max_log_lines` lines per call and `max_log_lines_per_second` per listener, each
+    /// cut to `max_log_line` bytes with control characters escaped (a plugin cannot forge log
+    /// lines); the rest is counted and summarised once when the call ends (see `listener.rs`),
+    /// so a flood costs the host a counter increment per line.
+    fn log(&mut self, level: log::Level, message: String) {
         let limits = &self.env.limits;
-        if self.log.lines >= limits.max_log_lines {
+        let within_rate = || {
+            self.env
+                .log_rate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .try_take(Instant::now())
+        };
+        if self.log.lines >= limits.max_log_lines || !within_rate() {
             self.log.dropped += 1;
             return;
         }
         self.log.lines += 1;
-        if message.len() > limits.max_log_line {
-            let mut cut = limits.max_log_line;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str(" …[truncated]");
+        let (message, truncated) = convert::guest_text(&message, limits.max_log_line);
+        if truncated {
             self.log.truncated += 1;
         }
         let (plugin, group, topic, queue) =

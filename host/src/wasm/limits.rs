@@ -38,6 +38,9 @@ pub struct ListenerLimits {
     pub max_log_lines: u32,
     /// Longest log line kept (bytes); longer lines are truncated and counted.
     pub max_log_line: usize,
+    /// Log lines the listener may emit per second across all its calls (a burst of one
+    /// second's worth); the WIT promises a rate, and retries must not renew it.
+    pub max_log_lines_per_second: u32,
     /// Messages a call may send through the `producer` import.
     pub max_sends: u32,
     /// Messages the listener may send per second across all its calls (retries and poison
@@ -76,6 +79,7 @@ impl Default for ListenerLimits {
             slots: 16,
             max_log_lines: 256,
             max_log_line: 4096,
+            max_log_lines_per_second: 1000,
             max_sends: 1024,
             max_sends_per_second: 1000,
             produce_topics: Vec::new(),
@@ -184,15 +188,15 @@ pub fn is_system_topic(topic: &str) -> bool {
 }
 
 /// A token bucket: `rate` tokens a second, holding at most one second's worth. Bounds what a
-/// listener sends across calls, where `max_sends` bounds one call.
+/// listener sends and logs across calls, where `max_sends` and `max_log_lines` bound one call.
 #[derive(Debug)]
-pub struct SendRate {
+pub struct RateLimit {
     rate: f64,
     tokens: f64,
     last: Instant,
 }
 
-impl SendRate {
+impl RateLimit {
     /// A full bucket of `per_second` tokens.
     pub fn new(per_second: u32, now: Instant) -> Self {
         let rate = f64::from(per_second);
@@ -284,7 +288,7 @@ mod tests {
     #[test]
     fn the_send_rate_allows_a_second_of_burst_then_refills() {
         let t0 = Instant::now();
-        let mut rate = SendRate::new(10, t0);
+        let mut rate = RateLimit::new(10, t0);
         let burst = (0..20).filter(|_| rate.try_take(t0)).count();
         assert_eq!(burst, 10, "one second's worth at once");
         assert!(!rate.try_take(t0 + Duration::from_millis(50)), "half a token");

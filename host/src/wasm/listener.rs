@@ -42,10 +42,10 @@ use wasmtime::{Store, Trap, WasmBacktrace};
 use super::WasmError;
 use super::bindings::Listener;
 use super::bindings::rmq::listener::types as wit;
-use super::convert::{self, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
+use super::convert::{self, MAX_GUEST_TEXT, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION};
 use super::engine::{IdleInstances, PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
-use super::limits::{ListenerLimits, SendRate};
+use super::limits::{ListenerLimits, RateLimit};
 use super::reload::{self, Reloader};
 use super::stats::{SandboxStats, SandboxStatsSnapshot};
 use crate::consumer::listener::{
@@ -232,8 +232,12 @@ impl WasmListener {
             group: spec.group.into(),
             config: spec.config,
             producer: spec.producer,
-            send_rate: std::sync::Mutex::new(SendRate::new(
+            send_rate: std::sync::Mutex::new(RateLimit::new(
                 limits.max_sends_per_second,
+                tokio::time::Instant::now(),
+            )),
+            log_rate: std::sync::Mutex::new(RateLimit::new(
+                limits.max_log_lines_per_second,
                 tokio::time::Instant::now(),
             )),
             refusal_logged: std::sync::atomic::AtomicBool::new(false),
@@ -396,7 +400,9 @@ impl Call<'_> {
                 mapped.resize(messages.len(), MessageOutcome::RETRY);
                 Ok(mapped)
             }
-            Ok(Err(e)) => Err(ListenerError::Failed(e.message)),
+            Ok(Err(e)) => {
+                Err(ListenerError::Failed(convert::guest_text(&e.message, MAX_GUEST_TEXT).0))
+            }
             Err(abort) if env.limits.poison_isolation && deterministic(abort.kind) => {
                 Ok(self.isolate(messages, &abort, ctx.mode).await)
             }

@@ -313,6 +313,28 @@ async fn a_log_flood_is_capped() {
     assert_eq!(c.log_truncated, 1, "only the huge line is over the 4 KiB line cap");
 }
 
+/// The per-call cap renews with every call (a retry is a call); the listener's rate does not.
+#[tokio::test]
+async fn the_log_rate_holds_across_calls() {
+    let mut s = spec("log-flood", &[("lines", "1000")]);
+    s.limits.max_log_lines_per_second = 300;
+    let l = listener("log-flood", s).await;
+    let started = Instant::now();
+    for _ in 0..3 {
+        l.consume(&ctx(), &batch(1)).await.unwrap();
+    }
+    // 300 at once, plus what refilled while the calls ran.
+    let refilled = (300.0 * started.elapsed().as_secs_f64()).ceil() as u64;
+    let c = l.stats().counters;
+    assert!(
+        (300..=300 + refilled).contains(&c.log_lines),
+        "{} lines kept, at most {} allowed",
+        c.log_lines,
+        300 + refilled
+    );
+    assert_eq!(c.log_lines + c.log_dropped, 3 * 1001);
+}
+
 #[tokio::test]
 async fn sends_are_bounded_and_reach_the_producer() {
     let producer = Arc::new(TestProducer::default());
