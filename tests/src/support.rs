@@ -51,6 +51,26 @@ impl Clients {
         Self { namesrv, broker, admin, producer }
     }
 
+    /// Sends messages `from..from + n` to `topic` one by one (body `m<i>`, key `k<i>`) and
+    /// returns their message ids.
+    pub async fn produce_numbered(
+        &self,
+        topic: &str,
+        from: usize,
+        n: usize,
+    ) -> std::collections::BTreeSet<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        for i in from..from + n {
+            let msg = rmq_wasm::protocol::message::Message::new(
+                topic,
+                bytes::Bytes::from(format!("m{i}")),
+            )
+            .with_keys([format!("k{i}")]);
+            ids.insert(self.producer.send(msg).await.expect("send").msg_id);
+        }
+        ids
+    }
+
     /// Creates a topic with `queues` queues on the cluster and waits for its route.
     pub async fn create_topic(
         &self,

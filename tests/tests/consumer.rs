@@ -58,15 +58,6 @@ fn partition(
     (total == all.len() && &union == all).then(|| sets.iter().map(BTreeSet::len).collect())
 }
 
-async fn produce(c: &Clients, topic: &str, from: usize, n: usize) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for i in from..from + n {
-        let msg = Message::new(topic, Bytes::from(format!("m{i}"))).with_keys([format!("k{i}")]);
-        ids.insert(c.producer.send(msg).await.unwrap().msg_id);
-    }
-    ids
-}
-
 fn distinct_ids(seen: &Seen) -> BTreeSet<String> {
     seen.lock().unwrap().iter().map(|(_, id, _)| id.clone()).collect()
 }
@@ -81,7 +72,7 @@ async fn clustering_members_split_queues_and_lose_nothing() {
     let all: BTreeSet<_> = route.subscribe_queues(&topic).into_iter().collect();
     let group = unique("split_group");
     let seen: Seen = Arc::default();
-    let mut expected = produce(&c, &topic, 0, 200).await;
+    let mut expected = c.produce_numbered(&topic, 0, 200).await;
 
     let c1 = start(cluster, config(&group, &topic, "one"), recorder("one", &seen)).await;
     let c2 = start(cluster, config(&group, &topic, "two"), recorder("two", &seen)).await;
@@ -101,7 +92,7 @@ async fn clustering_members_split_queues_and_lose_nothing() {
         })
     })
     .await;
-    expected.extend(produce(&c, &topic, 200, 300).await);
+    expected.extend(c.produce_numbered(&topic, 200, 300).await);
     wait_for_all("all 500 messages consumed", Duration::from_secs(60), &expected, || {
         distinct_ids(&seen)
     })
@@ -113,7 +104,7 @@ async fn clustering_members_split_queues_and_lose_nothing() {
         partition(&[&c1, &c3], &topic, &all).filter(|s| s == &[4, 4])
     })
     .await;
-    expected.extend(produce(&c, &topic, 500, 200).await);
+    expected.extend(c.produce_numbered(&topic, 500, 200).await);
     wait_for_all("all 700 messages consumed", Duration::from_secs(60), &expected, || {
         distinct_ids(&seen)
     })
@@ -288,14 +279,14 @@ async fn a_restart_neither_loses_nor_redelivers() {
     let group = unique("restart_group");
     let first: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "r1"), recorder("first", &first)).await;
-    let batch1 = produce(&c, &topic, 0, 100).await;
+    let batch1 = c.produce_numbered(&topic, 0, 100).await;
     wait_for_all("the first 100 consumed", Duration::from_secs(60), &batch1, || {
         distinct_ids(&first)
     })
     .await;
     consumer.shutdown().await;
 
-    let batch2 = produce(&c, &topic, 100, 100).await;
+    let batch2 = c.produce_numbered(&topic, 100, 100).await;
     let second: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "r2"), recorder("second", &second)).await;
     wait_for_all("the next 100 consumed", Duration::from_secs(60), &batch2, || {
@@ -331,7 +322,7 @@ async fn the_broker_can_ask_for_running_info_and_direct_consumption() {
     let group = unique("admin_group");
     let seen: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "adm"), recorder("adm", &seen)).await;
-    let ids = produce(&c, &topic, 0, 10).await;
+    let ids = c.produce_numbered(&topic, 0, 10).await;
     wait_for_all("10 consumed", Duration::from_secs(60), &ids, || distinct_ids(&seen)).await;
 
     let header = GetConsumerRunningInfoRequestHeader {
@@ -402,7 +393,7 @@ async fn an_admin_offset_reset_rewinds_the_group() {
     let group = unique("reset_group");
     let seen: Seen = Arc::default();
     let consumer = start(cluster, config(&group, &topic, "rs"), recorder("rs", &seen)).await;
-    let ids = produce(&c, &topic, 0, 10).await;
+    let ids = c.produce_numbered(&topic, 0, 10).await;
     wait_for_all("10 consumed", Duration::from_secs(60), &ids, || distinct_ids(&seen)).await;
     let before = seen.lock().unwrap().len();
 

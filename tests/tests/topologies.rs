@@ -62,15 +62,6 @@ fn config(group: &str, topic: &str, instance: &str) -> ConsumerConfig {
     consumer_config(group, Subscription::all(topic), instance)
 }
 
-async fn produce(c: &Clients, topic: &str, from: usize, n: usize) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for i in from..from + n {
-        let msg = Message::new(topic, Bytes::from(format!("m{i}"))).with_keys([format!("k{i}")]);
-        ids.insert(c.producer.send(msg).await.unwrap().msg_id);
-    }
-    ids
-}
-
 fn owned(c: &PushConsumer, topic: &str) -> BTreeSet<MessageQueue> {
     c.stats().queues.into_keys().filter(|q| q.topic == topic).collect()
 }
@@ -93,7 +84,7 @@ async fn two_masters_split_between_members_and_an_orderly_member_locks_both() {
     // Two members (AVG): 4 + 4, disjoint, covering both brokers' queues.
     let group = unique("two_masters_group");
     let seen: Seen = Arc::default();
-    let expected = produce(&c, &topic, 0, 400).await;
+    let expected = c.produce_numbered(&topic, 0, 400).await;
     let one =
         start(&cluster, config(&group, &topic, "one"), recorder("one", &seen, Duration::ZERO))
             .await;
@@ -168,7 +159,7 @@ async fn consumption_continues_from_the_slave_while_the_master_is_dead() {
     let c = Clients::new(&cluster);
     let topic = unique("ha");
     c.create_topic(&cluster, &topic, 4).await.unwrap();
-    let mut expected = produce(&c, &topic, 0, 1_000).await;
+    let mut expected = c.produce_numbered(&topic, 0, 1_000).await;
     // Wait until the slave holds every message (classic HA is asynchronous).
     let slave_addr = cluster.broker("broker-a", 1).expect("slave").addr.clone();
     let master_addr = cluster.broker_addr.clone();
@@ -237,7 +228,7 @@ async fn a_slave_that_serves_no_reads_is_not_polled_in_a_busy_loop() {
     let c = Clients::new(&cluster);
     let topic = unique("noread");
     c.create_topic(&cluster, &topic, 4).await.unwrap();
-    let expected = produce(&c, &topic, 0, 40).await;
+    let expected = c.produce_numbered(&topic, 0, 40).await;
     // A slave copies topic configs from its master periodically (every 60 s on 4.9); until
     // then it answers TOPIC_NOT_EXIST, which is not the case under test.
     let slave_addr = cluster.broker("broker-a", 1).expect("slave").addr.clone();
@@ -296,7 +287,7 @@ async fn wait_for_send(c: &Clients, topic: &str) -> BTreeSet<String> {
         let probe = Message::new(topic, Bytes::from_static(b"probe")).with_keys(["probe"]);
         match c.producer.send(probe).await {
             Ok(sent) => {
-                let mut ids = produce(c, topic, 1_000, 100).await;
+                let mut ids = c.produce_numbered(topic, 1_000, 100).await;
                 ids.insert(sent.msg_id);
                 return ids;
             }
