@@ -208,6 +208,49 @@ async fn a_listener_that_panics_gets_its_batch_again_in_both_modes() {
     }
 }
 
+/// The consume timeout measures the listener call, not the wait for a consume permit (Java
+/// stamps CONSUME_START_TIME as it invokes the listener). One permit, a listener that takes
+/// 1 s per message and a 2 s timeout: a backlog of 75 waits up to 75 s, yet no call runs over
+/// 2 s, so the sweep (first after 60 s) must send nothing back and nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_waiting_for_a_permit_is_not_timed_out() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("backlog");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    const N: usize = 75;
+    let ids = c.produce_numbered(&topic, 0, N).await;
+    let seen: Seen = Arc::default();
+    let s = Arc::clone(&seen);
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+        let s = Arc::clone(&s);
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut s = s.lock().unwrap();
+            s.extend(msgs.iter().map(|m| ("b".to_owned(), m.msg_id(), m.reconsume_times)));
+            Ok(vec![MessageOutcome::Success; msgs.len()])
+        }
+    }));
+    let mut config = config(&unique("backlog_group"), &topic, "b");
+    config.consume_thread_max = 1;
+    config.consume_timeout = Duration::from_secs(2);
+    let consumer = start(cluster, config, listener).await;
+    let distinct = || seen.lock().unwrap().iter().map(|(_, id, _)| id.clone()).collect();
+    wait_for_all("the backlog consumed", Duration::from_secs(150), &ids, distinct).await;
+    // Anything sent back would come again from %RETRY% (1 s delay here): wait until nothing is
+    // buffered or in flight any more.
+    wait_for("the consumer idle", Duration::from_secs(30), || {
+        let stats = consumer.stats();
+        stats.queues.values().all(|q| q.cached_count == 0).then_some(())
+    })
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let again: Vec<_> = seen.iter().filter(|(_, _, times)| *times > 0).collect();
+    assert_eq!(seen.len(), N, "{} deliveries of {N} messages; redelivered: {again:?}", seen.len());
+    consumer.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_that_always_fails_ends_in_the_dlq() {
     init_tracing();

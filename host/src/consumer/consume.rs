@@ -14,6 +14,7 @@ use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
 use super::listener::{ConsumeContext, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for};
+use super::process_queue::ConsumeStart;
 use super::shared::Shared;
 use super::stats::QueueStats;
 use crate::client::ClientError;
@@ -69,9 +70,16 @@ impl JobScope {
 /// queues, like Java's consume thread pool), after restoring what it should see; records the
 /// call in the queue's stats. Returns exactly one outcome per message, or `None` when the
 /// consumer is shutting down (the permits are closed).
-async fn call_listener(scope: &JobScope, msgs: &mut [MessageExt]) -> Option<Vec<MessageOutcome>> {
+async fn call_listener(
+    scope: &JobScope,
+    msgs: &mut [MessageExt],
+    start: Option<&ConsumeStart>,
+) -> Option<Vec<MessageOutcome>> {
     let shared = &scope.shared;
     let _permit = shared.consume_permits.acquire().await.ok()?;
+    if let Some(start) = start {
+        start.stamp(Instant::now());
+    }
     prepare_for_listener(&shared.retry_topic, msgs);
     let started = Instant::now();
     // A panicking listener failed like one that returned an error (Java: an exception thrown
@@ -102,16 +110,18 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     format!("the listener panicked: {text}")
 }
 
-/// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes.
+/// Runs the listener on `msgs` (after `delay`, for local retries) and settles the outcomes;
+/// `start` is stamped when the listener call begins (the consume-timeout clock).
 pub(crate) async fn consume_concurrently(
     scope: JobScope,
     mut msgs: Vec<MessageExt>,
     delay: Option<Duration>,
+    start: Arc<ConsumeStart>,
 ) -> Completion {
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let Some(outcomes) = call_listener(&scope, &mut msgs).await else {
+    let Some(outcomes) = call_listener(&scope, &mut msgs, Some(&start)).await else {
         return Completion::default();
     };
     let mut done = Completion { settled: Vec::with_capacity(msgs.len()), redo: Vec::new() };
@@ -304,7 +314,7 @@ pub(crate) struct OrderlyDone {
 pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) -> OrderlyDone {
     let (shared, queue) = (&scope.shared, scope.queue());
     let originals = msgs.clone();
-    let Some(outcomes) = call_listener(&scope, &mut msgs).await else {
+    let Some(outcomes) = call_listener(&scope, &mut msgs, None).await else {
         return OrderlyDone { settled_prefix: 0, again: originals };
     };
     let mut done = OrderlyDone::default();

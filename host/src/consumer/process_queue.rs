@@ -11,6 +11,7 @@
 //! caller passes `now`, which keeps the type deterministic under test and `tokio::time::pause`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -32,13 +33,32 @@ pub const EXPIRED_SCAN_LIMIT: usize = 16;
 
 const MIB: u64 = 1024 * 1024;
 
-/// A buffered message and when its current listener call started, if one has. The start time
-/// lives beside the message rather than in its properties (Java writes `CONSUME_START_TIME`
-/// into the message) so the buffer's copy stays exactly what the broker sent.
+/// When the listener call for a chunk of buffered messages started: stamped by the consume job
+/// once it holds a consume permit, read by the queue task's consume-timeout sweep. Java sets
+/// `CONSUME_START_TIME` as it invokes the listener: time spent waiting for a permit behind busy
+/// listeners is not consuming, and counting it would expire (and redeliver) a healthy backlog.
+#[derive(Debug, Default)]
+pub struct ConsumeStart(std::sync::OnceLock<Instant>);
+
+impl ConsumeStart {
+    /// Records the start; later calls keep the first.
+    pub fn stamp(&self, now: Instant) {
+        let _ = self.0.set(now);
+    }
+
+    /// The start, once stamped.
+    pub fn get(&self) -> Option<Instant> {
+        self.0.get().copied()
+    }
+}
+
+/// A buffered message and the start of its current listener call. The start lives beside the
+/// message rather than in its properties (Java writes `CONSUME_START_TIME` into the message) so
+/// the buffer's copy stays exactly what the broker sent.
 #[derive(Debug, Clone)]
 struct Cached {
     msg: MessageExt,
-    consume_started: Option<Instant>,
+    consume_started: Option<Arc<ConsumeStart>>,
 }
 
 impl Cached {
@@ -132,12 +152,12 @@ impl ProcessQueue {
         dispatch
     }
 
-    /// Concurrent: records that the listener call for these buffered messages starts (or
-    /// starts again) at `now`; the consume-timeout sweep measures from here.
-    pub fn mark_consume_started(&mut self, offsets: &[QueueOffset], now: Instant) {
+    /// Concurrent: these buffered messages go to a listener call (again) whose start `start`
+    /// records once it begins; the consume-timeout sweep measures from there.
+    pub fn mark_consume_started(&mut self, offsets: &[QueueOffset], start: &Arc<ConsumeStart>) {
         for offset in offsets {
             if let Some(cached) = self.msgs.get_mut(offset) {
-                cached.consume_started = Some(now);
+                cached.consume_started = Some(Arc::clone(start));
             }
         }
     }
@@ -183,6 +203,8 @@ impl ProcessQueue {
             .take_while(|cached| {
                 cached
                     .consume_started
+                    .as_ref()
+                    .and_then(|start| start.get())
                     .is_some_and(|started| now.saturating_duration_since(started) > consume_timeout)
             })
             .map(|cached| cached.msg.clone())
@@ -539,16 +561,32 @@ mod tests {
         pq.put(&msgs(0..5));
         assert!(pq.expired_heads(later, timeout).is_empty(), "nothing started yet");
 
-        pq.mark_consume_started(&offs(&[0, 1, 3, 4]), t0);
-        pq.mark_consume_started(&offs(&[2]), t0 + Duration::from_secs(60));
-        // 0 and 1 are stuck; 2 started later and stops the scan, so 3 and 4 wait their turn.
+        pq.mark_consume_started(&offs(&[0, 1, 3, 4]), &started_at(t0));
+        let waiting = Arc::new(ConsumeStart::default());
+        pq.mark_consume_started(&offs(&[2]), &waiting);
+        // 0 and 1 are stuck; 2's call still waits for a permit (not consuming, whatever the
+        // time) and stops the scan, so 3 and 4 wait their turn.
         assert_eq!(keys(&pq.expired_heads(later, timeout)), [0, 1]);
+        // Once 2's call starts, the clock runs from there.
+        waiting.stamp(t0 + Duration::from_secs(60));
+        waiting.stamp(t0); // the first stamp stays
+        assert_eq!(keys(&pq.expired_heads(later, timeout)), [0, 1]);
+        assert_eq!(
+            keys(&pq.expired_heads(later + Duration::from_secs(60), timeout)),
+            [0, 1, 2, 3, 4]
+        );
         // Exactly at the timeout: not yet (Java compares with >).
         assert!(pq.expired_heads(t0 + timeout, timeout).is_empty());
 
         // Restarting the call resets the clock.
-        pq.mark_consume_started(&offs(&[0]), t0 + timeout);
+        pq.mark_consume_started(&offs(&[0]), &started_at(t0 + timeout));
         assert!(pq.expired_heads(later, timeout).is_empty());
+    }
+
+    fn started_at(t: Instant) -> Arc<ConsumeStart> {
+        let start = Arc::new(ConsumeStart::default());
+        start.stamp(t);
+        start
     }
 
     #[test]
@@ -556,7 +594,7 @@ mod tests {
         let t0 = Instant::now();
         let mut pq = ProcessQueue::new(t0);
         pq.put(&msgs(0..40));
-        pq.mark_consume_started(&offs(&(0..40).collect::<Vec<_>>()), t0);
+        pq.mark_consume_started(&offs(&(0..40).collect::<Vec<_>>()), &started_at(t0));
         let stuck = pq.expired_heads(t0 + Duration::from_secs(2), Duration::from_secs(1));
         assert_eq!(keys(&stuck), (0..16).collect::<Vec<_>>());
         let stuck_offsets: Vec<QueueOffset> = stuck.iter().map(|m| m.queue_offset).collect();

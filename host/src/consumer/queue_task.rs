@@ -26,7 +26,7 @@ use super::policy::{
     self, FlowLimits, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL, PULL_DELAY_WHEN_EXCEPTION,
     PullDelayReason, StartOffsetDecision, StoredOffset,
 };
-use super::process_queue::ProcessQueue;
+use super::process_queue::{ConsumeStart, ProcessQueue};
 use super::shared::Shared;
 use super::stats::QueueStats;
 use crate::client::{ClientError, PullResult, PullStatus};
@@ -384,14 +384,24 @@ impl QueueTask {
         self.is_orderly() && self.shared.config.message_model == MessageModel::Clustering
     }
 
-    /// Puts pulled messages into the process queue (concurrent: as being consumed from now).
+    /// Puts pulled messages into the process queue.
     fn buffer(&mut self, msgs: &[MessageExt]) {
         self.pq.put(msgs);
         self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
-        if !self.is_orderly() {
-            let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
-            self.pq.mark_consume_started(&offsets, Instant::now());
-        }
+    }
+
+    /// A concurrent consume job for `msgs` (after `delay`, for local retries). Their buffered
+    /// copies' consume-timeout clock starts when the job's listener call does, not now.
+    fn concurrent_job(
+        &mut self,
+        msgs: Vec<MessageExt>,
+        delay: Option<Duration>,
+    ) -> impl Future<Output = JobDone> + Send + 'static {
+        let start = Arc::new(ConsumeStart::default());
+        let offsets: Vec<QueueOffset> = msgs.iter().map(|m| m.queue_offset).collect();
+        self.pq.mark_consume_started(&offsets, &start);
+        let job = consume_concurrently(self.scope.clone(), msgs, delay, start);
+        async move { JobDone::Concurrent(job.await) }
     }
 
     /// Consumes buffered messages: orderly from the head of the queue, concurrently in chunks
@@ -407,8 +417,8 @@ impl QueueTask {
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
             let chunk: Vec<_> = msgs.by_ref().take(batch).collect();
-            let job = consume_concurrently(self.scope.clone(), chunk, None);
-            match self.run_or_spawn(async move { JobDone::Concurrent(job.await) }) {
+            let job = self.concurrent_job(chunk, None);
+            match self.run_or_spawn(job) {
                 Started::Done(JobDone::Concurrent(done)) => {
                     finished.settled.extend(done.settled);
                     finished.redo.extend(done.redo);
@@ -548,8 +558,8 @@ impl QueueTask {
         }
         self.stats.set_cache(self.pq.cached_count(), self.pq.cached_size_bytes());
         if !done.redo.is_empty() {
-            let job = consume_concurrently(self.scope.clone(), done.redo, Some(LOCAL_RETRY_DELAY));
-            self.jobs.spawn(async move { JobDone::Concurrent(job.await) });
+            let job = self.concurrent_job(done.redo, Some(LOCAL_RETRY_DELAY));
+            self.jobs.spawn(job);
         }
     }
 
