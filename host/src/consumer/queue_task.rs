@@ -317,6 +317,7 @@ impl QueueTask {
         self.stats.max_offset.store(result.max_offset.0, Ordering::Relaxed);
         self.stats.add_pull(rt, result.messages.len());
         let mut buffered = None;
+        let mut delay = self.shared.config.pull_interval;
         match result.status {
             PullStatus::Found => {
                 self.next_offset = result.next_begin_offset;
@@ -346,8 +347,7 @@ impl QueueTask {
                     // A slave holds no pull when it may not serve reads (`slaveReadEnable`
                     // off, the default): 4.9 answers every pull at once with no messages. Java
                     // pulls again at once, ~500 pulls/s per queue until the master is back.
-                    self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
-                    return (policy::pull_delay_for(PullDelayReason::ReplicaCaughtUp), None);
+                    delay = policy::pull_delay_for(PullDelayReason::ReplicaCaughtUp);
                 }
             }
             PullStatus::OffsetIllegal => {
@@ -363,7 +363,7 @@ impl QueueTask {
             }
         }
         self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
-        (self.shared.config.pull_interval, buffered)
+        (delay, buffered)
     }
 
     /// With nothing buffered, the next pull offset is safe to commit (Java `correctTagsOffset`):
