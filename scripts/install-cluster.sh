@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the rocketmq-rust 1.0.0 name server and broker (rocketmq-namesrv-rust,
 # rocketmq-broker-rust) unless both are already on PATH or in ~/.cargo/bin.
-# Idempotent; building them from scratch takes ~25 min on 2 cores.
+# Idempotent; building them from scratch takes ~15 min on 2 cores (optimisation level 1, below).
 set -euo pipefail
 
 VERSION=1.0.0
@@ -46,7 +46,10 @@ done
 
 echo "install-cluster: installing ${crates[*]} (cargo install --locked; this takes a while)"
 start=$SECONDS
-cargo install --locked "${crates[@]}"
+# Optimisation level 1 instead of release's 3: the build takes about half as long (1025 s against
+# 2178 s, both measured on the 2-core VM beside other work) and the test cluster's load is small;
+# the compatibility subset passes against either build. Override with RMQ_CLUSTER_OPT_LEVEL=3.
+CARGO_PROFILE_RELEASE_OPT_LEVEL="${RMQ_CLUSTER_OPT_LEVEL:-1}" cargo install --locked "${crates[@]}"
 echo "install-cluster: installed ${crates[*]} in $((SECONDS - start)) s"
 
 for bin in "${BINS[@]}"; do
