@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use super::ResponseCode;
+
 /// Ext field carrying the access key.
 pub const ACCESS_KEY: &str = "AccessKey";
 /// Ext field carrying the signature; the only field left out of the signed content.
@@ -97,23 +99,21 @@ pub fn signature(secret_key: &[u8], content: &[u8]) -> String {
 /// SYSTEM_ERROR (1) carrying a 4.9 broker's `AclException` ("Check signature failed for
 /// accessKey=x", "No acl config for x", "No accessKey is configured").
 pub fn refusal_remark(
-    code: i32,
+    code: ResponseCode,
     remark: Option<&str>,
     credentials: Option<&AclCredentials>,
 ) -> Option<String> {
-    const NO_PERMISSION: i32 = 16;
-    const SYSTEM_ERROR: i32 = 1;
     let remark = remark.unwrap_or_default();
     let lower = remark.to_ascii_lowercase();
     let auth = match code {
-        NO_PERMISSION => {
+        ResponseCode::NoPermission => {
             lower.contains("signature")
                 || lower.contains("is not found")
                 || lower.contains("username cannot be null")
                 || lower.contains("is disabled")
                 || lower.contains("accesskey")
         }
-        SYSTEM_ERROR => lower.contains("aclexception"),
+        ResponseCode::SystemError => lower.contains("aclexception"),
         _ => false,
     };
     if !auth {
@@ -300,14 +300,16 @@ mod tests {
             (17, "check signature failed.", false),
         ];
         for &(code, remark, refused) in cases {
-            let named = refusal_remark(code, Some(remark), Some(&creds));
+            let named = refusal_remark(ResponseCode::from_code(code), Some(remark), Some(&creds));
             assert_eq!(named.is_some(), refused, "{code} {remark}");
             if let Some(named) = named {
                 assert!(named.contains("`rmqwasm`") && named.contains(remark), "{named}");
                 assert!(!named.contains("wrong"), "never the secret: {named}");
             }
         }
-        let unsigned = refusal_remark(16, Some("username cannot be null."), None).unwrap();
+        let unsigned =
+            refusal_remark(ResponseCode::NoPermission, Some("username cannot be null."), None)
+                .unwrap();
         assert!(unsigned.contains("no credentials"), "{unsigned}");
     }
 }

@@ -216,7 +216,7 @@ impl Connection {
                 // a user sees says what to fix rather than "check signature failed.".
                 let creds = self.shared.credentials.as_deref();
                 if let Some(remark) =
-                    acl::refusal_remark(response.code, response.remark.as_deref(), creds)
+                    acl::refusal_remark(response.response_code(), response.remark.as_deref(), creds)
                 {
                     response.remark = Some(remark);
                 }

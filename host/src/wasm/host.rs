@@ -77,6 +77,12 @@ pub(crate) struct PluginEnv {
     pub refusal_logged: std::sync::atomic::AtomicBool,
 }
 
+/// Takes a token of a listener-wide bucket now. A poisoned lock still holds a valid bucket
+/// (plain numbers), so it is used as is.
+fn take_token(rate: &std::sync::Mutex<RateLimit>) -> bool {
+    rate.lock().unwrap_or_else(std::sync::PoisonError::into_inner).try_take(Instant::now())
+}
+
 impl PluginEnv {
     /// Counts a refused send, logs the first, and returns the error the guest sees.
     fn refuse(&self, meter: &mut SendMeter, reason: String) -> producer::ProduceError {
@@ -309,14 +315,7 @@ impl log::Host for HostState {
     /// so a flood costs the host a counter increment per line.
     fn log(&mut self, level: log::Level, message: String) {
         let limits = &self.env.limits;
-        let within_rate = || {
-            self.env
-                .log_rate
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .try_take(Instant::now())
-        };
-        if self.log.lines >= limits.max_log_lines || !within_rate() {
+        if self.log.lines >= limits.max_log_lines || !take_token(&self.env.log_rate) {
             self.log.dropped += 1;
             return;
         }
@@ -374,12 +373,7 @@ impl producer::Host for HostState {
                 format!("send quota of {} messages per call used up", env.limits.max_sends);
             return Err(env.refuse(&mut self.sends, reason));
         }
-        let within_rate = env
-            .send_rate
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .try_take(Instant::now());
-        if !within_rate {
+        if !take_token(&env.send_rate) {
             let reason = format!(
                 "send rate of {} messages per second for this listener exceeded",
                 env.limits.max_sends_per_second
