@@ -9,6 +9,7 @@
 //! - [`listener`]: the contract with native and Wasm listeners; [`push`]: the public handle.
 
 pub mod allocate;
+mod broker_api;
 pub mod config;
 mod consume;
 mod handler;
@@ -19,11 +20,15 @@ pub mod policy;
 pub mod process_queue;
 pub mod push;
 mod queue_task;
+#[cfg(test)]
+mod queue_task_tests;
 mod rebalance;
 pub mod route;
 mod scheduler;
 mod shared;
 pub mod stats;
+#[cfg(test)]
+mod testing;
 
 pub use config::{ConsumerConfig, Subscription};
 pub use listener::{ConsumeContext, ConsumeMode, MessageListener, MessageOutcome};

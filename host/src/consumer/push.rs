@@ -1,9 +1,8 @@
 //! The push consumer's public face: build it complete, start it, read its stats, shut it down.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError};
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::config::{ConfigError, ConsumerConfig};
@@ -15,11 +14,10 @@ use super::offset_store::{
 };
 use super::route::RouteTable;
 use super::scheduler;
-use super::shared::Shared;
+use super::shared::{Clients, Shared};
 use super::stats::ConsumerStats;
 use crate::client::{BrokerClient, ClientError, NameServerClient, Producer, ProducerConfig};
-use crate::protocol::EpochMillis;
-use crate::protocol::body::{CheckClientRequestBody, MessageModel, SubscriptionData};
+use crate::protocol::body::{CheckClientRequestBody, MessageModel};
 use crate::remoting::ConnectionPool;
 use crate::remoting::pool::PoolConfig;
 
@@ -64,16 +62,7 @@ impl PushConsumer {
             return Err(ConsumerError::NoSubscription);
         }
         let client_id = client_id_for(&config, &namesrv_addrs);
-        let group: Arc<str> = Arc::from(config.group.as_str());
-        let retry_topic: Arc<str> = Arc::from(format!("%RETRY%{group}"));
-        let mut subs: BTreeMap<String, SubscriptionData> = config
-            .subscriptions
-            .iter()
-            .map(|s| (s.topic.clone(), s.to_subscription_data()))
-            .collect();
-        if config.message_model == MessageModel::Clustering {
-            subs.insert(retry_topic.to_string(), SubscriptionData::new(retry_topic.as_ref(), "*"));
-        }
+        let group = config.group.clone();
 
         let rebalance_now = Arc::new(Notify::new());
         let (forward, forwarded) = mpsc::channel(64);
@@ -96,7 +85,7 @@ impl PushConsumer {
         let routes = Arc::new(RouteTable::default());
         let offsets: OffsetStore = match config.message_model {
             MessageModel::Clustering => RemoteOffsetStore::with_options(
-                group.to_string(),
+                group,
                 broker.clone(),
                 Arc::clone(&routes) as Arc<dyn BrokerAddrs>,
                 DEFAULT_OFFSET_RPC_TIMEOUT,
@@ -115,26 +104,15 @@ impl PushConsumer {
             }
         };
         offsets.load().await?;
-        let max_reconsume_times = config.effective_max_reconsume_times();
-        let shared = Arc::new(Shared {
-            consume_permits: Semaphore::new(config.consume_thread_max as usize),
-            started_at: EpochMillis::now(),
-            locks: std::sync::Mutex::default(),
+        let shared = Arc::new(Shared::new(
             config,
-            group,
             client_id,
-            retry_topic,
-            subscriptions: RwLock::new(subs),
-            namesrv,
-            broker,
-            producer,
+            Clients { namesrv, broker: Arc::new(broker), producer },
             routes,
             offsets,
             listener,
             rebalance_now,
-            stats: RwLock::default(),
-            max_reconsume_times,
-        });
+        ));
 
         scheduler::refresh_routes(&shared).await;
         check_sql_subscriptions(&shared).await?;

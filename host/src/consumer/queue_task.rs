@@ -287,7 +287,7 @@ impl QueueTask {
         }
         let header =
             pull_header(&self.shared, &self.queue, &sub, self.next_offset, sys_flag, commit);
-        let broker = self.shared.broker.clone();
+        let broker = Arc::clone(&self.shared.broker);
         let timeout = self.shared.config.pull_timeout;
         Ok(Box::pin(async move {
             let started = Instant::now();
@@ -351,19 +351,35 @@ impl QueueTask {
                 }
             }
             PullStatus::OffsetIllegal => {
-                tracing::warn!(queue = %self.queue, from = %self.next_offset, to = %result.next_begin_offset, "pull offset illegal; moving");
-                self.next_offset = result.next_begin_offset;
-                // Java freezes the corrected offset and drops the queue so a rebalance restarts
-                // it; with a single owner task, moving the pull offset and committing it (once
-                // nothing older is buffered) has the same effect without the restart.
-                if self.pq.cached_count() == 0 {
-                    self.shared.offsets.update(&self.queue, self.next_offset, false);
-                    self.stats.committed_offset.store(self.next_offset.0, Ordering::Relaxed);
-                }
+                tracing::warn!(queue = %self.queue, from = %self.next_offset, to = %result.next_begin_offset, cached = self.pq.cached_count(), "pull offset illegal: dropping the process queue and moving");
+                self.restart_at(result.next_begin_offset);
             }
         }
         self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
         (delay, buffered)
+    }
+
+    /// OFFSET_ILLEGAL (reference 4.5): the queue's offsets no longer mean what they meant — the
+    /// broker lost its tail (we move back) or deleted its head (we move forward). Java drops the
+    /// process queue, sets the broker's offset and re-adds the queue; here the one owner task
+    /// does the same in place:
+    ///
+    /// - the buffer is replaced, so no message of the old range is dispatched again and its
+    ///   high mark cannot leak into the commits of the replay (a replay of [L, H] must not
+    ///   commit H + 1 after consuming L);
+    /// - the consume jobs of the old range are aborted, so their late results cannot settle
+    ///   anything in the new buffer (their messages are redelivered, as for any dropped queue);
+    /// - the new offset is committed exactly (not increase-only: it may go back); the periodic
+    ///   persist writes it to the broker.
+    fn restart_at(&mut self, offset: QueueOffset) {
+        self.jobs = JoinSet::new();
+        self.pq = ProcessQueue::new(Instant::now());
+        self.orderly_running = false;
+        self.resume_at = None;
+        self.next_offset = offset;
+        self.shared.offsets.update(&self.queue, offset, false);
+        self.stats.committed_offset.store(offset.0, Ordering::Relaxed);
+        self.stats.set_cache(0, 0);
     }
 
     /// With nothing buffered, the next pull offset is safe to commit (Java `correctTagsOffset`):

@@ -151,5 +151,5 @@ async fn shutdown(shared: &Shared, rebalancer: &mut Rebalancer) {
             tracing::warn!(%addr, error = %e, "unregister failed");
         }
     }
-    shared.broker.pool().close_all();
+    shared.broker.close_all();
 }

@@ -7,14 +7,15 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::{Notify, Semaphore};
 
+use super::broker_api::BrokerApi;
 use super::config::ConsumerConfig;
 use super::listener::{ConsumeMode, MessageListener};
 use super::offset_store::OffsetStore;
 use super::route::RouteTable;
 use super::stats::QueueStats;
-use crate::client::{BrokerClient, NameServerClient, Producer};
+use crate::client::{NameServerClient, Producer};
 use crate::protocol::MessageQueue;
-use crate::protocol::body::SubscriptionData;
+use crate::protocol::body::{MessageModel, SubscriptionData};
 
 /// Context shared by the scheduler, the queue tasks and the consume jobs.
 pub(crate) struct Shared {
@@ -27,7 +28,9 @@ pub(crate) struct Shared {
     /// what heartbeats and pulls both send, so they always agree.
     pub subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
     pub namesrv: NameServerClient,
-    pub broker: BrokerClient,
+    /// Every broker request of the core: [`crate::client::BrokerClient`], or a scripted fake in
+    /// unit tests.
+    pub broker: Arc<dyn BrokerApi>,
     /// Fallback retry sends (reference 4.8) and the listener's produce capability.
     pub producer: Producer,
     pub routes: Arc<RouteTable>,
@@ -57,7 +60,58 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The clients the core talks through.
+pub(crate) struct Clients {
+    pub namesrv: NameServerClient,
+    pub broker: Arc<dyn BrokerApi>,
+    pub producer: Producer,
+}
+
 impl Shared {
+    /// The context of a consumer with `config`: its subscriptions (plus `%RETRY%<group>` in
+    /// clustering), consume bound and reconsume limit are derived here, once.
+    pub fn new(
+        config: ConsumerConfig,
+        client_id: String,
+        clients: Clients,
+        routes: Arc<RouteTable>,
+        offsets: OffsetStore,
+        listener: Arc<dyn MessageListener>,
+        rebalance_now: Arc<Notify>,
+    ) -> Self {
+        let group: Arc<str> = Arc::from(config.group.as_str());
+        let retry_topic: Arc<str> = Arc::from(format!("%RETRY%{group}"));
+        let mut subscriptions: BTreeMap<String, SubscriptionData> = config
+            .subscriptions
+            .iter()
+            .map(|s| (s.topic.clone(), s.to_subscription_data()))
+            .collect();
+        if config.message_model == MessageModel::Clustering {
+            subscriptions
+                .insert(retry_topic.to_string(), SubscriptionData::new(retry_topic.as_ref(), "*"));
+        }
+        let Clients { namesrv, broker, producer } = clients;
+        Self {
+            consume_permits: Semaphore::new(config.consume_thread_max as usize),
+            max_reconsume_times: config.effective_max_reconsume_times(),
+            started_at: crate::protocol::EpochMillis::now(),
+            locks: std::sync::Mutex::default(),
+            config,
+            group,
+            client_id,
+            retry_topic,
+            subscriptions: RwLock::new(subscriptions),
+            namesrv,
+            broker,
+            producer,
+            routes,
+            offsets,
+            listener,
+            rebalance_now,
+            stats: RwLock::default(),
+        }
+    }
+
     /// The subscription of `topic`, if subscribed.
     pub fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
         self.subscriptions.read().unwrap_or_else(PoisonError::into_inner).get(topic).cloned()
@@ -106,7 +160,7 @@ impl Shared {
     /// Orderly clustering locks its queues on the broker; broadcasting and concurrent never do.
     pub fn needs_locks(&self) -> bool {
         self.config.consume_mode == ConsumeMode::Orderly
-            && self.config.message_model == crate::protocol::body::MessageModel::Clustering
+            && self.config.message_model == MessageModel::Clustering
     }
 
     pub fn consume_mode(&self) -> ConsumeMode {

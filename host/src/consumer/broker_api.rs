@@ -1,0 +1,230 @@
+//! The consumer core's seam to the brokers: every broker request the queue tasks, the scheduler,
+//! the rebalance and the consume jobs make, behind one narrow trait.
+//!
+//! Why a trait: the core's behaviour under broker answers that a healthy cluster rarely gives
+//! (OFFSET_MOVED backwards, a pull that never returns, a lock renewal that fails) decides whether
+//! messages are lost, and such answers cannot be provoked on demand from a real broker. In
+//! production the trait is [`BrokerClient`]; unit tests script a fake and run the core under
+//! tokio's paused clock. Name-server lookups and the producer stay concrete: the core reads
+//! routes from its [`RouteTable`](super::route::RouteTable), which tests fill directly.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::client::{BrokerClient, ClientError, PullResult};
+use crate::protocol::body::{
+    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, UnlockBatchRequestBody,
+};
+use crate::protocol::header::{
+    ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
+    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
+use crate::protocol::{MessageQueue, QueueOffset};
+
+/// A broker call in flight.
+pub(crate) type BrokerFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'a>>;
+
+/// The broker requests of the consumer core. Each takes the broker address: which replica to
+/// ask is the caller's policy (reference 4.2).
+pub(crate) trait BrokerApi: Send + Sync + 'static {
+    /// PULL_MESSAGE, long-polling; `timeout` exceeds the header's suspend time.
+    fn pull<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a PullMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, PullResult>;
+
+    /// CONSUMER_SEND_MSG_BACK.
+    fn send_back<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a ConsumerSendMsgBackRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// UPDATE_CONSUMER_OFFSET, waiting for the answer.
+    fn update_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UpdateConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// GET_MAX_OFFSET.
+    fn max_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMaxOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset>;
+
+    /// SEARCH_OFFSET_BY_TIMESTAMP.
+    fn search_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a SearchOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset>;
+
+    /// GET_CONSUMER_LIST_BY_GROUP.
+    fn consumer_ids<'a>(
+        &'a self,
+        addr: &'a str,
+        group: &'a str,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Vec<String>>;
+
+    /// LOCK_BATCH_MQ: the subset of queues now held.
+    fn lock_batch<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a LockBatchRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, BTreeSet<MessageQueue>>;
+
+    /// UNLOCK_BATCH_MQ.
+    fn unlock_batch<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a UnlockBatchRequestBody,
+        oneway: bool,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// HEART_BEAT.
+    fn heartbeat<'a>(
+        &'a self,
+        addr: &'a str,
+        data: &'a HeartbeatData,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// UNREGISTER_CLIENT.
+    fn unregister<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UnregisterClientRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// CHECK_CLIENT_CONFIG.
+    fn check_client_config<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a CheckClientRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// Closes every connection (the last step of shutdown).
+    fn close_all(&self);
+}
+
+impl BrokerApi for BrokerClient {
+    fn pull<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a PullMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, PullResult> {
+        Box::pin(BrokerClient::pull(self, addr, header, timeout))
+    }
+
+    fn send_back<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a ConsumerSendMsgBackRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::send_back(self, addr, header, timeout))
+    }
+
+    fn update_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UpdateConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::update_offset(self, addr, header, timeout))
+    }
+
+    fn max_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMaxOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset> {
+        Box::pin(BrokerClient::max_offset(self, addr, header, timeout))
+    }
+
+    fn search_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a SearchOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset> {
+        Box::pin(BrokerClient::search_offset(self, addr, header, timeout))
+    }
+
+    fn consumer_ids<'a>(
+        &'a self,
+        addr: &'a str,
+        group: &'a str,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Vec<String>> {
+        Box::pin(BrokerClient::consumer_ids(self, addr, group, timeout))
+    }
+
+    fn lock_batch<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a LockBatchRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, BTreeSet<MessageQueue>> {
+        Box::pin(BrokerClient::lock_batch(self, addr, body, timeout))
+    }
+
+    fn unlock_batch<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a UnlockBatchRequestBody,
+        oneway: bool,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::unlock_batch(self, addr, body, oneway, timeout))
+    }
+
+    fn heartbeat<'a>(
+        &'a self,
+        addr: &'a str,
+        data: &'a HeartbeatData,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::heartbeat(self, addr, data, timeout))
+    }
+
+    fn unregister<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UnregisterClientRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::unregister(self, addr, header, timeout))
+    }
+
+    fn check_client_config<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a CheckClientRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::check_client_config(self, addr, body, timeout))
+    }
+
+    fn close_all(&self) {
+        self.pool().close_all();
+    }
+}
