@@ -19,7 +19,8 @@ use crate::protocol::body::{
 };
 use crate::protocol::header::{
     ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
-    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::{MessageQueue, QueueOffset};
 
@@ -43,6 +44,22 @@ pub(crate) trait BrokerApi: Send + Sync + 'static {
         &'a self,
         addr: &'a str,
         header: &'a ConsumerSendMsgBackRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// QUERY_CONSUMER_OFFSET: `None` when the group has no offset for the queue.
+    fn query_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a QueryConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Option<QueueOffset>>;
+
+    /// UPDATE_CONSUMER_OFFSET, oneway (the periodic persist).
+    fn update_offset_oneway<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UpdateConsumerOffsetRequestHeader,
         timeout: Duration,
     ) -> BrokerFuture<'a, ()>;
 
@@ -140,6 +157,24 @@ impl BrokerApi for BrokerClient {
         timeout: Duration,
     ) -> BrokerFuture<'a, ()> {
         Box::pin(BrokerClient::send_back(self, addr, header, timeout))
+    }
+
+    fn query_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a QueryConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Option<QueueOffset>> {
+        Box::pin(BrokerClient::query_offset(self, addr, header, timeout))
+    }
+
+    fn update_offset_oneway<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UpdateConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::update_offset_oneway(self, addr, header, timeout))
     }
 
     fn update_offset<'a>(

@@ -15,7 +15,7 @@ mod consume;
 mod handler;
 pub mod listener;
 mod locking;
-pub mod offset_store;
+pub(crate) mod offset_store;
 pub mod policy;
 pub mod process_queue;
 pub mod push;

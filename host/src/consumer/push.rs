@@ -5,6 +5,7 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::broker_api::BrokerApi;
 use super::config::{ConfigError, ConsumerConfig};
 use super::handler::{self, ConsumerRequestHandler};
 use super::listener::{ConsumeMode, MessageListener};
@@ -77,6 +78,7 @@ impl PushConsumer {
         );
         let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs)?;
         let broker = BrokerClient::new(pool);
+        let broker_api: Arc<dyn BrokerApi> = Arc::new(broker.clone());
         let producer = Producer::new(
             namesrv.clone(),
             broker.clone(),
@@ -86,7 +88,7 @@ impl PushConsumer {
         let offsets: OffsetStore = match config.message_model {
             MessageModel::Clustering => RemoteOffsetStore::with_options(
                 group,
-                broker.clone(),
+                Arc::clone(&broker_api),
                 Arc::clone(&routes) as Arc<dyn BrokerAddrs>,
                 DEFAULT_OFFSET_RPC_TIMEOUT,
                 // Ask 5.x brokers not to answer 0 for a group with no offset, so
@@ -107,7 +109,7 @@ impl PushConsumer {
         let shared = Arc::new(Shared::new(
             config,
             client_id,
-            Clients { namesrv, broker: Arc::new(broker), producer },
+            Clients { namesrv, broker: broker_api, producer },
             routes,
             offsets,
             listener,

@@ -25,7 +25,8 @@ use crate::protocol::body::{
 };
 use crate::protocol::header::{
     ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
-    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::message::MessageExt;
 use crate::protocol::{MessageQueue, QueueId, QueueOffset};
@@ -110,6 +111,8 @@ pub(crate) struct ScriptedBroker {
     /// Lock requests never return while set (a black-holed broker).
     pub hang_locks: AtomicBool,
     pub lock_requests: AtomicUsize,
+    /// The group's offset as the broker stores it (the last update; `None`: not found).
+    pub stored_offset: Mutex<Option<QueueOffset>>,
     /// Wakes tests waiting on [`calls`](Self::calls).
     changed: Notify,
 }
@@ -124,6 +127,7 @@ impl ScriptedBroker {
             fail_locks: AtomicBool::new(false),
             hang_locks: AtomicBool::new(false),
             lock_requests: AtomicUsize::new(0),
+            stored_offset: Mutex::new(None),
             changed: Notify::new(),
         });
         (broker, rx)
@@ -182,6 +186,25 @@ impl BrokerApi for ScriptedBroker {
         Box::pin(async { Ok(()) })
     }
 
+    fn query_offset<'a>(
+        &'a self,
+        _addr: &'a str,
+        _header: &'a QueryConsumerOffsetRequestHeader,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, Option<QueueOffset>> {
+        let stored = *self.stored_offset.lock().unwrap_or_else(PoisonError::into_inner);
+        Box::pin(async move { Ok(stored) })
+    }
+
+    fn update_offset_oneway<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a UpdateConsumerOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        self.update_offset(addr, header, timeout)
+    }
+
     fn update_offset<'a>(
         &'a self,
         _addr: &'a str,
@@ -192,6 +215,8 @@ impl BrokerApi for ScriptedBroker {
             queue_id: header.queue_id.0,
             offset: header.commit_offset.0,
         });
+        *self.stored_offset.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(header.commit_offset);
         Box::pin(async { Ok(()) })
     }
 
@@ -423,8 +448,12 @@ pub(crate) fn shared(
         Producer::new(namesrv.clone(), BrokerClient::new(pool.clone()), ProducerConfig::default());
     let routes = Arc::new(RouteTable::default());
     routes.apply(TOPIC, Some(route()));
-    let offsets: OffsetStore =
-        RemoteOffsetStore::new(GROUP, BrokerClient::new(pool), Arc::new(OneBroker)).into();
+    let offsets: OffsetStore = RemoteOffsetStore::new(
+        GROUP,
+        Arc::clone(&broker) as Arc<dyn BrokerApi>,
+        Arc::new(OneBroker),
+    )
+    .into();
     Arc::new(Shared::new(
         config,
         CLIENT_ID.to_owned(),

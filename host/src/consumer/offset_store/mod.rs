@@ -4,10 +4,10 @@
 //! Both keep the working copy in memory, because the per-queue tasks update it after every
 //! consumed batch and the periodic persist task (every 5 s, and at shutdown) only then ships it to
 //! the broker or the disk. The memory semantics are Java's `ControllableOffset`, written once for
-//! both stores (the private `table` module): `update` may be increase-only, and
-//! `update_and_freeze` pins a value that ignores every later update until the queue is `remove`d.
-//! The OFFSET_ILLEGAL handling (reference 4.5) needs that, so that an in-flight batch of the
-//! dropped process queue cannot commit an offset over the one the broker told us to jump to.
+//! both stores (the private `table` module): `update` may be increase-only or exact. (Java also
+//! freezes an offset on OFFSET_ILLEGAL, so that an in-flight batch of the dropped process queue
+//! cannot commit over the broker's offset; here the queue's one owner task aborts those batches
+//! instead, so no freeze is needed: see `queue_task::QueueTask::restart_at`.)
 //!
 //! # Why an enum, not a trait
 //! There are exactly two stores and the message model picks one at start-up, so [`OffsetStore`]
@@ -45,10 +45,8 @@ pub enum ReadFrom {
     /// The in-memory value only; never does I/O.
     Memory,
     /// The durable value: the broker (QUERY_CONSUMER_OFFSET) or the offsets file. A value found
-    /// there also updates memory (unless the queue is frozen).
+    /// there also updates memory.
     Store,
-    /// Memory, and the store only when memory has nothing for the queue.
-    MemoryThenStore,
 }
 
 /// The consumer's offset store: remote for CLUSTERING, a local file for BROADCASTING.
@@ -90,16 +88,9 @@ impl OffsetStore {
     }
 
     /// Records consumption progress in memory. With `increase_only` the value never moves back
-    /// (used where a stale writer may race a newer one, e.g. `correctTagsOffset`). Ignored while
-    /// the queue is frozen.
+    /// (used where a stale writer may race a newer one, e.g. `correctTagsOffset`).
     pub fn update(&self, mq: &MessageQueue, offset: QueueOffset, increase_only: bool) {
         self.table().with(|t| t.update(mq, offset, increase_only));
-    }
-
-    /// Sets the offset and freezes it: later [`update`](Self::update)s are ignored until
-    /// [`remove`](Self::remove). Used for OFFSET_ILLEGAL (reference 4.5).
-    pub fn update_and_freeze(&self, mq: &MessageQueue, offset: QueueOffset) {
-        self.table().with(|t| t.update_and_freeze(mq, offset));
     }
 
     /// The in-memory offset, without the `async` of [`read`](Self::read): for the pull path,
@@ -116,11 +107,8 @@ impl OffsetStore {
         mq: &MessageQueue,
         from: ReadFrom,
     ) -> Result<Option<QueueOffset>, OffsetStoreError> {
-        if from != ReadFrom::Store {
-            let memory = self.read_memory(mq);
-            if memory.is_some() || from == ReadFrom::Memory {
-                return Ok(memory);
-            }
+        if from == ReadFrom::Memory {
+            return Ok(self.read_memory(mq));
         }
         match self {
             Self::Remote(s) => s.read_store(mq).await,
@@ -128,7 +116,7 @@ impl OffsetStore {
         }
     }
 
-    /// Makes one queue's in-memory offset durable (a removed queue on rebalance, or OFFSET_ILLEGAL).
+    /// Makes one queue's in-memory offset durable (an admin offset reset).
     /// Nothing happens if memory has no offset for it.
     pub async fn persist(&self, mq: &MessageQueue) -> Result<(), OffsetStoreError> {
         match self {
@@ -174,7 +162,7 @@ impl OffsetStore {
         }
     }
 
-    /// Forgets the queue's in-memory offset, which also ends a freeze. The durable copy stays.
+    /// Forgets the queue's in-memory offset. The durable copy stays.
     pub fn remove(&self, mq: &MessageQueue) {
         self.table().with(|t| t.remove(mq));
     }
@@ -182,12 +170,6 @@ impl OffsetStore {
     /// Every in-memory offset, for stats and GET_CONSUMER_RUNNING_INFO.
     pub fn snapshot(&self) -> BTreeMap<MessageQueue, QueueOffset> {
         self.table().with(|t| t.snapshot())
-    }
-
-    /// The in-memory offsets of one topic's queues (Java `cloneOffsetTable`, used by
-    /// GET_CONSUMER_STATUS_FROM_CLIENT).
-    pub fn clone_offsets(&self, topic: &str) -> BTreeMap<MessageQueue, QueueOffset> {
-        self.table().with(|t| t.of_topic(topic))
     }
 }
 

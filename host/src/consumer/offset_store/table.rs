@@ -7,41 +7,27 @@ use std::sync::Mutex;
 use super::lock;
 use crate::protocol::{MessageQueue, QueueOffset};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Entry {
-    offset: QueueOffset,
-    /// Set by `update_and_freeze`; cleared only by removing the entry.
-    frozen: bool,
-}
-
 /// Offsets by queue, with the update rules of reference 4.9.
 #[derive(Debug, Default)]
 pub(super) struct OffsetTable {
-    entries: BTreeMap<MessageQueue, Entry>,
+    entries: BTreeMap<MessageQueue, QueueOffset>,
 }
 
 impl OffsetTable {
     /// Java `updateOffset`: a new queue takes `offset`; a known one keeps the larger value when
-    /// `increase_only`, else takes `offset`. A frozen queue ignores both.
+    /// `increase_only`, else takes `offset`.
     pub(super) fn update(&mut self, mq: &MessageQueue, offset: QueueOffset, increase_only: bool) {
         match self.entries.get_mut(mq) {
             None => {
-                self.entries.insert(mq.clone(), Entry { offset, frozen: false });
+                self.entries.insert(mq.clone(), offset);
             }
-            Some(e) if e.frozen => {}
-            Some(e) if increase_only => e.offset = e.offset.max(offset),
-            Some(e) => e.offset = offset,
+            Some(e) if increase_only => *e = (*e).max(offset),
+            Some(e) => *e = offset,
         }
     }
 
-    /// Java `updateAndFreeze`: sets `offset` unconditionally (even over an earlier freeze) and
-    /// freezes it.
-    pub(super) fn update_and_freeze(&mut self, mq: &MessageQueue, offset: QueueOffset) {
-        self.entries.insert(mq.clone(), Entry { offset, frozen: true });
-    }
-
     pub(super) fn get(&self, mq: &MessageQueue) -> Option<QueueOffset> {
-        self.entries.get(mq).map(|e| e.offset)
+        self.entries.get(mq).copied()
     }
 
     pub(super) fn remove(&mut self, mq: &MessageQueue) {
@@ -58,15 +44,7 @@ impl OffsetTable {
     }
 
     pub(super) fn snapshot(&self) -> BTreeMap<MessageQueue, QueueOffset> {
-        self.entries.iter().map(|(mq, e)| (mq.clone(), e.offset)).collect()
-    }
-
-    pub(super) fn of_topic(&self, topic: &str) -> BTreeMap<MessageQueue, QueueOffset> {
-        self.entries
-            .iter()
-            .filter(|(mq, _)| mq.topic == topic)
-            .map(|(mq, e)| (mq.clone(), e.offset))
-            .collect()
+        self.entries.clone()
     }
 }
 
@@ -105,32 +83,6 @@ mod tests {
     }
 
     #[test]
-    fn a_frozen_offset_ignores_updates_until_removed() {
-        let mut t = OffsetTable::default();
-        t.update(&mq(0), QueueOffset(50), false);
-        t.update_and_freeze(&mq(0), QueueOffset(20));
-        assert_eq!(t.get(&mq(0)), Some(QueueOffset(20)), "freezing may move back");
-        t.update(&mq(0), QueueOffset(60), true);
-        t.update(&mq(0), QueueOffset(5), false);
-        assert_eq!(t.get(&mq(0)), Some(QueueOffset(20)), "both update modes are ignored");
-        t.update_and_freeze(&mq(0), QueueOffset(25));
-        assert_eq!(t.get(&mq(0)), Some(QueueOffset(25)), "a second freeze replaces the first");
-        t.remove(&mq(0));
-        assert_eq!(t.get(&mq(0)), None);
-        t.update(&mq(0), QueueOffset(5), false);
-        t.update(&mq(0), QueueOffset(6), false);
-        assert_eq!(t.get(&mq(0)), Some(QueueOffset(6)), "removal ended the freeze");
-    }
-
-    #[test]
-    fn freezing_an_unknown_queue_creates_it_frozen() {
-        let mut t = OffsetTable::default();
-        t.update_and_freeze(&mq(4), QueueOffset(9));
-        t.update(&mq(4), QueueOffset(100), true);
-        assert_eq!(t.get(&mq(4)), Some(QueueOffset(9)));
-    }
-
-    #[test]
     fn keep_owned_forgets_the_rest() {
         let mut t = OffsetTable::default();
         for i in 0..4 {
@@ -141,16 +93,5 @@ mod tests {
         let expected = BTreeMap::from([(mq(1), QueueOffset(10)), (mq(3), QueueOffset(30))]);
         assert_eq!(kept, expected, "owned queues with no offset are not invented");
         assert_eq!(t.snapshot(), expected, "the others are forgotten");
-    }
-
-    #[test]
-    fn of_topic_selects_one_topic() {
-        let mut t = OffsetTable::default();
-        let other = MessageQueue::new("%RETRY%G", "broker-a", QueueId(0));
-        t.update(&mq(0), QueueOffset(1), false);
-        t.update(&other, QueueOffset(2), false);
-        assert_eq!(t.of_topic("T"), BTreeMap::from([(mq(0), QueueOffset(1))]));
-        assert_eq!(t.of_topic("%RETRY%G"), BTreeMap::from([(other, QueueOffset(2))]));
-        assert!(t.of_topic("nope").is_empty());
     }
 }
