@@ -25,6 +25,8 @@ mod queue_task_tests;
 mod rebalance;
 pub mod route;
 mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
 mod shared;
 pub mod stats;
 #[cfg(test)]

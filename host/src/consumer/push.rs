@@ -43,7 +43,10 @@ pub enum ConsumerError {
 #[derive(Debug)]
 pub struct PushConsumer {
     shared: Arc<Shared>,
+    /// Graceful stop: the scheduler drains and commits, then unregisters.
     cancel: CancellationToken,
+    /// Abrupt stop of the queue tasks (drop without shutdown).
+    abort: CancellationToken,
     scheduler: Option<tokio::task::JoinHandle<()>>,
     /// Answers broker-initiated requests (running info, consume directly, offset reset).
     requests: Option<tokio::task::JoinHandle<()>>,
@@ -120,11 +123,17 @@ impl PushConsumer {
         check_sql_subscriptions(&shared).await?;
         scheduler::send_heartbeats(&shared).await;
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, cancel.clone()));
+        let abort = CancellationToken::new();
+        let task = tokio::spawn(scheduler::run(
+            Arc::clone(&shared),
+            command_rx,
+            cancel.clone(),
+            abort.clone(),
+        ));
         let requests =
             tokio::spawn(handler::serve(Arc::clone(&shared), forwarded, commands, cancel.clone()));
         tracing::info!(group = %shared.group, client_id = %shared.client_id, "consumer started");
-        Ok(Self { shared, cancel, scheduler: Some(task), requests: Some(requests) })
+        Ok(Self { shared, cancel, abort, scheduler: Some(task), requests: Some(requests) })
     }
 
     /// This client's id, as brokers see it.
@@ -160,6 +169,7 @@ impl PushConsumer {
         if let Some(task) = self.requests.take() {
             let _ = task.await;
         }
+        self.abort.cancel();
         tracing::info!(group = %self.shared.group, client_id = %self.shared.client_id, "consumer stopped");
     }
 }
@@ -167,6 +177,7 @@ impl PushConsumer {
 impl Drop for PushConsumer {
     fn drop(&mut self) {
         self.cancel.cancel();
+        self.abort.cancel();
     }
 }
 

@@ -594,7 +594,9 @@ impl QueueTask {
         self.resume_at = Some(far_future());
         while !self.jobs.is_empty() {
             match tokio::time::timeout_at(deadline, self.jobs.join_next()).await {
-                Ok(Some(Ok(JobDone::Concurrent(done)))) if reason != StopReason::Removed => {
+                Ok(Some(Ok(JobDone::Concurrent(mut done)))) if reason != StopReason::Removed => {
+                    // No local retry now: those messages stay uncommitted and are redelivered.
+                    done.redo.clear();
                     self.settle(done);
                 }
                 Ok(Some(Ok(JobDone::Orderly(done)))) => self.settle_orderly(done),

@@ -20,11 +20,17 @@ use super::shared::Shared;
 use crate::protocol::body::{ConsumeType, ConsumerData, HeartbeatData};
 use crate::protocol::header::UnregisterClientRequestHeader;
 
-/// Runs until `cancel`, then shuts the consumer down in Java's order (reference 4.12).
+/// Runs until `stop`, then shuts the consumer down in Java's order (reference 4.12), letting
+/// running listener calls finish until the drain deadline.
+///
+/// `abort` is the queue tasks' root: cancelling it ends them at once, with no drain (a consumer
+/// dropped without shutdown). It must not be `stop` or a parent of it: a graceful stop that
+/// reached the queue tasks as a cancellation would abort the very calls it should drain.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<SchedulerCommand>,
-    cancel: CancellationToken,
+    stop: CancellationToken,
+    abort: CancellationToken,
 ) {
     let cfg = &shared.config;
     let now = Instant::now();
@@ -42,14 +48,14 @@ pub(crate) async fn run(
     for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance, &mut relock] {
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
-    let queues_cancel = cancel.child_token();
+    let queues_cancel = abort.child_token();
     let mut rebalancer = Rebalancer::default();
     // Start-up already fetched routes and sent a heartbeat; rebalance at once.
     rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
     loop {
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = stop.cancelled() => break,
             _ = routes.tick() => refresh_routes(&shared).await,
             _ = heartbeat.tick() => send_heartbeats(&shared).await,
             _ = persist.tick() => persist_offsets(&shared, &rebalancer).await,
