@@ -94,13 +94,22 @@ impl QueueTaskHandle {
         Self { stats, stop, join }
     }
 
-    /// Stops the task and waits until it has finished (offset persisted).
-    pub async fn stop(self, reason: StopReason) {
+    /// Stops the task and waits until it has finished (offset persisted), but not forever: the
+    /// scheduler awaits this, and nothing it waits on may be unbounded. Past the drain (or
+    /// removal) deadline plus [`STOP_GRACE`] the task is aborted; its messages are redelivered.
+    pub async fn stop(mut self, reason: StopReason) {
         let _ = self.stop.send(Some(reason));
-        if let Err(e) = self.join.await
-            && e.is_panic()
-        {
-            tracing::error!(error = %e, "queue task panicked");
+        let drain_until = match reason {
+            StopReason::Shutdown { deadline } => deadline,
+            StopReason::Removed => Instant::now() + ORDERLY_REMOVAL_WAIT,
+        };
+        match tokio::time::timeout_at(drain_until + STOP_GRACE, &mut self.join).await {
+            Ok(Err(e)) if e.is_panic() => tracing::error!(error = %e, "queue task panicked"),
+            Ok(_) => {}
+            Err(_) => {
+                tracing::error!(?reason, "queue task did not stop in time; aborted");
+                self.join.abort();
+            }
         }
     }
 }
@@ -643,6 +652,10 @@ impl QueueTask {
         Ok(())
     }
 }
+
+/// What a stopping queue task may take beyond its drain deadline: persisting its offset (one
+/// request, 3 s by default) with room to spare.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How long an orderly queue being rebalanced away waits for its running batch.
 const ORDERLY_REMOVAL_WAIT: Duration = Duration::from_millis(500);

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, PoisonError};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::allocate::allocate;
@@ -16,12 +17,25 @@ use crate::protocol::MessageQueue;
 use crate::protocol::body::MessageModel;
 
 /// The queue tasks this client runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Rebalancer {
     owned: BTreeMap<MessageQueue, QueueTaskHandle>,
+    /// The owned set as the lock keeper sees it. Updated on every change, and on removal before
+    /// the unlock, so the keeper cannot renew the lock of a queue already given up.
+    published: watch::Sender<BTreeSet<MessageQueue>>,
 }
 
 impl Rebalancer {
+    /// A rebalancer that owns nothing yet, and the watch of what it owns.
+    pub fn new() -> (Self, watch::Receiver<BTreeSet<MessageQueue>>) {
+        let (published, owned) = watch::channel(BTreeSet::new());
+        (Self { owned: BTreeMap::new(), published }, owned)
+    }
+
+    fn publish(&self) {
+        self.published.send_replace(self.owned());
+    }
+
     /// Queues owned right now.
     pub fn owned(&self) -> BTreeSet<MessageQueue> {
         self.owned.keys().cloned().collect()
@@ -120,6 +134,11 @@ impl Rebalancer {
                 }
                 Err(e) => {
                     tracing::warn!(group = %shared.group, %queue, error = %e, "cannot compute the start offset; retrying at the next rebalance");
+                    // Held but unused, the lock would keep every other member off the queue
+                    // for the broker's 60 s.
+                    if shared.needs_locks() {
+                        locking::unlock(shared, &BTreeSet::from([queue]), true).await;
+                    }
                 }
             }
         }
@@ -141,10 +160,12 @@ impl Rebalancer {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(queue.clone(), Arc::clone(&handle.stats));
         self.owned.insert(queue, handle);
+        self.publish();
     }
 
     async fn remove(&mut self, shared: &Shared, queue: &MessageQueue, reason: StopReason) {
         if let Some(handle) = self.owned.remove(queue) {
+            self.publish();
             handle.stop(reason).await;
         }
         shared.stats.write().unwrap_or_else(PoisonError::into_inner).remove(queue);
@@ -169,6 +190,7 @@ impl Rebalancer {
         for (queue, offset) in table {
             let was_owned = match self.owned.remove(&queue) {
                 Some(handle) => {
+                    self.publish();
                     handle.stop(StopReason::Removed).await;
                     true
                 }
@@ -191,6 +213,7 @@ impl Rebalancer {
     /// `deadline`; their offsets stay in the store for the final persist.
     pub async fn stop_all(&mut self, shared: &Shared, deadline: tokio::time::Instant) {
         let handles: Vec<_> = std::mem::take(&mut self.owned).into_values().collect();
+        self.publish();
         let stops = handles.into_iter().map(|h| h.stop(StopReason::Shutdown { deadline }));
         futures_join_all(stops).await;
         shared.stats.write().unwrap_or_else(PoisonError::into_inner).clear();

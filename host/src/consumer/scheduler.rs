@@ -11,12 +11,15 @@ use tokio_util::sync::CancellationToken;
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use std::collections::BTreeSet;
+
+use tokio::sync::{mpsc, watch};
 
 use super::handler::SchedulerCommand;
 use super::locking;
 use super::rebalance::Rebalancer;
 use super::shared::Shared;
+use crate::protocol::MessageQueue;
 use crate::protocol::body::{ConsumeType, ConsumerData, HeartbeatData};
 use crate::protocol::header::UnregisterClientRequestHeader;
 
@@ -43,13 +46,14 @@ pub(crate) async fn run(
         cfg.persist_consumer_offset_interval,
     );
     let mut rebalance = interval_at(now + cfg.rebalance_interval, cfg.rebalance_interval);
-    // Orderly only: renew every queue lock (Java: first after 1 s, then every 20 s).
-    let mut relock = interval_at(now + Duration::from_secs(1), cfg.lock_interval);
-    for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance, &mut relock] {
+    for t in [&mut routes, &mut heartbeat, &mut persist, &mut rebalance] {
         t.set_missed_tick_behavior(MissedTickBehavior::Delay);
     }
     let queues_cancel = abort.child_token();
-    let mut rebalancer = Rebalancer::default();
+    let (mut rebalancer, owned_rx) = Rebalancer::new();
+    let keeper = shared
+        .needs_locks()
+        .then(|| tokio::spawn(keep_locks(Arc::clone(&shared), owned_rx, stop.child_token())));
     // Start-up already fetched routes and sent a heartbeat; rebalance at once.
     rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
     loop {
@@ -60,9 +64,6 @@ pub(crate) async fn run(
             _ = heartbeat.tick() => send_heartbeats(&shared).await,
             _ = persist.tick() => persist_offsets(&shared, &rebalancer).await,
             _ = rebalance.tick() => rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await,
-            _ = relock.tick(), if shared.needs_locks() => {
-                locking::lock(&shared, &rebalancer.owned()).await;
-            }
             Some(command) = commands.recv() => match command {
                 SchedulerCommand::ResetOffsets(table) => {
                     rebalancer.reset_offsets(&shared, table, &queues_cancel).await;
@@ -74,7 +75,41 @@ pub(crate) async fn run(
             }
         }
     }
+    // The keeper stops with `stop`; wait for it so it cannot renew a lock after the unlock.
+    if let Some(keeper) = keeper {
+        let _ = keeper.await;
+    }
     shutdown(&shared, &mut rebalancer).await;
+}
+
+/// Orderly: renews the lock of every owned queue (Java: first after 1 s, then every
+/// `lock_interval`, 20 s), in a task of its own.
+///
+/// Why not in the scheduler loop: a queue's lock lapses 30 s after its last renewal, and that
+/// loop also waits on heartbeats, member lists, offset queries and queue removals — against a
+/// black-holed broker each costs its whole timeout, and together they can outlast 30 s, pausing
+/// healthy orderly queues on other brokers. Here a renewal waits only on lock requests, each
+/// bounded by its 1 s timeout.
+async fn keep_locks(
+    shared: Arc<Shared>,
+    mut owned: watch::Receiver<BTreeSet<MessageQueue>>,
+    stop: CancellationToken,
+) {
+    let mut relock =
+        interval_at(Instant::now() + Duration::from_secs(1), shared.config.lock_interval);
+    relock.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = relock.tick() => {
+                let queues = owned.borrow_and_update().clone();
+                if !queues.is_empty() {
+                    locking::lock(&shared, &queues).await;
+                }
+            }
+        }
+    }
 }
 
 async fn rebalance_pass(

@@ -2,6 +2,7 @@
 //! tokio's paused clock.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -9,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ConsumeMode;
 use super::scheduler;
-use super::testing::{Call, ScriptedBroker, ScriptedListener, next, shared};
+use super::testing::{Call, ScriptedBroker, ScriptedListener, next, queue, shared};
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_a_running_call_finish_commits_it_then_unregisters() {
@@ -33,4 +34,52 @@ async fn shutdown_lets_a_running_call_finish_commits_it_then_unregisters() {
     let unregistered = calls.iter().position(|c| *c == Call::Unregister);
     assert!(committed.is_some(), "the drained call's offset was committed: {calls:?}");
     assert!(committed < unregistered, "committed before unregistering: {calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_renewal_does_not_wait_behind_a_black_holed_heartbeat() {
+    let (broker, mut pulls) = ScriptedBroker::new();
+    let (listener, _calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Orderly, Arc::clone(&broker), listener, |c| {
+        // A black-holed broker costs every request its whole timeout; a long one makes the
+        // heartbeats alone fill the scheduler's time.
+        c.mq_client_api_timeout = Duration::from_secs(45);
+    });
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let run = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+    let _first = next(&mut pulls).await;
+    assert!(shared.is_locked(&queue()));
+    broker.hang_heartbeats.store(true, Ordering::SeqCst);
+    let locks_before = broker.lock_requests.load(Ordering::SeqCst);
+    // Two minutes: lock renewals (every 20 s) must go on, and the queue must stay locked.
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(shared.is_locked(&queue()), "the queue lock expired while heartbeats hung");
+    }
+    let renewals = broker.lock_requests.load(Ordering::SeqCst) - locks_before;
+    assert!(renewals >= 5, "only {renewals} lock renewals in 120 s");
+    stop.cancel();
+    broker.hang_heartbeats.store(false, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(300), run).await.expect("shutdown ends").unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lock_taken_for_a_queue_that_cannot_start_is_released() {
+    let (broker, _pulls) = ScriptedBroker::new();
+    let (listener, _calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Orderly, Arc::clone(&broker), listener, |_| {});
+    broker.fail_offset_queries.store(true, Ordering::SeqCst);
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let run = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+    // The queue is locked, its start offset cannot be read: the lock must not stay held (and
+    // block every other member for the broker's 60 s) until the next rebalance.
+    broker.wait_for(|c| c.contains(&Call::Lock(1))).await;
+    tokio::time::timeout(Duration::from_secs(5), broker.wait_for(|c| c.contains(&Call::Unlock(1))))
+        .await
+        .expect("the lock is released");
+    assert!(!shared.is_locked(&queue()));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
 }

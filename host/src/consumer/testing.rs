@@ -111,6 +111,10 @@ pub(crate) struct ScriptedBroker {
     /// Lock requests never return while set (a black-holed broker).
     pub hang_locks: AtomicBool,
     pub lock_requests: AtomicUsize,
+    /// Offset queries fail while set (QUERY_CONSUMER_OFFSET answered with an error).
+    pub fail_offset_queries: AtomicBool,
+    /// Heartbeats never return while set: each costs the caller its whole timeout.
+    pub hang_heartbeats: AtomicBool,
     /// The group's offset as the broker stores it (the last update; `None`: not found).
     pub stored_offset: Mutex<Option<QueueOffset>>,
     /// Wakes tests waiting on [`calls`](Self::calls).
@@ -127,6 +131,8 @@ impl ScriptedBroker {
             fail_locks: AtomicBool::new(false),
             hang_locks: AtomicBool::new(false),
             lock_requests: AtomicUsize::new(0),
+            hang_heartbeats: AtomicBool::new(false),
+            fail_offset_queries: AtomicBool::new(false),
             stored_offset: Mutex::new(None),
             changed: Notify::new(),
         });
@@ -193,7 +199,13 @@ impl BrokerApi for ScriptedBroker {
         _timeout: Duration,
     ) -> BrokerFuture<'a, Option<QueueOffset>> {
         let stored = *self.stored_offset.lock().unwrap_or_else(PoisonError::into_inner);
-        Box::pin(async move { Ok(stored) })
+        let fail = self.fail_offset_queries.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if fail {
+                return Err(ClientError::NoRoute("offset query refused".into()));
+            }
+            Ok(stored)
+        })
     }
 
     fn update_offset_oneway<'a>(
@@ -290,10 +302,22 @@ impl BrokerApi for ScriptedBroker {
         &'a self,
         _addr: &'a str,
         _data: &'a HeartbeatData,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> BrokerFuture<'a, ()> {
         self.record(Call::Heartbeat);
-        Box::pin(async { Ok(()) })
+        let hang = self.hang_heartbeats.load(Ordering::SeqCst);
+        Box::pin(async move {
+            if hang {
+                tokio::time::sleep(timeout).await;
+                return Err(RemotingError::Timeout {
+                    addr: BROKER_ADDR.to_owned(),
+                    code: RequestCode::HeartBeat,
+                    after: timeout,
+                }
+                .into());
+            }
+            Ok(())
+        })
     }
 
     fn unregister<'a>(
