@@ -13,13 +13,15 @@
 //! - [`decode_messages`] is all-or-nothing: the first bad record fails the whole body with a
 //!   [`MessageDecodeError`] that names the record index, where the record starts, the byte
 //!   position of the offending field and what is wrong with it.
-//! - [`decode_messages_prefix`] returns the good prefix *and* that error, for a caller that wants
-//!   Java's "deliver what decoded" behaviour but still needs to log or count the loss.
+//! - [`decode_messages_prefix`] returns the good prefix *and* that error: the pull path uses it
+//!   to deliver what decoded, then isolates the one broken record and skips it with an ERROR
+//!   that names its queue and offset (see the consumer's queue task).
 //!
 //! The decoder is stricter than Java's wherever Java would produce garbage rather than fail:
-//! TOTALSIZE must match the fields exactly, negative lengths are errors (Java skips a negative body
-//! length and reads on from the wrong place), and topic and properties must be valid UTF-8 (Java
-//! substitutes U+FFFD, which would break tag filtering and msg ids in subtle ways). The decoder
+//! TOTALSIZE must match the fields exactly, and negative lengths are errors (Java skips a
+//! negative body length and reads on from the wrong place). Text is as lenient as Java's: invalid
+//! UTF-8 in the topic or properties becomes U+FFFD, because one producer's bad byte must not make
+//! a message undeliverable (nor, all-or-nothing, its whole pull). The decoder
 //! never panics, whatever the input.
 
 use std::collections::BTreeMap;
@@ -585,8 +587,6 @@ pub enum DecodeErrorKind {
     LengthMismatch { total_size: usize, consumed: usize },
     #[error("{field} port {port} is outside 0..=65535")]
     BadPort { field: &'static str, port: i32 },
-    #[error("{field} is not valid UTF-8 (valid up to byte {valid_up_to})")]
-    InvalidUtf8 { field: &'static str, valid_up_to: usize },
     #[error("sysflag {sys_flag:#x} names unknown compression type {code}")]
     UnknownCompression { sys_flag: i32, code: u8 },
     #[error("body: {0}")]
@@ -1017,12 +1017,11 @@ impl<'a> Reader<'a> {
         Ok(SocketAddr::new(ip, port))
     }
 
+    /// Text as Java reads it (`new String(bytes, UTF_8)`): invalid sequences become U+FFFD. A
+    /// producer that wrote a bad byte into a topic or property must not stall the queue.
     fn utf8(&mut self, n: usize, field: &'static str) -> Result<String, Fail> {
-        let at = self.pos;
         let raw = self.slice(n, field)?;
-        std::str::from_utf8(raw).map(str::to_owned).map_err(|e| {
-            Fail::new(at, DecodeErrorKind::InvalidUtf8 { field, valid_up_to: e.valid_up_to() })
-        })
+        Ok(String::from_utf8_lossy(raw).into_owned())
     }
 
     fn properties(&mut self) -> Result<Properties, Fail> {
@@ -2279,17 +2278,19 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_an_error() {
+    fn invalid_utf8_decodes_with_replacement_characters_like_java() {
+        // Java reads both with `new String(bytes, UTF_8)`: a bad byte becomes U+FFFD and the
+        // message is still delivered; failing the record would stall its queue.
         let mut b = golden_bytes();
         b[TOPIC_AT + 2] = 0xFF;
-        let err = decode_message(&b).unwrap_err();
-        assert_eq!(err.kind, DecodeErrorKind::InvalidUtf8 { field: "TOPIC", valid_up_to: 2 });
-        assert_eq!(err.position, TOPIC_AT);
+        let m = decode_message(&b).expect("a bad topic byte is not fatal");
+        assert_eq!(m.topic.chars().nth(2), Some('\u{FFFD}'), "{:?}", m.topic);
 
         let mut b = golden_bytes();
         b[PROPERTIES_AT] = 0xC3; // a lead byte followed by ASCII
-        let err = decode_message(&b).unwrap_err();
-        assert_eq!(err.kind, DecodeErrorKind::InvalidUtf8 { field: "PROPERTIES", valid_up_to: 0 });
+        let m = decode_message(&b).expect("a bad property byte is not fatal");
+        let golden = decode_message(&golden_bytes()).unwrap();
+        assert_eq!(m.properties.len(), golden.properties.len(), "{:?}", m.properties);
     }
 
     #[test]
