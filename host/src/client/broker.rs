@@ -14,7 +14,7 @@ use crate::protocol::header::{
     PullMessageRequestHeader, PullMessageResponseHeader, QueryConsumerOffsetRequestHeader,
     SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
-use crate::protocol::message::{MessageExt, decode_messages};
+use crate::protocol::message::{MessageDecodeError, MessageExt, decode_messages_prefix};
 use crate::protocol::{MessageQueue, QueueOffset, RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting::ConnectionPool;
 
@@ -55,8 +55,12 @@ pub struct PullResult {
     pub suggest_which_broker_id: i64,
     /// 5.x static topics: added to every message's queue offset already.
     pub offset_delta: Option<i64>,
-    /// The stored messages (empty unless `Found`), unfiltered.
+    /// The stored messages (empty unless `Found`), unfiltered: with `undecodable`, those
+    /// before the first record that could not be decoded.
     pub messages: Vec<MessageExt>,
+    /// The first record of the body that could not be decoded; the records after it are not
+    /// in `messages` either.
+    pub undecodable: Option<MessageDecodeError>,
 }
 
 /// Broker calls over a shared connection pool. Every method takes the broker address, because
@@ -171,11 +175,12 @@ impl BrokerClient {
             return Err(broker_error(addr, request, &resp));
         };
         let h: PullMessageResponseHeader = header_of(addr, request, &resp)?;
-        let mut messages = if status == PullStatus::Found {
-            decode_messages(resp.body.clone())
-                .map_err(|source| ClientError::Messages { addr: addr.to_owned(), source })?
+        // The good prefix and the first broken record: the caller delivers the one and
+        // isolates the other, rather than failing (and retrying forever) the whole pull.
+        let (mut messages, undecodable) = if status == PullStatus::Found {
+            decode_messages_prefix(resp.body.clone())
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         if let Some(delta) = h.offset_delta {
             for m in &mut messages {
@@ -190,6 +195,7 @@ impl BrokerClient {
             suggest_which_broker_id: h.suggest_which_broker_id,
             offset_delta: h.offset_delta,
             messages,
+            undecodable,
         })
     }
 

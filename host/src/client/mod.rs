@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crate::protocol::body::BodyError;
 use crate::protocol::header::HeaderError;
-use crate::protocol::message::MessageDecodeError;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::remoting::{ConnectionPool, RemotingError};
 
@@ -38,8 +37,6 @@ pub enum ClientError {
     Header { addr: String, request: RequestCode, source: HeaderError },
     #[error("{request:?} response from {addr} has a bad body: {source}")]
     Body { addr: String, request: RequestCode, source: BodyError },
-    #[error("pull response from {addr} has bad message records: {source}")]
-    Messages { addr: String, source: MessageDecodeError },
     #[error("topic {0} has no route (unknown to every name server)")]
     NoRoute(String),
     /// The route lists the broker, but not its master (down, or not registered yet): what needs

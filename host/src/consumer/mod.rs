@@ -31,6 +31,7 @@ mod shared;
 pub mod stats;
 #[cfg(test)]
 mod testing;
+mod throttle;
 
 pub use config::{ConsumerConfig, Subscription};
 pub use listener::{ConsumeContext, ConsumeMode, MessageListener, MessageOutcome};

@@ -29,6 +29,7 @@ use super::policy::{
 use super::process_queue::{ConsumeStart, ProcessQueue};
 use super::shared::Shared;
 use super::stats::QueueStats;
+use super::throttle::Throttle;
 use crate::client::{ClientError, PullResult, PullStatus};
 use crate::protocol::body::{ExpressionType, MessageModel, SubscriptionData};
 use crate::protocol::header::{
@@ -88,6 +89,8 @@ impl QueueTaskHandle {
             orderly_running: false,
             resume_at: None,
             next_cleanup: Instant::now() + CLEANUP_PERIOD.min(Duration::from_secs(60)),
+            isolating: false,
+            pull_errors: Throttle::default(),
         };
         let cancel = parent.child_token();
         let join = tokio::spawn(task.run(stop_rx, cancel));
@@ -146,6 +149,9 @@ enum Started {
 /// (Java: every `consumeTimeout` minutes; we look more often and send back only expired ones).
 const CLEANUP_PERIOD: Duration = Duration::from_secs(60);
 
+/// How often a queue whose pulls keep failing says so (the count of the others rides along).
+const PULL_ERROR_LOG_PERIOD: Duration = Duration::from_secs(30);
+
 /// Orderly: how long to wait before retrying when the queue's lock is missing or expired.
 const RELOCK_WAIT: Duration = Duration::from_secs(1);
 
@@ -166,6 +172,11 @@ struct QueueTask {
     resume_at: Option<Instant>,
     /// Concurrent: next consume-timeout sweep.
     next_cleanup: Instant,
+    /// The last pull's first record could not be decoded: the next pull asks for one record,
+    /// so that exactly that record is skipped.
+    isolating: bool,
+    /// Failed pulls are logged at WARN, at most once per [`PULL_ERROR_LOG_PERIOD`].
+    pull_errors: Throttle,
 }
 
 impl QueueTask {
@@ -294,8 +305,11 @@ impl QueueTask {
         if commit.is_some() && is_master {
             sys_flag |= pull_sys_flag::COMMIT_OFFSET;
         }
-        let header =
+        let mut header =
             pull_header(&self.shared, &self.queue, &sub, self.next_offset, sys_flag, commit);
+        if self.isolating {
+            header.max_msg_nums = 1;
+        }
         let broker = Arc::clone(&self.shared.broker);
         let timeout = self.shared.config.pull_timeout;
         Ok(Box::pin(async move {
@@ -318,10 +332,15 @@ impl QueueTask {
                 } else {
                     PULL_DELAY_WHEN_EXCEPTION
                 };
-                tracing::debug!(queue = %self.queue, error = %e, ?delay, "pull failed");
+                if let Some(suppressed) =
+                    self.pull_errors.admit(Instant::now(), PULL_ERROR_LOG_PERIOD)
+                {
+                    tracing::warn!(queue = %self.queue, error = %e, ?delay, suppressed, "pull failed");
+                }
                 return (delay, None);
             }
         };
+        self.pull_errors.reset();
         self.suggested_broker = result.suggest_which_broker_id;
         self.stats.max_offset.store(result.max_offset.0, Ordering::Relaxed);
         self.stats.add_pull(rt, result.messages.len());
@@ -329,7 +348,7 @@ impl QueueTask {
         let mut delay = self.shared.config.pull_interval;
         match result.status {
             PullStatus::Found => {
-                self.next_offset = result.next_begin_offset;
+                self.next_offset = self.next_offset_after(&result);
                 let sub = self.shared.subscription(&self.queue.topic);
                 let mut msgs = result.messages;
                 // The broker filtered by tag hash only; re-check the tag text (reference 3.2).
@@ -366,6 +385,34 @@ impl QueueTask {
         }
         self.stats.next_offset.store(self.next_offset.0, Ordering::Relaxed);
         (delay, buffered)
+    }
+
+    /// Where to pull next after a FOUND answer. A body with a record that could not be decoded
+    /// (corrupt on disk or on the wire) is never skipped wholesale, as Java does silently:
+    ///
+    /// - its good prefix is delivered, and the next pull starts right after it, at the broken
+    ///   record (the broker's `nextBeginOffset` would skip every message behind it), asking for
+    ///   one record only; so does the next pull after a broken first record;
+    /// - a broken record that is the only one asked for is skipped alone, with an ERROR naming
+    ///   the queue and offset, and counted: one bad record must not stall its queue.
+    fn next_offset_after(&mut self, result: &PullResult) -> QueueOffset {
+        let Some(error) = &result.undecodable else {
+            self.isolating = false;
+            return result.next_begin_offset;
+        };
+        let broken_at = match result.messages.last() {
+            Some(last) => last.queue_offset.next(),
+            None if !self.isolating => self.next_offset,
+            None => {
+                self.isolating = false;
+                self.stats.skipped_records.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(queue = %self.queue, offset = %self.next_offset, next = %result.next_begin_offset, %error, "skipping a message record that cannot be decoded");
+                return result.next_begin_offset;
+            }
+        };
+        tracing::warn!(queue = %self.queue, offset = %broken_at, %error, "a pulled record cannot be decoded; isolating it");
+        self.isolating = true;
+        broken_at
     }
 
     /// OFFSET_ILLEGAL (reference 4.5): the queue's offsets no longer mean what they meant — the

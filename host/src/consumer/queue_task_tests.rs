@@ -205,3 +205,31 @@ async fn a_listener_panic_is_a_retry_in_both_modes() {
     again.succeed();
     eventually("offset 1 committed", || committed(&orderly) == Some(1)).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_undecodable_record_is_isolated_and_skipped_alone() {
+    let (broker, mut pulls) = ScriptedBroker::new();
+    let (listener, mut calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Concurrently, broker, listener, |_| {});
+    let task = start(&shared, 0);
+
+    // Records 0 and 1 decode, the third does not; the broker read up to offset 5.
+    next(&mut pulls).await.found_then_broken(0..2, 5, 10);
+    for expected in [0, 1] {
+        let call = next(&mut calls).await;
+        assert_eq!(call.offsets, [expected]);
+        call.succeed();
+    }
+    // The next pull starts at the broken record, not past the messages behind it, and asks
+    // for one record only, to learn exactly which offset is broken.
+    let isolate = next(&mut pulls).await;
+    assert_eq!(isolate.header.queue_offset, QueueOffset(2), "messages 2..5 must not be skipped");
+    assert_eq!(isolate.header.max_msg_nums, 1);
+    isolate.found_then_broken(2..2, 3, 10);
+    // Only offset 2 is skipped; pulling goes on at 3 with the usual batch size.
+    let after = next(&mut pulls).await;
+    assert_eq!(after.header.queue_offset, QueueOffset(3));
+    assert_eq!(after.header.max_msg_nums, 32);
+    eventually("offset 3 committed", || committed(&shared) == Some(3)).await;
+    assert_eq!(task.stats.skipped_records.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -27,6 +27,8 @@ pub struct QueueStats {
     pub next_offset: AtomicI64,
     pub committed_offset: AtomicI64,
     pub max_offset: AtomicI64,
+    /// Records skipped because they could not be decoded (each logged at ERROR).
+    pub skipped_records: AtomicU64,
     /// Wall-clock ms of the last pull and consume, for the admin tools' running info.
     pub last_pull_ms: AtomicI64,
     pub last_consume_ms: AtomicI64,

@@ -56,6 +56,29 @@ impl PullCall {
             suggest_which_broker_id: 0,
             offset_delta: None,
             messages,
+            undecodable: None,
+        }));
+    }
+
+    /// Answers with messages at `offsets`, then a record that could not be decoded; the broker
+    /// read up to `next_begin`.
+    pub fn found_then_broken(
+        self,
+        offsets: std::ops::Range<i64>,
+        next_begin: i64,
+        max_offset: i64,
+    ) {
+        let broken = crate::protocol::message::decode_messages(bytes::Bytes::from_static(&[0; 8]))
+            .expect_err("eight zero bytes are not a record");
+        let _ = self.reply.send(Ok(PullResult {
+            status: PullStatus::Found,
+            next_begin_offset: QueueOffset(next_begin),
+            min_offset: QueueOffset(0),
+            max_offset: QueueOffset(max_offset),
+            suggest_which_broker_id: 0,
+            offset_delta: None,
+            messages: offsets.map(message_at).collect(),
+            undecodable: Some(broken),
         }));
     }
 
@@ -69,6 +92,7 @@ impl PullCall {
             suggest_which_broker_id: 0,
             offset_delta: None,
             messages: Vec::new(),
+            undecodable: None,
         }));
     }
 }
