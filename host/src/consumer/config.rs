@@ -355,7 +355,7 @@ impl ConsumerConfig {
         check("consume_message_batch_max_size", self.consume_message_batch_max_size, 1..=1024)?;
         check("pull_batch_size", self.pull_batch_size, 1..=1024)?;
         if let Some(n) = self.max_reconsume_times {
-            check("max_reconsume_times", n, 0..=i32::MAX)?;
+            check("max_reconsume_times", n, 0..=MAX_RECONSUME_TIMES)?;
         }
         for (field, period) in [
             ("consume_timeout", self.consume_timeout),
@@ -407,6 +407,12 @@ impl ConsumerConfig {
         self.consume_timestamp.unwrap_or(EpochMillis(started.0.saturating_sub(30 * 60 * 1000)))
     }
 }
+
+/// The largest retry limit a configuration may set. Past the 16th retry every one waits the
+/// longest delay level (2 h on a stock broker), so 1,000 retries already span ~83 days; a larger
+/// number only keeps a poison message out of the DLQ forever. Orderly consumers that want Java's
+/// unlimited local retries leave the key unset.
+pub const MAX_RECONSUME_TIMES: i32 = 1000;
 
 /// The retry limit for `mode` when `configured` (None = Java's -1) is set: concurrent → 16
 /// (the broker then dead-letters on the 17th failure), orderly → `i32::MAX`, i.e. retry forever.
@@ -684,7 +690,14 @@ mod tests {
     #[test]
     fn max_reconsume_times_range_and_effective_values() {
         let mut c = valid();
-        for (configured, ok) in [(Some(-1), false), (Some(0), true), (Some(i32::MAX), true)] {
+        let cases = [
+            (Some(-1), false),
+            (Some(0), true),
+            (Some(1000), true),
+            (Some(1001), false),
+            (Some(i32::MAX), false),
+        ];
+        for (configured, ok) in cases {
             c.max_reconsume_times = configured;
             assert_eq!(c.validate().is_ok(), ok, "{configured:?}");
         }
