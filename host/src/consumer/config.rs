@@ -732,7 +732,7 @@ mod tests {
         c.max_reconsume_times = Some(-2);
         assert_eq!(
             c.validate().unwrap_err().to_string(),
-            "max_reconsume_times = -2 is out of range; valid: 0.."
+            "max_reconsume_times = -2 is out of range; valid: 0..=1000"
         );
     }
 

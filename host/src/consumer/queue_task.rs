@@ -97,6 +97,11 @@ impl QueueTaskHandle {
         Self { stats, stop, join }
     }
 
+    /// Whether the task has ended on its own (it only does by a bug: a panic).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
     /// Stops the task and waits until it has finished (offset persisted), but not forever: the
     /// scheduler awaits this, and nothing it waits on may be unbounded. Past the drain (or
     /// removal) deadline plus [`STOP_GRACE`] the task is aborted; its messages are redelivered.

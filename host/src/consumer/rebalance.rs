@@ -114,8 +114,15 @@ impl Rebalancer {
             self.remove(shared, &queue, StopReason::Removed).await;
         }
         for queue in target {
-            if self.owned.contains_key(&queue) {
-                continue;
+            if let Some(handle) = self.owned.get(&queue) {
+                if !handle.is_finished() {
+                    continue;
+                }
+                // Java drops a process queue whose pulls stopped (isPullExpired) and re-adds
+                // it; here a queue task only ends early by a bug (a panic): restart the queue
+                // from its stored offset rather than leave it unconsumed until a restart.
+                tracing::error!(group = %shared.group, %queue, "queue task ended unexpectedly; restarting the queue");
+                self.remove(shared, &queue, StopReason::Removed).await;
             }
             // Orderly: the broker lock comes first; a queue locked by another member is skipped
             // and retried at the next rebalance.

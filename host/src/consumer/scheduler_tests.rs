@@ -83,3 +83,20 @@ async fn a_lock_taken_for_a_queue_that_cannot_start_is_released() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_task_that_died_is_restarted_by_the_next_rebalance() {
+    let (broker, mut pulls) = ScriptedBroker::new();
+    let (listener, _calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Concurrently, Arc::clone(&broker), listener, |_| {});
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let run = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+    next(&mut pulls).await.panic();
+    // The rebalance (every 20 s) notices the dead task and starts the queue again.
+    let again = next(&mut pulls).await;
+    assert_eq!(again.header.queue_id, queue().queue_id);
+    stop.cancel();
+    drop(again);
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
+}

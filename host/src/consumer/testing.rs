@@ -41,14 +41,20 @@ pub(crate) const CLIENT_ID: &str = "127.0.0.1@test";
 /// A pull the test answers (or leaves pending, as a long poll or a black-holed broker would).
 pub(crate) struct PullCall {
     pub header: PullMessageRequestHeader,
-    pub reply: oneshot::Sender<Result<PullResult, ClientError>>,
+    reply: oneshot::Sender<PullReply>,
+}
+
+enum PullReply {
+    Answer(Result<PullResult, ClientError>),
+    /// The pull panics inside the queue task (a bug there, simulated).
+    Panic,
 }
 
 impl PullCall {
     /// Answers with messages at `offsets` (bodies of `body_len` bytes).
     pub fn found(self, offsets: std::ops::Range<i64>, max_offset: i64) {
         let messages = offsets.clone().map(message_at).collect();
-        let _ = self.reply.send(Ok(PullResult {
+        let _ = self.reply.send(PullReply::Answer(Ok(PullResult {
             status: PullStatus::Found,
             next_begin_offset: QueueOffset(offsets.end),
             min_offset: QueueOffset(0),
@@ -57,7 +63,7 @@ impl PullCall {
             offset_delta: None,
             messages,
             undecodable: None,
-        }));
+        })));
     }
 
     /// Answers with messages at `offsets`, then a record that could not be decoded; the broker
@@ -70,7 +76,7 @@ impl PullCall {
     ) {
         let broken = crate::protocol::message::decode_messages(bytes::Bytes::from_static(&[0; 8]))
             .expect_err("eight zero bytes are not a record");
-        let _ = self.reply.send(Ok(PullResult {
+        let _ = self.reply.send(PullReply::Answer(Ok(PullResult {
             status: PullStatus::Found,
             next_begin_offset: QueueOffset(next_begin),
             min_offset: QueueOffset(0),
@@ -79,12 +85,17 @@ impl PullCall {
             offset_delta: None,
             messages: offsets.map(message_at).collect(),
             undecodable: Some(broken),
-        }));
+        })));
+    }
+
+    /// Makes the queue task that sent this pull panic.
+    pub fn panic(self) {
+        let _ = self.reply.send(PullReply::Panic);
     }
 
     /// Answers with a status and no messages (PULL_NOT_FOUND, PULL_OFFSET_MOVED, …).
     pub fn empty(self, status: PullStatus, next_begin: i64, max_offset: i64) {
-        let _ = self.reply.send(Ok(PullResult {
+        let _ = self.reply.send(PullReply::Answer(Ok(PullResult {
             status,
             next_begin_offset: QueueOffset(next_begin),
             min_offset: QueueOffset(0),
@@ -93,7 +104,7 @@ impl PullCall {
             offset_delta: None,
             messages: Vec::new(),
             undecodable: None,
-        }));
+        })));
     }
 }
 
@@ -200,7 +211,8 @@ impl BrokerApi for ScriptedBroker {
             }
             // A dropped reply is a pull the test never answers: it stays pending.
             match answer.await {
-                Ok(result) => result,
+                Ok(PullReply::Answer(result)) => result,
+                Ok(PullReply::Panic) => panic!("scripted pull panic"),
                 Err(_) => std::future::pending().await,
             }
         })
