@@ -335,7 +335,10 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
             }
             MessageOutcome::RetryLater { .. } => {
                 let exhausted = shared.config.message_model == MessageModel::Clustering
-                    && msg.reconsume_times >= shared.max_reconsume_times;
+                    && super::policy::should_send_to_dlq(
+                        msg.reconsume_times,
+                        shared.max_reconsume_times,
+                    );
                 if !exhausted {
                     done.settled_prefix = i;
                     done.again.push(msg);

@@ -8,7 +8,7 @@
 //! - `queue_task`: one task per owned queue (pull → buffer → consume jobs → commit);
 //! - [`listener`]: the contract with native and Wasm listeners; [`push`]: the public handle.
 
-pub mod allocate;
+pub(crate) mod allocate;
 mod broker_api;
 pub mod config;
 mod consume;
@@ -16,14 +16,14 @@ mod handler;
 pub mod listener;
 mod locking;
 pub(crate) mod offset_store;
-pub mod policy;
-pub mod process_queue;
+pub(crate) mod policy;
+pub(crate) mod process_queue;
 pub mod push;
 mod queue_task;
 #[cfg(test)]
 mod queue_task_tests;
 mod rebalance;
-pub mod route;
+pub(crate) mod route;
 mod scheduler;
 #[cfg(test)]
 mod scheduler_tests;

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::config::{ConsumeMode, ConsumerConfig, effective_max_reconsume_times};
+use super::config::{ConsumeMode, ConsumerConfig};
 use crate::protocol::body::ConsumeFromWhere;
 use crate::protocol::types::{EpochMillis, QueueOffset};
 
@@ -19,17 +19,10 @@ use crate::protocol::types::{EpochMillis, QueueOffset};
 
 /// Java's `MixAll.RETRY_GROUP_TOPIC_PREFIX`.
 pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
-/// Java's `MixAll.DLQ_GROUP_TOPIC_PREFIX`.
-pub const DLQ_TOPIC_PREFIX: &str = "%DLQ%";
 
 /// `%RETRY%<group>`: where the broker re-delivers the group's retried messages.
 pub fn retry_topic(group: &str) -> String {
     format!("{RETRY_TOPIC_PREFIX}{group}")
-}
-
-/// `%DLQ%<group>`: where the group's messages end up once their retries are used up.
-pub fn dlq_topic(group: &str) -> String {
-    format!("{DLQ_TOPIC_PREFIX}{group}")
 }
 
 /// Whether `topic` is some group's retry topic; such queues start differently (4.10).
@@ -46,8 +39,6 @@ pub fn is_retry_topic(topic: &str) -> bool {
 pub const PULL_DELAY_WHEN_FLOW_CONTROL: Duration = Duration::from_millis(50);
 /// Java's `ClientConfig.pullTimeDelayMillsWhenException` default (very old clients used 3 s).
 pub const PULL_DELAY_WHEN_EXCEPTION: Duration = Duration::from_millis(1000);
-/// Java's `PULL_TIME_DELAY_MILLS_WHEN_SUSPEND` (a paused consumer).
-pub const PULL_DELAY_WHEN_SUSPEND: Duration = Duration::from_millis(1000);
 /// Java's `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`: the broker said FLOW_CONTROL, which
 /// clears quickly (its page cache was busy), so retry soon.
 pub const PULL_DELAY_WHEN_BROKER_FLOW_CONTROL: Duration = Duration::from_millis(20);
@@ -60,10 +51,6 @@ pub const PULL_DELAY_WHEN_REPLICA_CAUGHT_UP: Duration = Duration::from_millis(50
 /// Why a queue does not pull right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullDelayReason {
-    /// The consumer is not running (starting or shutting down).
-    NotRunning,
-    /// The consumer is paused by its user.
-    Paused,
     /// Over a flow-control limit of the queue.
     FlowControl(FlowControlReason),
     /// Orderly: the broker-side lock of the queue is not (yet) held.
@@ -83,10 +70,8 @@ pub fn pull_delay_for(reason: PullDelayReason) -> Duration {
     match reason {
         PullDelayReason::FlowControl(_) => PULL_DELAY_WHEN_FLOW_CONTROL,
         PullDelayReason::BrokerFlowControl => PULL_DELAY_WHEN_BROKER_FLOW_CONTROL,
-        PullDelayReason::Paused => PULL_DELAY_WHEN_SUSPEND,
         PullDelayReason::ReplicaCaughtUp => PULL_DELAY_WHEN_REPLICA_CAUGHT_UP,
-        PullDelayReason::NotRunning
-        | PullDelayReason::NotLocked
+        PullDelayReason::NotLocked
         | PullDelayReason::NoSubscription
         | PullDelayReason::PullFailed => PULL_DELAY_WHEN_EXCEPTION,
     }
@@ -207,17 +192,6 @@ pub enum StoredOffset {
     QueryFailed,
 }
 
-impl StoredOffset {
-    /// Java's encoding: ≥ 0 an offset, −1 none, anything lower a failed query.
-    pub fn from_java(raw: i64) -> Self {
-        match raw {
-            0.. => Self::Found(QueueOffset(raw)),
-            -1 => Self::NotFound,
-            _ => Self::QueryFailed,
-        }
-    }
-}
-
 /// Where a newly assigned queue starts pulling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffsetDecision {
@@ -305,35 +279,6 @@ fn broker_chosen_level(reconsume_times: i32) -> DelayLevel {
     DelayLevel::clamped(3 + i64::from(reconsume_times))
 }
 
-/// What happens to a message sent back with CONSUMER_SEND_MSG_BACK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryDelay {
-    /// Re-delivered through `%RETRY%<group>` after this delay level.
-    Level(DelayLevel),
-    /// Written to `%DLQ%<group>` at once.
-    DeadLetter,
-}
-
-/// The delay a send-back with delay level `requested` gets, as the broker decides it:
-///
-/// | `requested` | result |
-/// |---|---|
-/// | 0 (Java's default `delayLevelWhenNextConsume`) | `3 + reconsume_times`, clamped to 18 |
-/// | 1..=18 | that level |
-/// | > 18 | 18 |
-/// | < 0 | straight to the DLQ |
-///
-/// `requested` is what goes on the wire; this function says what it will mean, for logs and
-/// for the fallback. The broker also dead-letters when `reconsume_times` ≥ the max (see
-/// [`should_send_to_dlq`]), whatever the level.
-pub fn delay_level_for_retry(reconsume_times: i32, requested: i32) -> RetryDelay {
-    match requested {
-        ..0 => RetryDelay::DeadLetter,
-        0 => RetryDelay::Level(broker_chosen_level(reconsume_times)),
-        level => RetryDelay::Level(DelayLevel::clamped(i64::from(level))),
-    }
-}
-
 /// The delay level of Java's fallback when a send-back fails and the client re-sends the message
 /// to `%RETRY%<group>` itself: always `3 + reconsume_times` (clamped), whatever the listener
 /// asked for — Java's `sendMessageBack` ignores the requested level on this path.
@@ -342,14 +287,14 @@ pub fn fallback_delay_level(reconsume_times: i32) -> DelayLevel {
 }
 
 /// Whether a failed message with `reconsume_times` earlier retries has used them all and goes to
-/// `%DLQ%<group>`. `max` is the configured limit (None = Java's −1: 16 concurrently, unlimited
-/// orderly).
+/// `%DLQ%<group>`; `max` is the effective limit
+/// ([`effective_max_reconsume_times`](super::config::effective_max_reconsume_times)).
 ///
 /// Orderly consumers apply this themselves (`checkReconsumeTimes`) before re-sending a message
 /// to the retry topic; concurrent ones leave it to the broker, which applies the same rule to
 /// the `maxReconsumeTimes` sent with the send-back.
-pub fn should_send_to_dlq(reconsume_times: i32, max: Option<i32>, mode: ConsumeMode) -> bool {
-    reconsume_times >= effective_max_reconsume_times(max, mode)
+pub fn should_send_to_dlq(reconsume_times: i32, max: i32) -> bool {
+    reconsume_times >= max
 }
 
 /// Orderly: the shortest pause after SUSPEND_CURRENT_QUEUE_A_MOMENT.
@@ -367,6 +312,7 @@ pub fn clamp_suspend_time(requested: Option<Duration>, configured: Duration) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::config::effective_max_reconsume_times;
 
     const fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -375,7 +321,6 @@ mod tests {
     #[test]
     fn topic_names() {
         assert_eq!(retry_topic("G"), "%RETRY%G");
-        assert_eq!(dlq_topic("G"), "%DLQ%G");
         assert!(is_retry_topic("%RETRY%G"));
         assert!(!is_retry_topic("%DLQ%G"));
         assert!(!is_retry_topic("T%RETRY%"));
@@ -387,8 +332,6 @@ mod tests {
         let table = [
             (PullDelayReason::FlowControl(flow), ms(50)),
             (PullDelayReason::FlowControl(FlowControlReason::Span { span: 1, limit: 0 }), ms(50)),
-            (PullDelayReason::NotRunning, ms(1000)),
-            (PullDelayReason::Paused, ms(1000)),
             (PullDelayReason::NotLocked, ms(1000)),
             (PullDelayReason::NoSubscription, ms(1000)),
             (PullDelayReason::PullFailed, ms(1000)),
@@ -458,15 +401,6 @@ mod tests {
     }
 
     #[test]
-    fn stored_offset_from_java() {
-        assert_eq!(StoredOffset::from_java(0), StoredOffset::Found(QueueOffset(0)));
-        assert_eq!(StoredOffset::from_java(42), StoredOffset::Found(QueueOffset(42)));
-        assert_eq!(StoredOffset::from_java(-1), StoredOffset::NotFound);
-        assert_eq!(StoredOffset::from_java(-2), StoredOffset::QueryFailed);
-        assert_eq!(StoredOffset::from_java(i64::MIN), StoredOffset::QueryFailed);
-    }
-
-    #[test]
     fn start_offset_table() {
         use ConsumeFromWhere::*;
         use StartOffsetDecision::*;
@@ -504,26 +438,6 @@ mod tests {
 
     #[test]
     fn delay_levels() {
-        let level = |n| RetryDelay::Level(DelayLevel::clamped(n));
-        let table = [
-            // (reconsume times, requested, result)
-            (0, 0, level(3)),
-            (1, 0, level(4)),
-            (15, 0, level(18)),
-            (16, 0, level(18)),
-            (i32::MAX, 0, level(18)),
-            (-5, 0, level(1)),
-            (0, 1, level(1)),
-            (7, 2, level(2)),
-            (0, 18, level(18)),
-            (0, 19, level(18)),
-            (0, i32::MAX, level(18)),
-            (0, -1, RetryDelay::DeadLetter),
-            (3, i32::MIN, RetryDelay::DeadLetter),
-        ];
-        for (times, requested, expected) in table {
-            assert_eq!(delay_level_for_retry(times, requested), expected, "{times} {requested}");
-        }
         // The fallback ignores the request and uses the broker's rule.
         for (times, expected) in [(0, 3), (5, 8), (15, 18), (100, 18)] {
             assert_eq!(fallback_delay_level(times).get(), expected, "{times}");
@@ -549,7 +463,8 @@ mod tests {
             (0, Some(1), Concurrently, false),
         ];
         for (times, max, mode, expected) in table {
-            assert_eq!(should_send_to_dlq(times, max, mode), expected, "{times} {max:?} {mode:?}");
+            let effective = effective_max_reconsume_times(max, mode);
+            assert_eq!(should_send_to_dlq(times, effective), expected, "{times} {max:?} {mode:?}");
         }
     }
 

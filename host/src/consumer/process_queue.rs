@@ -8,7 +8,8 @@
 //!
 //! One queue task owns its `ProcessQueue` outright (no locks inside, unlike Java's, which three
 //! threads share), so every method is a plain `&mut self` call. Nothing here reads a clock: the
-//! caller passes `now`, which keeps the type deterministic under test and `tokio::time::pause`.
+//! consume-timeout sweep gets `now` from its caller, which keeps the type deterministic under test
+//! and `tokio::time::pause`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,13 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::protocol::body::ProcessQueueInfo;
-use crate::protocol::message::{MessageExt, property};
-use crate::protocol::types::{EpochMillis, QueueOffset};
-
-/// A queue whose pull chain has not run for this long is considered broken and is rebuilt by the
-/// next rebalance (`rocketmq.client.pull.pullMaxIdleTime`).
-pub const PULL_MAX_IDLE_TIME: Duration = Duration::from_secs(120);
+use crate::protocol::message::MessageExt;
+use crate::protocol::types::QueueOffset;
 
 /// Orderly: a lock not renewed for this long is treated as lost on the client side, well before
 /// the broker's own 60 s expiry (`rocketmq.client.rebalance.lockMaxLiveTime`).
@@ -30,8 +26,6 @@ pub const LOCK_MAX_LIVE_TIME: Duration = Duration::from_secs(30);
 
 /// Java looks at no more than this many head messages per consume-timeout sweep.
 pub const EXPIRED_SCAN_LIMIT: usize = 16;
-
-const MIB: u64 = 1024 * 1024;
 
 /// When the listener call for a chunk of buffered messages started: stamped by the consume job
 /// once it holds a consume permit, read by the queue task's consume-timeout sweep. Java sets
@@ -67,18 +61,8 @@ impl Cached {
     }
 }
 
-/// Orderly: the broker-side lock of this queue as the client last knew it.
-#[derive(Debug, Clone, Copy, Default)]
-struct LockState {
-    locked: bool,
-    last_lock: Option<Instant>,
-    /// Times a rebalance wanted to drop the queue but a consume call held it (Java
-    /// `tryUnlockTimes`); shown in running info.
-    try_unlock_times: u64,
-}
-
 /// The per-queue message buffer. See the module documentation.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ProcessQueue {
     /// Pulled, not yet consumed (concurrent: also in flight) messages.
     msgs: BTreeMap<QueueOffset, Cached>,
@@ -90,30 +74,12 @@ pub struct ProcessQueue {
     queue_offset_max: Option<QueueOffset>,
     /// Orderly: a consume call is scheduled or running for this queue (Java `consuming`).
     dispatched: bool,
-    /// Messages the broker still holds behind the last pulled one (`MAX_OFFSET` − offset).
-    accumulated: u64,
-    dropped: bool,
-    lock: LockState,
-    last_pull: Instant,
-    last_consume: Instant,
 }
 
 impl ProcessQueue {
-    /// An empty buffer for a queue taken over at `now`. The pull and consume clocks start now,
-    /// so a new queue is not mistaken for a broken one.
-    pub fn new(now: Instant) -> Self {
-        Self {
-            msgs: BTreeMap::new(),
-            consuming: BTreeMap::new(),
-            size_bytes: 0,
-            queue_offset_max: None,
-            dispatched: false,
-            accumulated: 0,
-            dropped: false,
-            lock: LockState::default(),
-            last_pull: now,
-            last_consume: now,
-        }
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     // --- buffering ------------------------------------------------------------------------------
@@ -136,14 +102,6 @@ impl ProcessQueue {
             self.msgs.insert(offset, cached);
             self.queue_offset_max =
                 Some(self.queue_offset_max.map_or(offset, |max| max.max(offset)));
-        }
-        if let Some(last) = messages.last()
-            && let Some(max) = last.property(property::MAX_OFFSET)
-            && let Ok(max) = max.trim().parse::<i64>()
-            && let Some(behind) = max.checked_sub(last.queue_offset.0)
-            && behind > 0
-        {
-            self.accumulated = behind.unsigned_abs();
         }
         let dispatch = !self.msgs.is_empty() && !self.dispatched;
         if dispatch {
@@ -171,9 +129,8 @@ impl ProcessQueue {
     /// - or, with the buffer now empty, one past the highest offset ever buffered.
     ///
     /// Offsets not in the buffer are ignored. The caller updates the offset store
-    /// increase-only, and only while the queue is not dropped.
-    pub fn remove(&mut self, offsets: &[QueueOffset], now: Instant) -> Option<QueueOffset> {
-        self.last_consume = now;
+    /// increase-only.
+    pub fn remove(&mut self, offsets: &[QueueOffset]) -> Option<QueueOffset> {
         let highest = self.msgs.keys().next_back().copied()?;
         for offset in offsets {
             if let Some(cached) = self.msgs.remove(offset) {
@@ -216,8 +173,7 @@ impl ProcessQueue {
     /// Orderly: moves up to `n` messages from the head of the buffer into the consuming set and
     /// returns them, in offset order (Java `takeMessages`). An empty result ends the dispatch,
     /// so the next [`put`](Self::put) schedules a new consume call.
-    pub fn take(&mut self, n: usize, now: Instant) -> Vec<MessageExt> {
-        self.last_consume = now;
+    pub fn take(&mut self, n: usize) -> Vec<MessageExt> {
         let mut taken = Vec::with_capacity(n.min(self.msgs.len()));
         while taken.len() < n {
             let Some((offset, cached)) = self.msgs.pop_first() else { break };
@@ -239,12 +195,6 @@ impl ProcessQueue {
         self.size_bytes -= released;
         self.consuming.clear();
         Some(last.next())
-    }
-
-    /// Orderly: puts every message of the consuming set back at the head of the buffer, for a
-    /// new attempt (Java `rollback`).
-    pub fn rollback(&mut self) {
-        self.msgs.append(&mut self.consuming);
     }
 
     /// Orderly: puts these messages back for another attempt — the caller has already increased
@@ -288,118 +238,6 @@ impl ProcessQueue {
     pub fn is_empty(&self) -> bool {
         self.msgs.is_empty() && self.consuming.is_empty()
     }
-
-    /// How many messages the broker held behind the last pulled one, per its `MAX_OFFSET`
-    /// property: the queue's lag as of the last pull.
-    pub fn accumulated(&self) -> u64 {
-        self.accumulated
-    }
-
-    // --- liveness and locks ---------------------------------------------------------------------
-
-    /// Records the start of a pull attempt, flow-controlled ones included.
-    pub fn touch_pull(&mut self, now: Instant) {
-        self.last_pull = now;
-    }
-
-    /// Whether the pull chain looks broken: no attempt for [`PULL_MAX_IDLE_TIME`].
-    pub fn is_pull_expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last_pull) > PULL_MAX_IDLE_TIME
-    }
-
-    /// The queue is no longer ours: results of calls still running must be discarded.
-    pub fn mark_dropped(&mut self) {
-        self.dropped = true;
-    }
-
-    pub fn is_dropped(&self) -> bool {
-        self.dropped
-    }
-
-    /// Orderly: the broker granted (or renewed) the lock at `now`.
-    pub fn set_locked(&mut self, now: Instant) {
-        self.lock.locked = true;
-        self.lock.last_lock = Some(now);
-    }
-
-    /// Orderly: the lock is gone (released, refused or not renewed).
-    pub fn set_unlocked(&mut self) {
-        self.lock.locked = false;
-    }
-
-    pub fn is_locked(&self) -> bool {
-        self.lock.locked
-    }
-
-    /// Orderly: whether the lock is too old to trust ([`LOCK_MAX_LIVE_TIME`]); a queue whose
-    /// lock is expired may not be consumed until it is locked again.
-    pub fn is_lock_expired(&self, now: Instant) -> bool {
-        self.lock.last_lock.is_none_or(|at| now.saturating_duration_since(at) > LOCK_MAX_LIVE_TIME)
-    }
-
-    /// Orderly: a rebalance could not release the queue because a consume call held it.
-    pub fn note_unlock_deferred(&mut self) {
-        self.lock.try_unlock_times += 1;
-    }
-
-    /// The state for GET_CONSUMER_RUNNING_INFO (Java `fillProcessQueueInfo`). `commit_offset` is
-    /// the offset store's value for the queue; `clock` turns our monotonic instants into the
-    /// wall-clock times the admin tools print.
-    pub fn info(&self, commit_offset: QueueOffset, clock: WallClock) -> ProcessQueueInfo {
-        let bounds = |tree: &BTreeMap<QueueOffset, Cached>| match (
-            tree.keys().next(),
-            tree.keys().next_back(),
-        ) {
-            (Some(first), Some(last)) => (*first, *last),
-            _ => (QueueOffset(0), QueueOffset(0)),
-        };
-        let (cached_min, cached_max) = bounds(&self.msgs);
-        let (consuming_min, consuming_max) = bounds(&self.consuming);
-        ProcessQueueInfo {
-            commit_offset,
-            cached_msg_min_offset: cached_min,
-            cached_msg_max_offset: cached_max,
-            cached_msg_count: saturating_i32(self.msgs.len() as u64),
-            cached_msg_size_in_mib: saturating_i32(self.size_bytes / MIB),
-            transaction_msg_min_offset: consuming_min,
-            transaction_msg_max_offset: consuming_max,
-            transaction_msg_count: saturating_i32(self.consuming.len() as u64),
-            locked: self.lock.locked,
-            try_unlock_times: i64::try_from(self.lock.try_unlock_times).unwrap_or(i64::MAX),
-            last_lock_timestamp: self.lock.last_lock.map_or(EpochMillis(0), |t| clock.epoch(t)),
-            dropped: self.dropped,
-            last_pull_timestamp: clock.epoch(self.last_pull),
-            last_consume_timestamp: clock.epoch(self.last_consume),
-        }
-    }
-}
-
-fn saturating_i32(n: u64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-/// One reading of both clocks, to express monotonic instants as wall-clock milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WallClock {
-    pub now: Instant,
-    pub wall: EpochMillis,
-}
-
-impl WallClock {
-    /// Reads both clocks now.
-    pub fn now() -> Self {
-        Self { now: Instant::now(), wall: EpochMillis::now() }
-    }
-
-    /// The wall-clock time of `t`, assuming the wall clock did not jump since.
-    pub fn epoch(&self, t: Instant) -> EpochMillis {
-        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        if t <= self.now {
-            EpochMillis(self.wall.0.saturating_sub(millis(self.now - t)))
-        } else {
-            EpochMillis(self.wall.0.saturating_add(millis(t - self.now)))
-        }
-    }
 }
 
 #[cfg(test)]
@@ -430,8 +268,7 @@ mod tests {
 
     #[test]
     fn put_counts_new_messages_only() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         assert!(pq.put(&[msg(10, 100), msg(11, 50)]));
         assert_eq!((pq.cached_count(), pq.cached_size_bytes()), (2, 150));
         // A repeated pull does not double-count, and does not dispatch again.
@@ -439,12 +276,11 @@ mod tests {
         assert_eq!((pq.cached_count(), pq.cached_size_bytes()), (3, 151));
         assert_eq!(pq.max_span(), 2);
         // An empty batch on an empty buffer dispatches nothing.
-        assert!(!ProcessQueue::new(t0).put(&[]));
+        assert!(!ProcessQueue::new().put(&[]));
     }
 
     #[test]
     fn remove_follows_java_remove_message() {
-        let t0 = Instant::now();
         // (buffered offsets, removed offsets, commit offset, left buffered)
         type Row = (&'static [i64], &'static [i64], Option<i64>, &'static [i64]);
         let table: &[Row] = &[
@@ -465,9 +301,9 @@ mod tests {
             (&[8], &[], Some(8), &[8]),
         ];
         for &(buffered, removed, expected, left) in table {
-            let mut pq = ProcessQueue::new(t0);
+            let mut pq = ProcessQueue::new();
             pq.put(&msgs(buffered.iter().copied()));
-            let got = pq.remove(&offs(removed), t0);
+            let got = pq.remove(&offs(removed));
             assert_eq!(got, expected.map(QueueOffset), "{buffered:?} − {removed:?}");
             assert_eq!(pq.cached_count(), left.len());
             assert_eq!(pq.cached_size_bytes(), 10 * left.len() as u64);
@@ -476,42 +312,33 @@ mod tests {
 
     #[test]
     fn commit_offset_never_passes_an_unconsumed_message() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         pq.put(&msgs(0..10));
         // Completion order 9, 1, 2, 0, 5, 3, 4, 8, 6, 7: the offset moves only when the smallest
         // unfinished message finishes.
         let steps =
             [(9, 0), (1, 0), (2, 0), (0, 3), (5, 3), (3, 4), (4, 6), (8, 6), (6, 7), (7, 10)];
         for (done, commit) in steps {
-            assert_eq!(
-                pq.remove(&[QueueOffset(done)], t0),
-                Some(QueueOffset(commit)),
-                "after {done}"
-            );
+            assert_eq!(pq.remove(&[QueueOffset(done)]), Some(QueueOffset(commit)), "after {done}");
         }
         // Empty again: nothing more to commit until the next pull.
-        assert_eq!(pq.remove(&[QueueOffset(7)], t0), None);
+        assert_eq!(pq.remove(&[QueueOffset(7)]), None);
         pq.put(&msgs([10]));
-        assert_eq!(pq.remove(&[QueueOffset(10)], t0), Some(QueueOffset(11)));
+        assert_eq!(pq.remove(&[QueueOffset(10)]), Some(QueueOffset(11)));
     }
 
     #[test]
-    fn orderly_take_commit_rollback() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+    fn orderly_take_and_commit() {
+        let mut pq = ProcessQueue::new();
         assert!(pq.put(&msgs(0..5)));
-        assert_eq!(keys(&pq.take(2, t0)), [0, 1]);
+        assert_eq!(keys(&pq.take(2)), [0, 1]);
         // Taken messages still count for flow control, but not for the span.
         assert_eq!((pq.cached_count(), pq.max_span()), (5, 2));
         assert_eq!(pq.commit(), Some(QueueOffset(2)));
         assert_eq!((pq.cached_count(), pq.cached_size_bytes()), (3, 30));
         assert_eq!(pq.commit(), None, "nothing taken since");
 
-        assert_eq!(keys(&pq.take(2, t0)), [2, 3]);
-        pq.rollback();
-        assert_eq!(pq.cached_count(), 3);
-        assert_eq!(keys(&pq.take(10, t0)), [2, 3, 4]);
+        assert_eq!(keys(&pq.take(10)), [2, 3, 4]);
         assert_eq!(pq.commit(), Some(QueueOffset(5)));
         assert!(pq.is_empty());
         assert_eq!(pq.cached_size_bytes(), 0);
@@ -519,23 +346,21 @@ mod tests {
 
     #[test]
     fn orderly_dispatch_flag() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         assert!(pq.put(&msgs([0])), "first batch schedules a consume call");
         assert!(!pq.put(&msgs([1])), "one call at a time");
-        assert_eq!(keys(&pq.take(5, t0)), [0, 1]);
+        assert_eq!(keys(&pq.take(5)), [0, 1]);
         assert!(!pq.put(&msgs([2])), "the running call has not seen an empty buffer yet");
-        assert_eq!(keys(&pq.take(5, t0)), [2]);
-        assert!(pq.take(5, t0).is_empty(), "empty take ends the dispatch");
+        assert_eq!(keys(&pq.take(5)), [2]);
+        assert!(pq.take(5).is_empty(), "empty take ends the dispatch");
         assert!(pq.put(&msgs([3])), "so the next batch schedules a new call");
     }
 
     #[test]
     fn make_to_consume_again_replaces_taken_copies() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         pq.put(&msgs(0..3));
-        let mut taken = pq.take(2, t0);
+        let mut taken = pq.take(2);
         for m in &mut taken {
             m.reconsume_times += 1;
         }
@@ -545,7 +370,7 @@ mod tests {
         // Offset 0 stays taken; 1 is back at the head, with its new reconsume count.
         assert_eq!((pq.cached_count(), pq.cached_size_bytes()), (3, 30));
         assert_eq!(pq.commit(), Some(QueueOffset(1)));
-        let next = pq.take(1, t0);
+        let next = pq.take(1);
         assert_eq!((next[0].queue_offset, next[0].reconsume_times), (QueueOffset(1), 1));
         // A different body size is accounted for.
         pq.make_to_consume_again(vec![msg(1, 25)]);
@@ -557,7 +382,7 @@ mod tests {
         let t0 = Instant::now();
         let timeout = Duration::from_secs(15 * 60);
         let later = t0 + timeout + Duration::from_millis(1);
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         pq.put(&msgs(0..5));
         assert!(pq.expired_heads(later, timeout).is_empty(), "nothing started yet");
 
@@ -592,38 +417,22 @@ mod tests {
     #[test]
     fn expired_heads_scan_at_most_sixteen() {
         let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         pq.put(&msgs(0..40));
         pq.mark_consume_started(&offs(&(0..40).collect::<Vec<_>>()), &started_at(t0));
         let stuck = pq.expired_heads(t0 + Duration::from_secs(2), Duration::from_secs(1));
         assert_eq!(keys(&stuck), (0..16).collect::<Vec<_>>());
         let stuck_offsets: Vec<QueueOffset> = stuck.iter().map(|m| m.queue_offset).collect();
-        let commit = pq.remove(&stuck_offsets, t0);
+        let commit = pq.remove(&stuck_offsets);
         assert_eq!(commit, Some(QueueOffset(16)));
-    }
-
-    #[test]
-    fn accumulated_from_max_offset_property() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
-        let mut last = msg(10, 1);
-        last.properties.insert(property::MAX_OFFSET, "25");
-        pq.put(&[msg(9, 1), last]);
-        assert_eq!(pq.accumulated(), 15);
-        // Caught up (MAX_OFFSET − offset ≤ 0) leaves the last positive figure, as in Java.
-        let mut caught_up = msg(11, 1);
-        caught_up.properties.insert(property::MAX_OFFSET, "11");
-        pq.put(&[caught_up]);
-        assert_eq!(pq.accumulated(), 15);
     }
 
     #[test]
     fn flow_figures_and_flow_control_together() {
         use super::super::config::ConsumerConfig;
         use super::super::policy::{FlowControlReason, FlowLimits, flow_control_check};
-        let t0 = Instant::now();
         let limits = FlowLimits::new(&ConsumerConfig::new("G"), 1);
-        let mut pq = ProcessQueue::new(t0);
+        let mut pq = ProcessQueue::new();
         pq.put(&msgs(0..1000));
         let check = |pq: &ProcessQueue| {
             flow_control_check(pq.cached_count(), pq.cached_size_bytes(), pq.max_span(), &limits)
@@ -631,74 +440,9 @@ mod tests {
         assert_eq!(check(&pq), None);
         pq.put(&msgs([1000]));
         assert_eq!(check(&pq), Some(FlowControlReason::CachedCount { count: 1001, limit: 1000 }));
-        pq.remove(&offs(&(1..1000).collect::<Vec<_>>()), t0);
+        pq.remove(&offs(&(1..1000).collect::<Vec<_>>()));
         pq.put(&msgs([2001]));
         // 0, 1000 and 2001 are left: the span trips.
         assert_eq!(check(&pq), Some(FlowControlReason::Span { span: 2001, limit: 2000 }));
-    }
-
-    #[test]
-    fn pull_and_lock_expiry() {
-        let t0 = Instant::now();
-        let mut pq = ProcessQueue::new(t0);
-        assert!(!pq.is_pull_expired(t0 + PULL_MAX_IDLE_TIME));
-        assert!(pq.is_pull_expired(t0 + PULL_MAX_IDLE_TIME + Duration::from_millis(1)));
-        pq.touch_pull(t0 + PULL_MAX_IDLE_TIME);
-        assert!(!pq.is_pull_expired(t0 + PULL_MAX_IDLE_TIME + Duration::from_millis(1)));
-
-        assert!(!pq.is_locked());
-        assert!(pq.is_lock_expired(t0), "never locked");
-        pq.set_locked(t0);
-        assert!(pq.is_locked());
-        assert!(!pq.is_lock_expired(t0 + LOCK_MAX_LIVE_TIME));
-        assert!(pq.is_lock_expired(t0 + LOCK_MAX_LIVE_TIME + Duration::from_millis(1)));
-        pq.set_unlocked();
-        assert!(!pq.is_locked());
-    }
-
-    #[test]
-    fn info_snapshot() {
-        let t0 = Instant::now();
-        let clock = WallClock { now: t0 + Duration::from_secs(10), wall: EpochMillis(1_000_000) };
-        let mut pq = ProcessQueue::new(t0);
-        let empty = pq.info(QueueOffset(0), clock);
-        assert_eq!(empty.cached_msg_count, 0);
-        assert_eq!(empty.last_pull_timestamp, EpochMillis(990_000));
-        assert_eq!(empty.last_lock_timestamp, EpochMillis(0));
-
-        pq.put(&[msg(5, 600_000), msg(6, 600_000), msg(7, 1)]);
-        let _ = pq.take(1, t0 + Duration::from_secs(4));
-        pq.set_locked(t0 + Duration::from_secs(2));
-        pq.note_unlock_deferred();
-        pq.mark_dropped();
-        let info = pq.info(QueueOffset(5), clock);
-        assert_eq!(
-            info,
-            ProcessQueueInfo {
-                commit_offset: QueueOffset(5),
-                cached_msg_min_offset: QueueOffset(6),
-                cached_msg_max_offset: QueueOffset(7),
-                cached_msg_count: 2,
-                cached_msg_size_in_mib: 1,
-                transaction_msg_min_offset: QueueOffset(5),
-                transaction_msg_max_offset: QueueOffset(5),
-                transaction_msg_count: 1,
-                locked: true,
-                try_unlock_times: 1,
-                last_lock_timestamp: EpochMillis(992_000),
-                dropped: true,
-                last_pull_timestamp: EpochMillis(990_000),
-                last_consume_timestamp: EpochMillis(994_000),
-            }
-        );
-        assert!(pq.is_dropped());
-    }
-
-    #[test]
-    fn wall_clock_conversion() {
-        let t0 = Instant::now();
-        let clock = WallClock { now: t0 + Duration::from_millis(500), wall: EpochMillis(10_000) };
-        assert_eq!(clock.epoch(t0), EpochMillis(9_500));
-        assert_eq!(clock.epoch(t0 + Duration::from_millis(700)), EpochMillis(10_200));
     }
 }

@@ -23,8 +23,7 @@ use super::consume::{
 use super::listener::{ConsumeContext, ConsumeMode};
 use super::offset_store::ReadFrom;
 use super::policy::{
-    self, FlowLimits, PULL_DELAY_WHEN_BROKER_FLOW_CONTROL, PULL_DELAY_WHEN_EXCEPTION,
-    PullDelayReason, StartOffsetDecision, StoredOffset,
+    self, FlowLimits, PULL_DELAY_WHEN_EXCEPTION, PullDelayReason, StartOffsetDecision, StoredOffset,
 };
 use super::process_queue::{ConsumeStart, ProcessQueue};
 use super::shared::Shared;
@@ -83,7 +82,7 @@ impl QueueTaskHandle {
             queue,
             next_offset: start,
             suggested_broker: 0,
-            pq: ProcessQueue::new(Instant::now()),
+            pq: ProcessQueue::new(),
             jobs: JoinSet::new(),
             stats: Arc::clone(&stats),
             orderly_running: false,
@@ -332,11 +331,13 @@ impl QueueTask {
             Ok(r) => r,
             Err(e) => {
                 self.stats.pull_errors.fetch_add(1, Ordering::Relaxed);
-                let delay = if e.response_code() == Some(ResponseCode::FlowControl) {
-                    PULL_DELAY_WHEN_BROKER_FLOW_CONTROL
-                } else {
-                    PULL_DELAY_WHEN_EXCEPTION
-                };
+                let delay = policy::pull_delay_for(
+                    if e.response_code() == Some(ResponseCode::FlowControl) {
+                        PullDelayReason::BrokerFlowControl
+                    } else {
+                        PullDelayReason::PullFailed
+                    },
+                );
                 if let Some(suppressed) =
                     self.pull_errors.admit(Instant::now(), PULL_ERROR_LOG_PERIOD)
                 {
@@ -434,7 +435,7 @@ impl QueueTask {
     ///   persist writes it to the broker.
     fn restart_at(&mut self, offset: QueueOffset) {
         self.jobs = JoinSet::new();
-        self.pq = ProcessQueue::new(Instant::now());
+        self.pq = ProcessQueue::new();
         self.orderly_running = false;
         self.resume_at = None;
         self.next_offset = offset;
@@ -549,7 +550,7 @@ impl QueueTask {
                 return;
             }
             let batch = self.shared.config.consume_message_batch_max_size.max(1) as usize;
-            let msgs = self.pq.take(batch, Instant::now());
+            let msgs = self.pq.take(batch);
             if msgs.is_empty() {
                 return;
             }
@@ -629,7 +630,7 @@ impl QueueTask {
     /// Applies a finished job: remove settled messages, commit the new lowest unsettled
     /// offset, and schedule local retries.
     fn settle(&mut self, done: Completion) {
-        if let Some(offset) = self.pq.remove(&done.settled, Instant::now()) {
+        if let Some(offset) = self.pq.remove(&done.settled) {
             self.shared.offsets.update(&self.queue, offset, true);
             self.stats.committed_offset.fetch_max(offset.0, Ordering::Relaxed);
         }

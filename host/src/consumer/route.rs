@@ -80,22 +80,9 @@ impl RouteTable {
         change
     }
 
-    /// Drops topics no longer subscribed, and brokers no route mentions (Java prunes offline
-    /// brokers before each heartbeat).
-    pub fn retain_topics(&self, topics: &BTreeSet<String>) {
-        let mut t = self.write();
-        t.routes.retain(|topic, _| topics.contains(topic));
-        t.brokers = merge_brokers(t.routes.values());
-    }
-
     /// The readable queues of `topic` (Java's subscribe info), sorted; `None` if no route.
     pub fn subscribe_queues(&self, topic: &str) -> Option<Vec<MessageQueue>> {
         self.read().routes.get(topic).map(|r| r.subscribe_queues(topic))
-    }
-
-    /// Whether a route for `topic` is known.
-    pub fn has_route(&self, topic: &str) -> bool {
-        self.read().routes.contains_key(topic)
     }
 
     /// Where to pull `broker_name` from, honouring the broker's last suggestion
@@ -139,15 +126,6 @@ impl RouteTable {
         let t = self.read();
         let route = t.routes.get(topic)?;
         route.broker_datas.iter().find_map(|b| b.master_or_any_addr().map(str::to_owned))
-    }
-
-    /// Master addresses by broker name, for batching lock requests per broker.
-    pub fn masters(&self) -> BTreeMap<String, String> {
-        self.read()
-            .brokers
-            .iter()
-            .filter_map(|(name, r)| r.get(&MASTER_ID).map(|a| (name.clone(), a.clone())))
-            .collect()
     }
 }
 
@@ -230,15 +208,15 @@ mod tests {
     }
 
     #[test]
-    fn changes_are_detected_and_unsubscribed_topics_pruned() {
+    fn changes_are_detected_and_gone_topics_pruned() {
         let table = RouteTable::default();
         let r = route(&[("a", &[(0, "m:1")])], 4);
         assert_eq!(table.apply("T", Some(r.clone())), RouteChange::Changed);
         assert_eq!(table.apply("T", Some(r)), RouteChange::Unchanged);
         assert_eq!(table.subscribe_queues("T").map(|q| q.len()), Some(4));
         assert_eq!(table.apply("U", Some(route(&[("b", &[(0, "n:1")])], 2))), RouteChange::Changed);
-        table.retain_topics(&BTreeSet::from(["T".to_owned()]));
-        assert!(!table.has_route("U"));
+        assert_eq!(table.apply("U", None), RouteChange::Gone);
+        assert_eq!(table.subscribe_queues("U"), None);
         assert_eq!(table.all_broker_addrs(), BTreeSet::from(["m:1".to_owned()]));
         assert_eq!(table.apply("T", None), RouteChange::Gone);
     }

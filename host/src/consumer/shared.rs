@@ -80,7 +80,7 @@ impl Shared {
         rebalance_now: Arc<Notify>,
     ) -> Self {
         let group: Arc<str> = Arc::from(config.group.as_str());
-        let retry_topic: Arc<str> = Arc::from(format!("%RETRY%{group}"));
+        let retry_topic: Arc<str> = Arc::from(super::policy::retry_topic(&group));
         let mut subscriptions: BTreeMap<String, SubscriptionData> = config
             .subscriptions
             .iter()
