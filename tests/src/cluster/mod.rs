@@ -198,6 +198,9 @@ pub struct Cluster {
     /// Directory holding configs, logs and the stores.
     pub dir: PathBuf,
     namesrv: Server,
+    /// The name server's config file and home, kept for a restart.
+    namesrv_conf: PathBuf,
+    namesrv_home: PathBuf,
     brokers: Vec<BrokerNode>,
     startup_timeout: Duration,
     log_filter: String,
@@ -329,6 +332,11 @@ impl Cluster {
                 pid(&get("NAMESRV_PID")?, "NAMESRV_PID")?,
                 dir.join("namesrv").join("namesrv.log"),
             ),
+            namesrv_conf: dir.join("namesrv").join(match flavour {
+                Flavour::Rust => "namesrv.toml",
+                Flavour::Java5 | Flavour::Java4 => "namesrv.properties",
+            }),
+            namesrv_home: dir.join("namesrv").join("home"),
             brokers,
             dir,
             startup_timeout: ClusterOptions::default().startup_timeout,
@@ -487,6 +495,59 @@ impl Cluster {
         }
     }
 
+    /// Crashes the name server (SIGKILL). Clients keep their cached routes; brokers keep
+    /// trying to register.
+    pub fn kill_namesrv(&mut self) -> Result<()> {
+        self.namesrv.kill()
+    }
+
+    /// Starts the name server again on its port and waits until every running broker has
+    /// registered with it again (brokers re-register every `registerNameServerPeriod`, 30 s by
+    /// default: a test that restarts the name server may set it lower, 10 s at least).
+    pub fn restart_namesrv(&mut self) -> Result<()> {
+        if self.namesrv.exited().is_none() {
+            bail!("the name server is still running");
+        }
+        let port: u16 = self
+            .namesrv_addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("name server address without a port")?;
+        let mut command =
+            self.flavour.namesrv_command(&self.namesrv_conf, &self.namesrv_home, port)?;
+        if self.flavour == Flavour::Rust {
+            command.args(["--log-filter", &self.log_filter]);
+        }
+        let log = self.namesrv.log.with_extension("restarted.log");
+        self.namesrv = process::spawn_server(
+            "name server".to_owned(),
+            &mut command,
+            &self.namesrv_home.clone(),
+            &log,
+            self.watchdog.is_some(),
+        )?;
+        self.watch(self.namesrv.pid)?;
+        let deadline = Instant::now() + self.startup_timeout;
+        let running: Vec<usize> = (0..self.brokers.len())
+            .filter(|&i| self.brokers[i].server.exited().is_none())
+            .collect();
+        loop {
+            let missing =
+                running.iter().find_map(|&i| self.check_node_registered(&self.brokers[i]).err());
+            match missing {
+                None => return Ok(()),
+                Some(error) if Instant::now() >= deadline => {
+                    return Err(error.context(format!(
+                        "the brokers did not register with the restarted name server within {:?}",
+                        self.startup_timeout
+                    )));
+                }
+                Some(_) => std::thread::sleep(POLL_INTERVAL),
+            }
+        }
+    }
+
     /// Leaves the servers running (for the `cluster` CLI): neither `Drop` nor a watchdog stops
     /// them any more.
     pub fn detach(mut self) {
@@ -598,6 +659,8 @@ fn start_once(
         cluster_name: opts.cluster_name.clone(),
         dir: dir.to_path_buf(),
         namesrv,
+        namesrv_conf,
+        namesrv_home,
         brokers: Vec::new(),
         startup_timeout: opts.startup_timeout,
         log_filter: opts.log_filter.clone(),
