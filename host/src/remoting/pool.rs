@@ -1,9 +1,12 @@
 //! One connection per peer address, opened on first use and replaced once it has closed.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::connection::{Connection, ConnectionConfig, RejectAll, RequestHandler};
@@ -24,6 +27,64 @@ impl Default for PoolConfig {
     }
 }
 
+/// The byte stream of one connection, whatever carries it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// What a [`Dial`] returns.
+pub(crate) type DialFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Box<dyn Io>, RemotingError>> + Send + 'a>>;
+
+/// Opens the byte stream of a new connection: TCP in production. A seam so that unit tests can
+/// script peers in memory (`tokio::io::duplex`) under paused time, where real sockets and
+/// auto-advancing clocks do not mix.
+pub(crate) trait Dial: Send + Sync + 'static {
+    /// Opens a stream to `addr`, giving up after `timeout`.
+    fn dial<'a>(&'a self, addr: &'a str, timeout: Duration) -> DialFuture<'a>;
+}
+
+/// Dials TCP.
+#[derive(Debug, Clone, Copy, Default)]
+struct TcpDial;
+
+impl Dial for TcpDial {
+    fn dial<'a>(&'a self, addr: &'a str, timeout: Duration) -> DialFuture<'a> {
+        Box::pin(async move {
+            let stream = connect_tcp(addr, timeout).await?;
+            Ok(Box::new(stream) as Box<dyn Io>)
+        })
+    }
+}
+
+/// Opens a TCP connection to `addr` within `timeout`, tuned for request/response traffic.
+pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, RemotingError> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| RemotingError::ConnectTimeout { addr: addr.to_owned(), after: timeout })?
+        .map_err(|e| RemotingError::Connect {
+            addr: addr.to_owned(),
+            reason: Arc::from(e.to_string()),
+        })?;
+    // Requests are small and latency-bound; Nagle would add up to 40 ms per round trip.
+    let _ = stream.set_nodelay(true);
+    if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&KEEPALIVE) {
+        // Not fatal: request timeouts and the idle check still find a dead peer.
+        tracing::warn!(addr, error = %e, "could not enable TCP keepalive");
+    }
+    Ok(stream)
+}
+
+/// TCP keepalive: after 30 s with nothing in flight, probe every 10 s and give up after 3
+/// unanswered probes, so a peer that vanished while the connection was quiet is found within
+/// about a minute rather than the system default of two hours. Java leaves SO_KEEPALIVE off and
+/// relies on its idle handler and request timeouts, which we have too; keepalive also covers a
+/// connection we only write oneway requests to. (It cannot see a peer that is gone while data is
+/// unacknowledged; the request timeout covers that.)
+const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(30))
+    .with_interval(Duration::from_secs(10))
+    .with_retries(3);
+
 /// A slot per address; its async mutex makes concurrent first requests share one connect.
 type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
@@ -33,6 +94,7 @@ pub struct ConnectionPool {
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     config: Arc<PoolConfig>,
     handler: Arc<dyn RequestHandler>,
+    dialer: Arc<dyn Dial>,
 }
 
 impl std::fmt::Debug for ConnectionPool {
@@ -50,7 +112,17 @@ impl Default for ConnectionPool {
 impl ConnectionPool {
     /// A pool whose connections pass broker-initiated requests to `handler`.
     pub fn new(config: PoolConfig, handler: Arc<dyn RequestHandler>) -> Self {
-        Self { slots: Arc::default(), config: Arc::new(config), handler }
+        Self { slots: Arc::default(), config: Arc::new(config), handler, dialer: Arc::new(TcpDial) }
+    }
+
+    /// A pool that opens its streams with `dialer` (tests: in-memory peers).
+    #[cfg(test)]
+    pub(crate) fn with_dialer(
+        config: PoolConfig,
+        handler: Arc<dyn RequestHandler>,
+        dialer: Arc<dyn Dial>,
+    ) -> Self {
+        Self { slots: Arc::default(), config: Arc::new(config), handler, dialer }
     }
 
     /// The live connection to `addr`, connecting if there is none or the last one closed.
@@ -69,16 +141,7 @@ impl ConnectionPool {
     }
 
     async fn connect(&self, addr: &str) -> Result<Connection, RemotingError> {
-        let after = self.config.connect_timeout;
-        let stream = tokio::time::timeout(after, TcpStream::connect(addr))
-            .await
-            .map_err(|_| RemotingError::ConnectTimeout { addr: addr.to_owned(), after })?
-            .map_err(|e| RemotingError::Connect {
-                addr: addr.to_owned(),
-                reason: Arc::from(e.to_string()),
-            })?;
-        // Requests are small and latency-bound; Nagle would add up to 40 ms per round trip.
-        let _ = stream.set_nodelay(true);
+        let stream = self.dialer.dial(addr, self.config.connect_timeout).await?;
         tracing::debug!(addr, "connected");
         Ok(Connection::spawn(
             stream,
