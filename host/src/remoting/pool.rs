@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::connection::{Connection, ConnectionConfig, RejectAll, RequestHandler};
 use super::error::RemotingError;
@@ -151,30 +152,63 @@ impl ConnectionPool {
         ))
     }
 
-    /// Sends a request to `addr` over its pooled connection.
+    /// Sends a request to `addr` over its pooled connection. `timeout` bounds the whole call:
+    /// the wait for the connection (slot and connect) comes out of it, and the response gets
+    /// what is left, as Java's invokeSync subtracts the time spent getting the channel.
     pub async fn request(
         &self,
         addr: &str,
         cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand, RemotingError> {
-        let conn = tokio::time::timeout(timeout, self.get(addr)).await.map_err(|_| {
-            RemotingError::ConnectTimeout { addr: addr.to_owned(), after: timeout }
-        })??;
-        conn.request(cmd, timeout).await
+        let code = cmd.request_code();
+        let (conn, left) = self.get_within(addr, timeout).await?;
+        let Some(left) = left else {
+            return Err(RemotingError::Timeout { addr: addr.to_owned(), code, after: timeout });
+        };
+        conn.request(cmd, left).await.map_err(|e| match e {
+            // Report the caller's timeout, not the remainder it became.
+            RemotingError::Timeout { addr, code, .. } => {
+                RemotingError::Timeout { addr, code, after: timeout }
+            }
+            other => other,
+        })
     }
 
-    /// Sends a oneway request to `addr`.
+    /// Sends a oneway request to `addr`; `timeout` bounds the whole call, as for
+    /// [`ConnectionPool::request`].
     pub async fn oneway(
         &self,
         addr: &str,
         cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<(), RemotingError> {
-        let conn = tokio::time::timeout(timeout, self.get(addr)).await.map_err(|_| {
+        let code = cmd.request_code();
+        let (conn, left) = self.get_within(addr, timeout).await?;
+        let Some(left) = left else {
+            return Err(RemotingError::Timeout { addr: addr.to_owned(), code, after: timeout });
+        };
+        conn.oneway(cmd, left).await.map_err(|e| match e {
+            RemotingError::Timeout { addr, code, .. } => {
+                RemotingError::Timeout { addr, code, after: timeout }
+            }
+            other => other,
+        })
+    }
+
+    /// The connection to `addr`, got within `timeout`, and what is left of `timeout` (`None`
+    /// when nothing is).
+    async fn get_within(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<(Connection, Option<Duration>), RemotingError> {
+        let deadline = Instant::now() + timeout;
+        let conn = tokio::time::timeout_at(deadline, self.get(addr)).await.map_err(|_| {
             RemotingError::ConnectTimeout { addr: addr.to_owned(), after: timeout }
         })??;
-        conn.oneway(cmd, timeout).await
+        let left = deadline.saturating_duration_since(Instant::now());
+        Ok((conn, (!left.is_zero()).then_some(left)))
     }
 
     /// Closes and forgets the connection to `addr` (used when a broker leaves the route).

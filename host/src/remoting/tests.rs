@@ -367,6 +367,25 @@ async fn a_timed_out_request_closes_the_connection_and_the_pool_dials_afresh() {
     assert!(ok.await.unwrap().is_ok());
 }
 
+/// One timeout bounds the whole call: a slow connect leaves less time for the response, as
+/// Java's invokeSync subtracts the time spent getting the channel.
+#[tokio::test(start_paused = true)]
+async fn a_pool_request_is_bounded_by_one_timeout_including_the_connect() {
+    let (pool, _dialer, mut peers) = duplex_pool(Duration::from_secs(2));
+    let timeout = Duration::from_secs(3);
+    let started = tokio::time::Instant::now();
+    let p = pool.clone();
+    let call = tokio::spawn(async move { p.request("fake:1", list_request("g"), timeout).await });
+    // The peer reads the request and never answers.
+    let (_, mut peer) = peers.recv().await.unwrap();
+    let _ = peer.recv().await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    assert!(took <= timeout, "the call took {took:?}, over its timeout of {timeout:?}");
+    assert!(err.to_string().contains("after 3s"), "names the caller's timeout: {err}");
+}
+
 /// Our own writes say nothing about the peer: a connection on which we keep sending (oneway
 /// offset commits, say) but never hear back from the peer is idle, and closes.
 #[tokio::test(start_paused = true)]
