@@ -310,6 +310,15 @@ impl Connection {
         self.shared.pending().len()
     }
 
+    /// Resolves once the connection has closed (or its task is gone), without holding the
+    /// connection open meanwhile: the pool watches its slots with it.
+    pub(crate) fn closed_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+    }
+
     /// Waits until the connection is closed and returns why.
     pub async fn closed(&self) -> Arc<str> {
         let mut rx = self.shared.closed.subscribe();

@@ -1,4 +1,8 @@
 //! One connection per peer address, opened on first use and replaced once it has closed.
+//!
+//! The pool holds a slot only for an address with a connection that is open (or being opened):
+//! a slot goes when its connection closes or the connect fails, so a long-running process whose
+//! brokers come and go at new addresses keeps no trace of the departed ones.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -89,6 +93,27 @@ const KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
 /// A slot per address; its async mutex makes concurrent first requests share one connect.
 type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
+/// Removes a slot from the pool on drop while armed: the slot of a connect that failed or was
+/// abandoned.
+struct RemoveSlot<'a> {
+    slots: &'a Mutex<HashMap<String, Slot>>,
+    addr: &'a str,
+    slot: &'a Slot,
+    armed: bool,
+}
+
+impl Drop for RemoveSlot<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.get(self.addr).is_some_and(|s| Arc::ptr_eq(s, self.slot)) {
+            slots.remove(self.addr);
+        }
+    }
+}
+
 /// Connections by `host:port`. Cheap to clone; clones share the connections.
 #[derive(Clone)]
 pub struct ConnectionPool {
@@ -128,17 +153,58 @@ impl ConnectionPool {
 
     /// The live connection to `addr`, connecting if there is none or the last one closed.
     pub async fn get(&self, addr: &str) -> Result<Connection, RemotingError> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(slots.entry(addr.to_owned()).or_default())
-        };
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(conn.clone());
+        loop {
+            let slot = {
+                let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::clone(slots.entry(addr.to_owned()).or_default())
+            };
+            let mut guard = slot.lock().await;
+            if !self.is_current(addr, &slot) {
+                // Pruned while we waited for it: use the address's slot of now.
+                continue;
+            }
+            if let Some(conn) = guard.as_ref().filter(|c| !c.is_closed()) {
+                return Ok(conn.clone());
+            }
+            // Until the connect succeeds the slot holds nothing worth keeping: a failed connect,
+            // or a caller that gives up (its timeout) mid-connect, removes it.
+            let mut cleanup = RemoveSlot { slots: &self.slots, addr, slot: &slot, armed: true };
+            *guard = None;
+            let conn = self.connect(addr).await?;
+            cleanup.armed = false;
+            *guard = Some(conn.clone());
+            self.prune_when_closed(addr, &slot, &conn);
+            return Ok(conn);
         }
-        let conn = self.connect(addr).await?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+    }
+
+    fn is_current(&self, addr: &str, slot: &Slot) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.get(addr).is_some_and(|s| Arc::ptr_eq(s, slot))
+    }
+
+    /// Removes `addr`'s slot once `conn` closes, unless the slot has moved on (replaced, or in
+    /// use by a caller who is reconnecting: that caller keeps or removes it). Holds neither the
+    /// connection nor the pool alive meanwhile.
+    fn prune_when_closed(&self, addr: &str, slot: &Slot, conn: &Connection) {
+        let closed = conn.closed_signal();
+        let slots = Arc::downgrade(&self.slots);
+        let slot = Arc::downgrade(slot);
+        let addr = addr.to_owned();
+        tokio::spawn(async move {
+            closed.await;
+            let (Some(slots), Some(slot)) = (slots.upgrade(), slot.upgrade()) else { return };
+            let mut slots = slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if !slots.get(&addr).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                return;
+            }
+            let dead =
+                slot.try_lock().is_ok_and(|held| held.as_ref().is_none_or(Connection::is_closed));
+            if dead {
+                slots.remove(&addr);
+                tracing::debug!(addr, "pruned the slot of a closed connection");
+            }
+        });
     }
 
     async fn connect(&self, addr: &str) -> Result<Connection, RemotingError> {
@@ -209,6 +275,12 @@ impl ConnectionPool {
         })??;
         let left = deadline.saturating_duration_since(Instant::now());
         Ok((conn, (!left.is_zero()).then_some(left)))
+    }
+
+    /// Addresses with a slot (tests check that departed ones are pruned).
+    #[cfg(test)]
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Closes and forgets the connection to `addr` (used when a broker leaves the route).

@@ -386,6 +386,39 @@ async fn a_pool_request_is_bounded_by_one_timeout_including_the_connect() {
     assert!(err.to_string().contains("after 3s"), "names the caller's timeout: {err}");
 }
 
+/// A long-running process whose brokers change addresses must not keep a slot (and a dead
+/// connection) per address it ever used: slots go when their connection closes or the connect
+/// fails.
+#[tokio::test(start_paused = true)]
+async fn slots_of_closed_connections_and_failed_connects_are_pruned() {
+    let (pool, _dialer, mut peers) = duplex_pool(Duration::ZERO);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let addr = format!("fake:{i}");
+        held.push(pool.get(&addr).await.unwrap());
+        peers.recv().await.unwrap();
+        // Dropping the peer's end closes the connection ("peer closed the connection").
+    }
+    assert!(pool.get("gone:1").await.is_err());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pool.slot_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} slot(s) left after every connection closed",
+            pool.slot_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for conn in &held {
+        assert!(conn.is_closed());
+    }
+    // A pruned address connects again on demand.
+    let again = pool.get("fake:0").await.unwrap();
+    let (_, _peer) = peers.recv().await.unwrap();
+    assert!(!again.is_closed());
+    assert_eq!(pool.slot_count(), 1);
+}
+
 /// Our own writes say nothing about the peer: a connection on which we keep sending (oneway
 /// offset commits, say) but never hear back from the peer is idle, and closes.
 #[tokio::test(start_paused = true)]
