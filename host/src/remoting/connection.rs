@@ -214,6 +214,11 @@ impl Connection {
         &self.shared.addr
     }
 
+    /// True when both handles are to the same connection (not merely the same address).
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// True once the connection is closed or poisoned; the pool then replaces it.
     pub fn is_closed(&self) -> bool {
         self.shared.close_reason().is_some() || self.outbound.is_closed()
@@ -365,7 +370,13 @@ async fn run<IO>(
                 buf.reserve(64 * 1024);
             }
             match reader.read_buf(&mut buf).await {
-                Ok(0) => return "peer closed the connection".to_owned(),
+                Ok(0) if buf.is_empty() => return "peer closed the connection".to_owned(),
+                Ok(0) => {
+                    return format!(
+                        "peer closed the connection mid-frame ({} bytes of an incomplete frame)",
+                        buf.len()
+                    );
+                }
                 // Any bytes count, so a large frame arriving slowly is not idleness.
                 Ok(_) => touch(&last_read),
                 Err(e) => return format!("read failed: {e}"),
