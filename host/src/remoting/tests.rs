@@ -419,6 +419,17 @@ async fn slots_of_closed_connections_and_failed_connects_are_pruned() {
     assert_eq!(pool.slot_count(), 1);
 }
 
+/// A caller that gives up mid-connect (its timeout is shorter than the connect) leaves no slot
+/// behind either: an address that never answers must not pin memory.
+#[tokio::test(start_paused = true)]
+async fn a_connect_abandoned_by_its_caller_leaves_no_slot() {
+    let (pool, dialer, _peers) = duplex_pool(Duration::from_secs(2));
+    let err = pool.request("slow:1", list_request("g"), Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(err, RemotingError::ConnectTimeout { .. }), "{err:?}");
+    assert_eq!(dialer.dials.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.slot_count(), 0, "the abandoned connect left its slot");
+}
+
 /// Our own writes say nothing about the peer: a connection on which we keep sending (oneway
 /// offset commits, say) but never hear back from the peer is idle, and closes.
 #[tokio::test(start_paused = true)]
