@@ -2,5 +2,6 @@
 
 pub mod cluster;
 pub mod java_peer;
+pub mod proxy;
 pub mod support;
 pub mod wasm;

@@ -5,6 +5,15 @@
 //! requests to the registered [`RequestHandler`]. Any framing or I/O error *poisons* the
 //! connection: every waiting request fails at once with the reason, and the pool opens a new
 //! connection for the next request. Other connections are not affected.
+//!
+//! A peer that vanishes silently (power-off, partition, a NAT that forgot the flow) produces no
+//! error at all, only silence; three things turn that silence into a close, so that the pool
+//! reconnects once the network heals:
+//! * a request that times out closes the connection (Java's `clientCloseSocketIfTimeout`), long
+//!   polls included: their timeout already allows for the broker's suspend time;
+//! * only what we *read* counts as activity for the idle check: our own writes succeed into the
+//!   socket buffer whether or not anyone is there;
+//! * TCP keepalive (set by the pool) probes a connection on which nothing is in flight.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,8 +80,9 @@ impl RequestHandler for RejectAll {
 pub struct ConnectionConfig {
     /// Largest frame accepted or sent (Java: 16 MiB).
     pub max_frame_len: usize,
-    /// Close the connection after this long with no traffic and nothing in flight (Java: 120 s,
-    /// which is also when the broker drops a silent channel).
+    /// Close the connection after this long with nothing read from the peer and nothing in
+    /// flight (Java: 120 s, which is also when the broker drops a silent channel). Our own writes
+    /// do not count: they prove nothing about the peer.
     pub idle_timeout: Duration,
     /// Capacity of the outbound queue; senders wait when it is full.
     pub outbound_capacity: usize,
@@ -96,6 +106,10 @@ impl Default for ConnectionConfig {
     }
 }
 
+/// A request timeout shorter than this says nothing about the peer (the time went elsewhere, e.g.
+/// into the connect), so it does not close the connection: Java's `MIN_CLOSE_TIMEOUT_MILLIS`.
+pub const MIN_CLOSE_WINDOW: Duration = Duration::from_millis(100);
+
 type Pending = Mutex<HashMap<Opaque, oneshot::Sender<RemotingCommand>>>;
 
 /// State shared by the handle and the task.
@@ -109,6 +123,18 @@ struct Shared {
 }
 
 impl Shared {
+    /// Records why the connection closes, unless a reason is already recorded (the first cause
+    /// is the one worth reporting). The task sees it and shuts the connection down.
+    fn close(&self, reason: Arc<str>) {
+        self.closed.send_if_modified(|current| {
+            if current.is_some() {
+                return false;
+            }
+            *current = Some(reason);
+            true
+        });
+    }
+
     fn close_reason(&self) -> Option<Arc<str>> {
         self.closed.borrow().clone()
     }
@@ -188,12 +214,22 @@ impl Connection {
         &self.shared.addr
     }
 
+    /// True when both handles are to the same connection (not merely the same address).
+    pub fn same_as(&self, other: &Connection) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// True once the connection is closed or poisoned; the pool then replaces it.
     pub fn is_closed(&self) -> bool {
         self.shared.close_reason().is_some() || self.outbound.is_closed()
     }
 
     /// Sends a request and waits for its response, at most `timeout` in all.
+    ///
+    /// A timeout closes the connection (unless `timeout` was too short to say anything about the
+    /// peer, see [`MIN_CLOSE_WINDOW`]): every other request on it fails at once with the reason,
+    /// and the pool dials afresh. This is how a peer that vanished without a FIN or RST is
+    /// noticed; a slow but live broker costs one reconnect, as in Java.
     pub async fn request(
         &self,
         mut cmd: RemotingCommand,
@@ -224,6 +260,16 @@ impl Connection {
             }
             Ok(Err(error)) => Err(error),
             Err(_) => {
+                if timeout > MIN_CLOSE_WINDOW {
+                    tracing::warn!(
+                        addr = %self.shared.addr, ?code, %opaque, ?timeout,
+                        "request timed out; closing the connection"
+                    );
+                    self.shared.close(Arc::from(format!(
+                        "request {code:?} (opaque {opaque}) timed out after {timeout:?}; \
+                         the peer is presumed lost"
+                    )));
+                }
                 Err(RemotingError::Timeout { addr: self.shared.addr.clone(), code, after: timeout })
             }
         }
@@ -269,6 +315,15 @@ impl Connection {
         self.shared.pending().len()
     }
 
+    /// Resolves once the connection has closed (or its task is gone), without holding the
+    /// connection open meanwhile: the pool watches its slots with it.
+    pub(crate) fn closed_signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shared.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+    }
+
     /// Waits until the connection is closed and returns why.
     pub async fn closed(&self) -> Arc<str> {
         let mut rx = self.shared.closed.subscribe();
@@ -292,7 +347,9 @@ async fn run<IO>(
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(io);
-    let last_activity = Arc::new(Mutex::new(Instant::now()));
+    // Only reads: a write succeeds into the socket buffer even when the peer is gone.
+    let last_read = Arc::new(Mutex::new(Instant::now()));
+    let mut close_requested = shared.closed.subscribe();
     let mut inbound: JoinSet<()> = JoinSet::new();
 
     let read_side = async {
@@ -301,7 +358,6 @@ async fn run<IO>(
             loop {
                 match decode_frame(&mut buf, config.max_frame_len) {
                     Ok(Some(cmd)) => {
-                        touch(&last_activity);
                         dispatch(cmd, &shared, &replies, &handler, &mut inbound, &config);
                     }
                     Ok(None) => break,
@@ -314,8 +370,15 @@ async fn run<IO>(
                 buf.reserve(64 * 1024);
             }
             match reader.read_buf(&mut buf).await {
-                Ok(0) => return "peer closed the connection".to_owned(),
-                Ok(_) => {}
+                Ok(0) if buf.is_empty() => return "peer closed the connection".to_owned(),
+                Ok(0) => {
+                    return format!(
+                        "peer closed the connection mid-frame ({} bytes of an incomplete frame)",
+                        buf.len()
+                    );
+                }
+                // Any bytes count, so a large frame arriving slowly is not idleness.
+                Ok(_) => touch(&last_read),
                 Err(e) => return format!("read failed: {e}"),
             }
         }
@@ -337,18 +400,28 @@ async fn run<IO>(
             if let Err(e) = writer.write_all(&batch).await {
                 return format!("write failed: {e}");
             }
-            touch(&last_activity);
         }
     };
 
     let idle = async {
         loop {
-            let since = last_activity.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+            let since = last_read.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+            // A waiting request is bounded by its own timeout, which closes the connection.
             if since >= config.idle_timeout && shared.pending().is_empty() {
-                return format!("idle for {:?}", config.idle_timeout);
+                return format!(
+                    "idle: nothing read from the peer for {:?} and no request waiting",
+                    config.idle_timeout
+                );
             }
             let wait = config.idle_timeout.saturating_sub(since).max(Duration::from_millis(100));
             tokio::time::sleep(wait).await;
+        }
+    };
+
+    let requested = async {
+        match close_requested.wait_for(Option::is_some).await {
+            Ok(reason) => reason.as_deref().unwrap_or("closed").to_owned(),
+            Err(_) => "closed".to_owned(),
         }
     };
 
@@ -356,9 +429,10 @@ async fn run<IO>(
         r = read_side => r,
         r = write_side => r,
         r = idle => r,
+        r = requested => r,
     };
     tracing::debug!(addr = %shared.addr, %reason, "connection closed");
-    shared.closed.send_replace(Some(Arc::from(reason.as_str())));
+    shared.close(Arc::from(reason.as_str()));
     // Dropping the senders wakes every waiter, which then reads the close reason.
     shared.pending().clear();
     inbound.abort_all();

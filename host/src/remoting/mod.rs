@@ -1,8 +1,10 @@
 //! Connections to name servers and brokers.
 //!
 //! [`connection`] runs one task per TCP connection (reader and writer driven together) and pairs
-//! responses with requests by opaque; [`pool`] keeps one connection per address, reconnecting
-//! after a connection is poisoned and closing idle ones. Both are generic over
+//! responses with requests by opaque, and closes a connection whose peer has gone silent (a
+//! request timeout, nothing read for the idle timeout); [`pool`] keeps one connection per address
+//! (TCP keepalive on), reconnecting after a connection closes, and forgets an address once its
+//! connection has closed. Both are generic over
 //! `AsyncRead + AsyncWrite`, so unit tests drive them with `tokio::io::duplex` and a scripted peer.
 
 pub mod connection;

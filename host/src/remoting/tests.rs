@@ -13,7 +13,7 @@ use super::connection::{
 };
 use super::error::RemotingError;
 use super::fake::FakePeer;
-use super::pool::{ConnectionPool, PoolConfig};
+use super::pool::{ConnectionPool, Dial, DialFuture, Io, PoolConfig};
 use crate::protocol::header::{GetConsumerListByGroupRequestHeader, OffsetResponseHeader};
 use crate::protocol::{Opaque, QueueOffset, RemotingCommand, RequestCode, ResponseCode};
 
@@ -59,18 +59,20 @@ async fn responses_are_matched_by_opaque_even_out_of_order() {
 
 #[tokio::test(start_paused = true)]
 async fn timed_out_and_cancelled_requests_leave_no_pending_entry() {
-    let (conn, mut peer) = conn_pair(Arc::new(RejectAll));
+    let (conn, peer) = conn_pair(Arc::new(RejectAll));
     let err = conn.request(list_request("g"), Duration::from_millis(300)).await.unwrap_err();
     assert!(matches!(
         err,
         RemotingError::Timeout { code: RequestCode::GetConsumerListByGroup, .. }
     ));
     assert_eq!(conn.pending_len(), 0);
-    // A late response for the abandoned request is ignored without harm.
-    let late = peer.recv().await.unwrap();
-    peer.send(&offset_response(&late, 9)).await;
+    // The timeout closed the connection (see the pool tests for what follows).
+    assert!(conn.is_closed());
+    drop(peer);
 
-    // Cancelled by dropping the future mid-flight.
+    // Cancelled by dropping the future mid-flight: that says nothing about the peer, so the
+    // connection stays open.
+    let (conn, mut peer) = conn_pair(Arc::new(RejectAll));
     let c = conn.clone();
     let task = tokio::spawn(async move { c.request(list_request("g"), LONG).await });
     let _seen = peer.recv().await.unwrap();
@@ -274,4 +276,192 @@ async fn requests_are_signed_when_credentials_are_set() {
     assert_eq!(sig, signature(b"SK", &content_to_sign(&unsigned, &got.body)));
     // Content is "AK" + "G" + body.
     assert_eq!(content_to_sign(&unsigned, &got.body), b"AKGxyz".to_vec());
+}
+
+/// The peers a [`DuplexDial`] hands out, with the address each was dialled for.
+type DialledPeers = tokio::sync::mpsc::Receiver<(String, FakePeer<tokio::io::DuplexStream>)>;
+
+/// Dials in memory: every dial hands the peer's end of a fresh duplex pipe to the test, after
+/// `delay` (a slow connect), or refuses addresses that start with `gone`.
+struct DuplexDial {
+    delay: Duration,
+    peers: tokio::sync::mpsc::Sender<(String, FakePeer<tokio::io::DuplexStream>)>,
+    dials: AtomicUsize,
+}
+
+impl DuplexDial {
+    fn new(delay: Duration) -> (Arc<Self>, DialledPeers) {
+        let (peers, rx) = tokio::sync::mpsc::channel(16);
+        (Arc::new(Self { delay, peers, dials: AtomicUsize::new(0) }), rx)
+    }
+}
+
+impl Dial for DuplexDial {
+    fn dial<'a>(&'a self, addr: &'a str, timeout: Duration) -> DialFuture<'a> {
+        Box::pin(async move {
+            self.dials.fetch_add(1, Ordering::SeqCst);
+            tokio::time::timeout(timeout, tokio::time::sleep(self.delay)).await.map_err(|_| {
+                RemotingError::ConnectTimeout { addr: addr.to_owned(), after: timeout }
+            })?;
+            if addr.starts_with("gone") {
+                return Err(RemotingError::Connect {
+                    addr: addr.to_owned(),
+                    reason: Arc::from("connection refused"),
+                });
+            }
+            let (ours, theirs) = duplex(1 << 16);
+            let _ = self.peers.send((addr.to_owned(), FakePeer::new(theirs))).await;
+            Ok(Box::new(ours) as Box<dyn Io>)
+        })
+    }
+}
+
+fn duplex_pool(delay: Duration) -> (ConnectionPool, Arc<DuplexDial>, DialledPeers) {
+    let (dialer, peers) = DuplexDial::new(delay);
+    let pool = ConnectionPool::with_dialer(
+        PoolConfig::default(),
+        Arc::new(RejectAll),
+        Arc::clone(&dialer) as Arc<dyn Dial>,
+    );
+    (pool, dialer, peers)
+}
+
+/// A silent peer (power-off, partition, NAT drop) shows only as a timeout. Java closes the
+/// channel then (`clientCloseSocketIfTimeout`); so do we: the other requests on the connection
+/// fail at once with a reason that says why, and the next request gets a fresh connection
+/// instead of queueing behind a dead one forever.
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_request_closes_the_connection_and_the_pool_dials_afresh() {
+    let (pool, dialer, mut peers) = duplex_pool(Duration::ZERO);
+    let first = pool.get("fake:1").await.unwrap();
+    let (_, mut peer) = peers.recv().await.unwrap();
+    // A long-poll style request that would wait a minute, and a short one; the peer reads both
+    // and answers neither.
+    let p = pool.clone();
+    let long = tokio::spawn(async move {
+        p.request("fake:1", list_request("a"), Duration::from_secs(60)).await
+    });
+    let _ = peer.recv().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let err = pool.request("fake:1", list_request("b"), Duration::from_secs(3)).await.unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    let other = long.await.unwrap().unwrap_err();
+    match &other {
+        RemotingError::Closed { addr, reason } => {
+            assert_eq!(addr, "fake:1");
+            assert!(reason.contains("timed out"), "{reason}");
+        }
+        other => panic!("the waiting request should fail with the close reason, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "failed at once, not after its own 60 s");
+    assert!(first.is_closed(), "the timed-out connection is closed");
+    let second = pool.get("fake:1").await.unwrap();
+    assert!(!second.is_closed());
+    assert_eq!(dialer.dials.load(Ordering::SeqCst), 2, "a fresh connection was dialled");
+    // The fresh connection works.
+    let (_, mut peer2) = peers.recv().await.unwrap();
+    let p = pool.clone();
+    let ok = tokio::spawn(async move { p.request("fake:1", list_request("c"), LONG).await });
+    let q = peer2.recv().await.unwrap();
+    peer2.send(&offset_response(&q, 7)).await;
+    assert!(ok.await.unwrap().is_ok());
+}
+
+/// One timeout bounds the whole call: a slow connect leaves less time for the response, as
+/// Java's invokeSync subtracts the time spent getting the channel.
+#[tokio::test(start_paused = true)]
+async fn a_pool_request_is_bounded_by_one_timeout_including_the_connect() {
+    let (pool, _dialer, mut peers) = duplex_pool(Duration::from_secs(2));
+    let timeout = Duration::from_secs(3);
+    let started = tokio::time::Instant::now();
+    let p = pool.clone();
+    let call = tokio::spawn(async move { p.request("fake:1", list_request("g"), timeout).await });
+    // The peer reads the request and never answers.
+    let (_, mut peer) = peers.recv().await.unwrap();
+    let _ = peer.recv().await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    assert!(took <= timeout, "the call took {took:?}, over its timeout of {timeout:?}");
+    assert!(err.to_string().contains("after 3s"), "names the caller's timeout: {err}");
+}
+
+/// A long-running process whose brokers change addresses must not keep a slot (and a dead
+/// connection) per address it ever used: slots go when their connection closes or the connect
+/// fails.
+#[tokio::test(start_paused = true)]
+async fn slots_of_closed_connections_and_failed_connects_are_pruned() {
+    let (pool, _dialer, mut peers) = duplex_pool(Duration::ZERO);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let addr = format!("fake:{i}");
+        held.push(pool.get(&addr).await.unwrap());
+        peers.recv().await.unwrap();
+        // Dropping the peer's end closes the connection ("peer closed the connection").
+    }
+    assert!(pool.get("gone:1").await.is_err());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pool.slot_count() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} slot(s) left after every connection closed",
+            pool.slot_count()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for conn in &held {
+        assert!(conn.is_closed());
+    }
+    // A pruned address connects again on demand.
+    let again = pool.get("fake:0").await.unwrap();
+    let (_, _peer) = peers.recv().await.unwrap();
+    assert!(!again.is_closed());
+    assert_eq!(pool.slot_count(), 1);
+}
+
+/// A caller that gives up mid-connect (its timeout is shorter than the connect) leaves no slot
+/// behind either: an address that never answers must not pin memory.
+#[tokio::test(start_paused = true)]
+async fn a_connect_abandoned_by_its_caller_leaves_no_slot() {
+    let (pool, dialer, _peers) = duplex_pool(Duration::from_secs(2));
+    let err = pool.request("slow:1", list_request("g"), Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(err, RemotingError::ConnectTimeout { .. }), "{err:?}");
+    assert_eq!(dialer.dials.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.slot_count(), 0, "the abandoned connect left its slot");
+}
+
+/// Our own writes say nothing about the peer: a connection on which we keep sending (oneway
+/// offset commits, say) but never hear back from the peer is idle, and closes.
+#[tokio::test(start_paused = true)]
+async fn only_reads_from_the_peer_count_as_activity() {
+    let (a, b) = duplex(1 << 20);
+    let config = ConnectionConfig { idle_timeout: Duration::from_secs(10), ..Default::default() };
+    let conn = Connection::spawn(a, "fake:1", config, Arc::new(RejectAll));
+    let _silent = FakePeer::new(b);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !conn.is_closed() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still open after 30 s of writes and no reads (idle timeout 10 s)"
+        );
+        let _ = conn.oneway(list_request("g"), LONG).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let reason = conn.closed().await;
+    assert!(reason.contains("idle"), "{reason}");
+}
+
+/// TCP keepalive finds a peer that vanished while nothing was in flight, without our traffic.
+#[tokio::test]
+async fn tcp_connections_have_keepalive_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let stream = super::pool::connect_tcp(&addr, LONG).await.unwrap();
+    let sock = socket2::SockRef::from(&stream);
+    assert!(sock.keepalive().unwrap(), "SO_KEEPALIVE is off");
+    assert!(
+        sock.tcp_keepalive_time().unwrap() <= Duration::from_secs(60),
+        "keepalive idle time {:?} is the system default (hours)",
+        sock.tcp_keepalive_time().unwrap()
+    );
 }

@@ -202,7 +202,7 @@ pub(crate) fn broker_toml(conf: &BrokerConf<'_>) -> String {
     let store_root = store.display().to_string();
     let commit_log = store.join("commitlog").display().to_string();
     let mut broker = vec![
-        ("brokerIp1".to_owned(), toml_str("127.0.0.1")),
+        ("brokerIp1".to_owned(), toml_str(&opts.advertised_ip)),
         ("listenPort".to_owned(), ports.listen.to_string()),
         ("namesrvAddr".to_owned(), toml_str(namesrv_addr)),
         ("storePathRootDir".to_owned(), toml_str(&store_root)),
@@ -270,7 +270,7 @@ pub(crate) fn broker_properties(conf: &BrokerConf<'_>) -> String {
         ("namesrvAddr", (*namesrv_addr).to_owned()),
         // Advertised addresses: clients (IP1) and the slave's HA connection (IP2). Left unset,
         // both default to the first non-loopback interface address.
-        ("brokerIP1", "127.0.0.1".to_owned()),
+        ("brokerIP1", opts.advertised_ip.clone()),
         ("brokerIP2", "127.0.0.1".to_owned()),
         ("listenPort", ports.listen.to_string()),
         // 5.x binds its remoting listeners here; 4.9 has no such key (binds every interface).

@@ -133,6 +133,13 @@ pub struct ClusterOptions {
     /// Run a watchdog that kills every server when this process exits. On for tests; the
     /// `cluster` CLI turns it off to leave the cluster running detached.
     pub watchdog: bool,
+    /// The IP every broker advertises to clients (`brokerIP1`): what routes from the name server
+    /// say. Default 127.0.0.1, where brokers listen. Another loopback address (127.0.0.2) lets a
+    /// test put a proxy at `advertised_ip:listenPort` in front of the broker on
+    /// `127.0.0.1:listenPort`, so that every client that follows routes (our consumer, unchanged)
+    /// talks to the broker through it. Needs a broker that binds 127.0.0.1 only (Java 5.x,
+    /// rocketmq-rust); Java 4.9 binds every interface, so the proxy's port would be taken.
+    pub advertised_ip: String,
 }
 
 impl Default for ClusterOptions {
@@ -151,6 +158,7 @@ impl Default for ClusterOptions {
             log_filter: "info".to_owned(),
             startup_timeout: Duration::from_secs(90),
             watchdog: true,
+            advertised_ip: "127.0.0.1".to_owned(),
         }
     }
 }
@@ -160,8 +168,11 @@ impl Default for ClusterOptions {
 pub struct BrokerNode {
     /// Name, id and role.
     pub spec: NodeSpec,
-    /// `127.0.0.1:port` as registered with the name server.
+    /// `<advertised ip>:port` as registered with the name server (what routes say).
     pub addr: String,
+    /// `127.0.0.1:port`, where the broker listens (the same as `addr` unless
+    /// [`ClusterOptions::advertised_ip`] says otherwise).
+    pub listen_addr: String,
     server: Server,
     /// Config file and home directory, kept for a restart.
     conf: PathBuf,
@@ -311,6 +322,7 @@ impl Cluster {
             let node_dir = dir.join(spec.key());
             brokers.push(BrokerNode {
                 addr: addr.to_owned(),
+                listen_addr: addr.to_owned(),
                 server: Server::attached(
                     format!("broker {}", spec.key()),
                     pid(broker_pid, "BROKERS")?,
@@ -432,8 +444,9 @@ impl Cluster {
                 node.addr
             );
         }
-        rpc(&node.addr, code::GET_BROKER_RUNTIME_INFO, &[], &[], rpc::REQUEST_TIMEOUT)
-            .with_context(|| format!("broker {} does not answer", node.addr))?;
+        // Where it listens: the advertised address may be a proxy that is not up yet.
+        rpc(&node.listen_addr, code::GET_BROKER_RUNTIME_INFO, &[], &[], rpc::REQUEST_TIMEOUT)
+            .with_context(|| format!("broker {} does not answer", node.listen_addr))?;
         Ok(())
     }
 
@@ -751,7 +764,8 @@ fn spawn_broker(
         opts.watchdog,
     )?;
     Ok(BrokerNode {
-        addr: format!("127.0.0.1:{}", ports.listen),
+        addr: format!("{}:{}", opts.advertised_ip, ports.listen),
+        listen_addr: format!("127.0.0.1:{}", ports.listen),
         spec,
         server,
         conf: conf_path,
