@@ -110,51 +110,97 @@ impl fmt::Debug for PluginEnv {
 /// reported as `ResourceLimit` and not as a plain trap.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitExceeded {
-    #[error("memory cap exceeded: {desired} bytes requested, cap {cap} bytes")]
+    #[error(
+        "memory cap exceeded: {desired} bytes requested for the store's memories and tables, \
+         cap {cap} bytes"
+    )]
     Memory { desired: usize, cap: usize },
-    #[error("table cap exceeded: {desired} elements requested, cap {cap}")]
+    #[error(
+        "table cap exceeded: {desired} elements requested across the store's tables, cap {cap}"
+    )]
     Table { desired: usize, cap: usize },
 }
 
-/// The per-store resource limiter. Growth past a cap traps (instead of `memory.grow` returning
-/// -1) so that the abort is attributed to the limit, with a backtrace at the allocation.
+/// Bytes one table element occupies on the host: a pointer (wasmtime's funcref and externref
+/// slots), what the pooling allocator reserves per element.
+pub(crate) const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// The per-store resource limiter: one budget for everything the guest's instances grow.
+///
+/// Why sums: a component holds several core instances (the guest, the WASI adapter, the
+/// interpreter of a Python or JavaScript plugin), and the pooling allocator lets each have its
+/// own memories and tables. Capping each memory alone would let a component with four memories
+/// take four times the cap; table slots (8 bytes each) would not count at all. So the memory cap
+/// is on the sum of every memory's size plus every table's bytes, and the table cap on the sum
+/// of elements. Growth past a cap traps (instead of `memory.grow` returning -1) so that the
+/// abort is attributed to the limit, with a backtrace at the allocation.
 #[derive(Debug)]
 pub(crate) struct StoreLimiter {
     memory_cap: usize,
     table_cap: usize,
-    /// The largest memory this store asked for, for the stats.
-    pub peak_memory: usize,
+    /// Bytes of every memory of the store, as last granted.
+    memory_bytes: usize,
+    /// Elements of every table of the store, as last granted.
+    table_elements: usize,
+}
+
+impl StoreLimiter {
+    pub fn new(memory_cap: usize, table_cap: usize) -> Self {
+        Self { memory_cap, table_cap, memory_bytes: 0, table_elements: 0 }
+    }
+
+    /// Memory and table bytes the store holds now.
+    pub fn used_bytes(&self) -> usize {
+        self.memory_bytes.saturating_add(self.table_elements.saturating_mul(TABLE_ELEMENT_BYTES))
+    }
+
+    /// Grants a memory growing from `current` to `desired` bytes if the store's total stays
+    /// within the cap.
+    fn grow_memory(&mut self, current: usize, desired: usize) -> Result<(), LimitExceeded> {
+        let grown = desired.saturating_sub(current);
+        let total = self.used_bytes().saturating_add(grown);
+        if total > self.memory_cap {
+            return Err(LimitExceeded::Memory { desired: total, cap: self.memory_cap });
+        }
+        self.memory_bytes = self.memory_bytes.saturating_add(grown);
+        Ok(())
+    }
+
+    /// Grants a table growing from `current` to `desired` elements if the store's element
+    /// total and byte total stay within their caps.
+    fn grow_table(&mut self, current: usize, desired: usize) -> Result<(), LimitExceeded> {
+        let grown = desired.saturating_sub(current);
+        let elements = self.table_elements.saturating_add(grown);
+        if elements > self.table_cap {
+            return Err(LimitExceeded::Table { desired: elements, cap: self.table_cap });
+        }
+        let total = self.used_bytes().saturating_add(grown.saturating_mul(TABLE_ELEMENT_BYTES));
+        if total > self.memory_cap {
+            return Err(LimitExceeded::Memory { desired: total, cap: self.memory_cap });
+        }
+        self.table_elements = elements;
+        Ok(())
+    }
 }
 
 impl ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            return Err(wasmtime::Error::new(LimitExceeded::Memory {
-                desired,
-                cap: self.memory_cap,
-            }));
-        }
-        self.peak_memory = self.peak_memory.max(desired);
+        self.grow_memory(current, desired).map_err(wasmtime::Error::new)?;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.table_cap {
-            return Err(wasmtime::Error::new(LimitExceeded::Table {
-                desired,
-                cap: self.table_cap,
-            }));
-        }
+        self.grow_table(current, desired).map_err(wasmtime::Error::new)?;
         Ok(true)
     }
 
@@ -219,17 +265,15 @@ const STDERR_CAPACITY: usize = 4096;
 
 impl HostState {
     pub fn new(env: Arc<PluginEnv>, topic: Arc<str>, queue_id: i32) -> Self {
-        let limiter = StoreLimiter {
-            memory_cap: env.limits.memory,
-            table_cap: env.limits.table_elements,
-            peak_memory: 0,
-        };
+        let limiter = StoreLimiter::new(env.limits.memory, env.limits.table_elements);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(env.limits.max_wasi_resources);
         Self {
             env,
             topic,
             queue_id,
             wasi: None,
-            table: ResourceTable::new(),
+            table,
             limiter,
             log: LogMeter::default(),
             sends: SendMeter::default(),
@@ -397,5 +441,59 @@ impl producer::Host for HostState {
                 Err(convert::produce_error(&e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod limiter_tests {
+    use wasmtime::{Config, Engine, Module, Store};
+
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn the_caps_apply_to_the_sum_of_every_memory_and_table() {
+        let mut l = StoreLimiter::new(10 * MIB, 1000);
+        assert_eq!(l.grow_memory(0, 4 * MIB), Ok(()), "first memory");
+        assert_eq!(l.grow_memory(0, 4 * MIB), Ok(()), "second memory");
+        assert_eq!(
+            l.grow_memory(0, 4 * MIB),
+            Err(LimitExceeded::Memory { desired: 12 * MIB, cap: 10 * MIB }),
+            "a third memory of the same size would pass a per-memory cap"
+        );
+        assert_eq!(l.grow_memory(4 * MIB, 5 * MIB), Ok(()), "growth counts the difference only");
+        assert_eq!(l.used_bytes(), 9 * MIB);
+        assert_eq!(l.grow_table(0, 600), Ok(()));
+        assert_eq!(
+            l.grow_table(0, 600),
+            Err(LimitExceeded::Table { desired: 1200, cap: 1000 }),
+            "elements are summed over tables"
+        );
+        assert_eq!(l.used_bytes(), 9 * MIB + 600 * TABLE_ELEMENT_BYTES);
+        // Table bytes count against the memory cap too.
+        let mut l = StoreLimiter::new(MIB, usize::MAX);
+        let elements = MIB / TABLE_ELEMENT_BYTES;
+        assert_eq!(l.grow_table(0, elements), Ok(()));
+        assert!(matches!(l.grow_memory(0, 64 * 1024), Err(LimitExceeded::Memory { .. })));
+    }
+
+    /// What wasmtime asks the limiter for a module with two memories: each within a
+    /// per-memory cap, together over it.
+    #[test]
+    fn wasmtime_cannot_instantiate_two_memories_over_the_summed_cap() {
+        let engine = Engine::new(&Config::new()).unwrap();
+        // `(module (memory 40) (memory 40))`: 40 pages (2.5 MiB) each, in binary form (the
+        // engine is built without the text parser).
+        let wasm = [0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 5, 2, 0, 40, 0, 40];
+        let module = Module::new(&engine, wasm).unwrap();
+        let instantiate = |cap: usize| {
+            let mut store = Store::new(&engine, StoreLimiter::new(cap, 1000));
+            store.limiter(|l| l);
+            wasmtime::Instance::new(&mut store, &module, &[]).map(|_| store.data().used_bytes())
+        };
+        assert_eq!(instantiate(5 * MIB).unwrap(), 5 * MIB, "both fit in 5 MiB together");
+        let err = instantiate(4 * MIB).expect_err("each memory fits 4 MiB, both do not");
+        assert!(err.downcast_ref::<LimitExceeded>().is_some(), "{err:?}");
     }
 }

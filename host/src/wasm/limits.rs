@@ -27,11 +27,20 @@ pub struct ListenerLimits {
     /// Fuel between cooperative yields to tokio, so a hot loop never holds a worker thread for
     /// more than about a millisecond.
     pub fuel_yield_interval: u64,
-    /// Linear memory cap per instance (bytes). Must not exceed the engine's
+    /// Memory cap per call (bytes): every linear memory of the component's instances plus
+    /// their tables' bytes, together (see `host::StoreLimiter`). Must not exceed the engine's
     /// `max_memory_size`.
     pub memory: usize,
-    /// Elements per table.
+    /// Table elements per call, summed over every table.
     pub table_elements: usize,
+    /// Bytes the guest may pass to one host call (a log line, a message to send), which
+    /// wasmtime copies out of guest memory before the host sees them; past it the call traps
+    /// (wasmtime's "hostcall fuel", 128 MiB by default). The default fits RocketMQ's largest
+    /// message (4 MiB) with its properties twice over.
+    pub max_hostcall_bytes: usize,
+    /// WASI resources (streams, pollables, …) a call may hold at once; wasmtime's default is a
+    /// million, each a host allocation.
+    pub max_wasi_resources: usize,
     /// Sandboxes of this listener that may run at once; callers beyond wait (backpressure).
     pub slots: u32,
     /// Log lines a call may emit; later lines are counted and dropped.
@@ -76,6 +85,8 @@ impl Default for ListenerLimits {
             fuel_yield_interval: FUEL_PER_MS,
             memory: 64 * 1024 * 1024,
             table_elements: 100_000,
+            max_hostcall_bytes: 8 << 20,
+            max_wasi_resources: 4096,
             slots: 16,
             max_log_lines: 256,
             max_log_line: 4096,

@@ -432,6 +432,7 @@ fn new_store(
     let state = HostState::new(Arc::clone(env), topic, queue_id);
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(limits.max_hostcall_bytes);
     store
         .fuel_async_yield_interval(Some(limits.fuel_yield_interval))
         .expect("fuel is enabled on the engine");
@@ -669,10 +670,18 @@ enum Stage {
     Call,
 }
 
+/// Whether `e` is wasmtime refusing to lift more than the store's hostcall budget
+/// ([`ListenerLimits::max_hostcall_bytes`]). wasmtime's error type for it is private, so its
+/// message is what identifies it; `one_host_call_cannot_make_the_host_copy_more_than_its_hostcall_budget`
+/// fails if a wasmtime upgrade changes it.
+fn is_hostcall_budget(e: &wasmtime::Error) -> bool {
+    e.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+}
+
 /// Maps a wasmtime error to an abort kind and a one-line detail (plus the guest backtrace and
 /// stderr, when there are any).
 fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
-    let kind = if e.downcast_ref::<LimitExceeded>().is_some() {
+    let kind = if e.downcast_ref::<LimitExceeded>().is_some() || is_hostcall_budget(e) {
         AbortKind::ResourceLimit
     } else if let Some(trap) = e.downcast_ref::<Trap>() {
         match trap {

@@ -313,6 +313,21 @@ async fn a_log_flood_is_capped() {
     assert_eq!(c.log_truncated, 1, "only the huge line is over the 4 KiB line cap");
 }
 
+/// What a guest passes to one host call is lifted (copied, UTF-8 checked) by wasmtime before the
+/// host sees it: a 16 MiB log line must be refused there, not copied and then truncated.
+#[tokio::test]
+async fn one_host_call_cannot_make_the_host_copy_more_than_its_hostcall_budget() {
+    let mut s = no_isolation(spec("log-flood", &[("lines", "0"), ("huge-line-kib", "16384")]));
+    s.limits.max_hostcall_bytes = 8 << 20;
+    let l = listener("log-flood", s).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::ResourceLimit, "{r:?}");
+    // Under the budget the same call goes through (the line is then truncated as usual).
+    let ok = listener("log-flood", spec("log-flood", &[("lines", "0"), ("huge-line-kib", "1024")]))
+        .await;
+    assert_eq!(ok.consume(&ctx(), &batch(1)).await.unwrap(), vec![MessageOutcome::Success]);
+}
+
 /// The per-call cap renews with every call (a retry is a call); the listener's rate does not.
 #[tokio::test]
 async fn the_log_rate_holds_across_calls() {
