@@ -5,7 +5,7 @@
 //! namesrv = ["127.0.0.1:9876"]
 //!
 //! [engine]                      # optional
-//! max_instances = 64            # sandboxes at once, all listeners together
+//! max_instances = 64            # sandboxes at once; default and minimum: the listeners' slots together
 //! max_memory = "256MiB"         # upper bound of any listener's memory cap
 //! cache_dir = "/var/cache/rmq-wasm"
 //! max_module_size = "50MiB"     # the largest .wasm file loaded
@@ -260,6 +260,22 @@ impl RunConfig {
         if self.listeners.is_empty() {
             anyhow::bail!("no [[listener]] is configured");
         }
+        let total = self.total_slots();
+        if let Some(n) = self.engine.max_instances
+            && n < total
+        {
+            let each: Vec<String> = self
+                .listeners
+                .iter()
+                .map(|l| format!("{} {}", l.display_name(), l.consumer_config().consume_thread_max))
+                .collect();
+            anyhow::bail!(
+                "engine.max_instances = {n} is less than the listeners' slots together ({total}: \
+                 {}): hanging calls of some listeners could hold every sandbox and starve the \
+                 others; raise max_instances (or leave it unset) or lower a listener's slots",
+                each.join(", ")
+            );
+        }
         for l in &self.listeners {
             for (key, value) in &l.config {
                 config_value(value).with_context(|| {
@@ -270,13 +286,23 @@ impl RunConfig {
         Ok(())
     }
 
+    /// Sandboxes the listeners may use at once, together: each gets its `slots` (its consumer's
+    /// listener-call bound) from the engine's pool, so the pool must hold them all for every
+    /// listener to be guaranteed its share.
+    fn total_slots(&self) -> u32 {
+        self.listeners
+            .iter()
+            .map(|l| l.consumer_config().consume_thread_max)
+            .fold(0, u32::saturating_add)
+    }
+
     /// The engine settings.
     pub fn engine_config(&self) -> EngineConfig {
         let mut c = EngineConfig::default();
         let e = &self.engine;
-        if let Some(n) = e.max_instances {
-            c.max_instances = n;
-        }
+        // Sized for every listener's slots by default, so none waits on another's (see `check`).
+        c.max_instances =
+            e.max_instances.unwrap_or_else(|| c.max_instances.max(self.total_slots()));
         if let Some(m) = e.max_memory {
             c.max_memory_size = m.0;
         }
@@ -557,6 +583,7 @@ max_module_size = "10MiB"
 [[listener]]
 group = "g1"
 topic = "t1"
+slots = 4
 expression = "a > 1"
 expression_type = "sql92"
 message_model = "broadcasting"
@@ -579,8 +606,29 @@ verbose = true
 [[listener]]
 group = "g2"
 topic = "t2"
+slots = 4
 wasm = "/abs/filter.wasm"
 "#;
+
+    /// Every listener gets its slots from the pool, whatever the others do: a pool smaller
+    /// than their sum would let hanging calls of some listeners starve the rest.
+    #[test]
+    fn the_sandbox_pool_holds_every_listeners_slots() {
+        let two = |engine: &str| {
+            format!(
+                "namesrv = \"127.0.0.1:9876\"\n{engine}\n\
+                 [[listener]]\ngroup = \"g1\"\ntopic = \"t\"\nwasm = \"a.wasm\"\nslots = 30\n\
+                 [[listener]]\ngroup = \"g2\"\ntopic = \"t\"\nwasm = \"b.wasm\"\nslots = 50\n"
+            )
+        };
+        let sized = RunConfig::parse(&two("")).unwrap();
+        assert_eq!(sized.engine_config().max_instances, 80, "default: the slots together");
+        let err = RunConfig::parse(&two("[engine]\nmax_instances = 64")).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("max_instances = 64") && text.contains("80"), "{text}");
+        let roomy = RunConfig::parse(&two("[engine]\nmax_instances = 100")).unwrap();
+        assert_eq!(roomy.engine_config().max_instances, 100);
+    }
 
     #[test]
     fn a_full_config_maps_onto_consumer_and_sandbox_settings() {

@@ -449,6 +449,72 @@ async fn busy_slots_make_callers_wait_instead_of_failing() {
     assert_eq!(l.stats().counters.calls, 2);
 }
 
+/// Fairness: a pool that holds every listener's slots (what `rmq-wasm run` sizes by default,
+/// and refuses to undercut) lets a healthy listener run at full speed while three hostile
+/// listeners keep every one of their sandboxes parked in a host call that never returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_listener_keeps_its_sandboxes_while_three_others_hang() {
+    const SLOTS: u32 = 2;
+    let engine = SandboxEngine::new(EngineConfig {
+        max_instances: 4 * SLOTS,
+        cache_dir: Some(workspace_root().join("target/wasm-cache")),
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let mut healthy = spec("filter", &[("tag", "hold")]);
+    healthy.limits.slots = SLOTS;
+    let healthy = WasmListener::load(&engine, &plugin("filter"), healthy).await.unwrap();
+    let rounds = |n: usize| {
+        let healthy = &healthy;
+        async move {
+            let started = Instant::now();
+            for _ in 0..n {
+                healthy.consume(&ctx(), &batch(1)).await.unwrap();
+            }
+            started.elapsed()
+        }
+    };
+    const CALLS: usize = 300;
+    rounds(20).await;
+    let solo = rounds(CALLS).await;
+
+    let mut hostile = Vec::new();
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        let mut s = spec("hang-in-host-call", &[]);
+        grant(&mut s, Arc::new(TestProducer::default()), &["__hang__"]);
+        s.limits.slots = SLOTS;
+        s.limits.timeout = Duration::from_secs(120);
+        let l =
+            Arc::new(WasmListener::load(&engine, &plugin("hang-in-host-call"), s).await.unwrap());
+        for _ in 0..SLOTS {
+            let l = Arc::clone(&l);
+            parked.push(tokio::spawn(async move { l.consume(&ctx(), &batch(1)).await }));
+        }
+        hostile.push(l);
+    }
+    let started = Instant::now();
+    while hostile.iter().any(|l| l.stats().counters.calls < u64::from(SLOTS)) {
+        assert!(started.elapsed() < Duration::from_secs(30), "hostile calls did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Every hostile sandbox is taken and will stay so for two minutes; the healthy listener
+    // still runs every call now, at (about) its solo speed.
+    let loaded = tokio::time::timeout(Duration::from_secs(60), rounds(CALLS))
+        .await
+        .expect("the healthy listener was starved of sandboxes");
+    let ratio = solo.as_secs_f64() / loaded.as_secs_f64();
+    eprintln!(
+        "fairness: {CALLS} healthy calls solo {solo:?}, beside 3 hanging listeners {loaded:?}: \
+         {ratio:.2} of the solo throughput"
+    );
+    assert!(parked.iter().all(|p| !p.is_finished()), "the hostile calls are still parked");
+    assert!(ratio > 0.5, "throughput fell to {ratio:.2} of solo");
+    for p in parked {
+        p.abort();
+    }
+}
+
 #[tokio::test]
 async fn python_and_javascript_plugins_run_through_the_same_world() {
     for name in ["py-json-router", "js-json-router"] {
