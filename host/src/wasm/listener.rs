@@ -417,8 +417,38 @@ impl MessageListener for WasmListener {
         ctx: &'a ConsumeContext,
         messages: &'a [MessageExt],
     ) -> ListenerFuture<'a> {
-        Box::pin(async move { self.consume_traced(ctx, messages).await.0 })
+        Box::pin(async move {
+            let start = epoch_micros();
+            let result = self.consume_traced(ctx, messages).await.0;
+            // One line per call at DEBUG (off by default): who processed which queue when, in
+            // wall-clock microseconds comparable across processes on one machine. The fault
+            // tests (tests/tests/faults_host.rs) check from these that no queue of an orderly
+            // group is ever in two hosts' calls at once.
+            tracing::debug!(
+                target: "rmq_wasm::calls",
+                plugin = &*self.env.name,
+                group = &*ctx.group,
+                topic = %ctx.queue.topic,
+                broker = %ctx.queue.broker_name,
+                queue = ctx.queue.queue_id.0,
+                batch = messages.len(),
+                first_offset = messages.first().map_or(-1, |m| m.queue_offset.0),
+                last_offset = messages.last().map_or(-1, |m| m.queue_offset.0),
+                start_us = start,
+                end_us = epoch_micros(),
+                ok = result.is_ok(),
+                "listener call"
+            );
+            result
+        })
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch (0 if the clock is before it).
+fn epoch_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// A store set up for one call: per-call host state, limiter, fuel, epoch deadline.
