@@ -315,6 +315,20 @@ struct Tally {
     duplicated: usize,
 }
 
+impl Tally {
+    /// Every one of `n` sends was acknowledged and came out at least once.
+    fn assert_nothing_lost(&self, n: usize) {
+        assert_eq!(self.sent, n, "every send was acknowledged");
+        let lost = &self.lost;
+        assert!(
+            lost.is_empty(),
+            "lost {} keys, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(10)]
+        );
+    }
+}
+
 fn tally(sent: &[String], copies: &[MessageExt]) -> Tally {
     let mut per_key: HashMap<&str, usize> = HashMap::new();
     for k in copies.iter().flat_map(|m| m.keys()) {
@@ -413,13 +427,7 @@ async fn sigkill_and_restart_lose_nothing_and_replay_at_most_one_persist_interva
         ),
     );
     assert!(status.success(), "h2 shut down with {status}");
-    assert_eq!(t.sent, n, "every send was acknowledged");
-    assert!(
-        t.lost.is_empty(),
-        "lost {} keys, e.g. {:?}",
-        t.lost.len(),
-        &t.lost[..t.lost.len().min(10)]
-    );
+    t.assert_nothing_lost(n);
     assert!(h1_copies < n && h2_copies > 0, "the kill fell mid-stream");
     assert!(
         t.duplicated <= h1_recent,
@@ -641,13 +649,7 @@ async fn join_and_leave(mode: &str, n: usize) {
     for (status, host) in [(s1, "h1"), (s2, "h2"), (s3, "h3")] {
         assert!(status.success(), "{host} shut down with {status}");
     }
-    assert_eq!(t.sent, n, "every send was acknowledged");
-    assert!(
-        t.lost.is_empty(),
-        "lost {} keys, e.g. {:?}",
-        t.lost.len(),
-        &t.lost[..t.lost.len().min(10)]
-    );
+    t.assert_nothing_lost(n);
     assert!(called >= n, "the call log covers every message ({called} < {n})");
     // h2's and h3's joins and h1's and h2's leaves each move queues (8 queues, 3 hosts).
     assert!(

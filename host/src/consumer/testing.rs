@@ -307,14 +307,7 @@ impl BrokerApi for ScriptedBroker {
         let fail = self.fail_locks.load(Ordering::SeqCst);
         Box::pin(async move {
             if hang {
-                // What a caller sees from a black-holed broker: its own timeout.
-                tokio::time::sleep(timeout).await;
-                return Err(RemotingError::Timeout {
-                    addr: BROKER_ADDR.to_owned(),
-                    code: RequestCode::LockBatchMq,
-                    after: timeout,
-                }
-                .into());
+                return Err(black_holed(RequestCode::LockBatchMq, timeout).await);
             }
             if fail {
                 return Err(ClientError::NoRoute("lock refused".into()));
@@ -344,13 +337,7 @@ impl BrokerApi for ScriptedBroker {
         let hang = self.hang_heartbeats.load(Ordering::SeqCst);
         Box::pin(async move {
             if hang {
-                tokio::time::sleep(timeout).await;
-                return Err(RemotingError::Timeout {
-                    addr: BROKER_ADDR.to_owned(),
-                    code: RequestCode::HeartBeat,
-                    after: timeout,
-                }
-                .into());
+                return Err(black_holed(RequestCode::HeartBeat, timeout).await);
             }
             Ok(())
         })
@@ -383,6 +370,12 @@ pub(crate) enum Reply {
     Outcomes(Vec<MessageOutcome>),
     /// The listener panics.
     Panic,
+}
+
+/// What a caller sees from a black-holed broker: its own timeout, after waiting it out.
+async fn black_holed(code: RequestCode, timeout: Duration) -> ClientError {
+    tokio::time::sleep(timeout).await;
+    RemotingError::Timeout { addr: BROKER_ADDR.to_owned(), code, after: timeout }.into()
 }
 
 /// A listener call the test answers.
