@@ -515,6 +515,52 @@ async fn a_healthy_listener_keeps_its_sandboxes_while_three_others_hang() {
     }
 }
 
+/// A hostile Python plugin under the default limits: its interpreter's infinite loop is
+/// stopped (fuel, else the epoch deadline), its memory bomb hits the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_python_is_stopped_under_default_limits() {
+    let spin = listener("py-hostile", no_isolation(spec("py-hostile", &[("mode", "loop")]))).await;
+    let r = spin.consume(&ctx(), &batch(1)).await;
+    assert!(matches!(aborted(&r), AbortKind::FuelExhausted | AbortKind::Timeout), "{r:?}");
+    let bomb =
+        listener("py-hostile", no_isolation(spec("py-hostile", &[("mode", "memory")]))).await;
+    let r = bomb.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::ResourceLimit, "{r:?}");
+}
+
+/// How much memory the Python and JavaScript runtimes need for a call, against the default
+/// cap: the smallest cap (to the MiB, by bisection) under which a routing call succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_fit_the_default_memory_cap_with_headroom() {
+    let default_mib = ListenerLimits::default().memory >> 20;
+    for name in ["py-json-router", "js-json-router"] {
+        let runs_under = |mib: usize| async move {
+            let config =
+                [("route.order", "orders"), ("default-topic", "other"), ("target-topic", "orders")];
+            let mut s = no_isolation(spec(name, &config));
+            grant(&mut s, Arc::new(TestProducer::default()), &["orders", "other"]);
+            s.limits.memory = mib << 20;
+            let l = listener(name, s).await;
+            let msgs = [msg(0, "", "", r#"{"kind":"order","id":1}"#)];
+            l.consume(&ctx(), &msgs).await == Ok(vec![MessageOutcome::Success])
+        };
+        assert!(runs_under(default_mib).await, "{name} does not run under the default cap");
+        // Invariant: fails under `lo` MiB (or lo = 0), runs under `hi` MiB.
+        let (mut lo, mut hi) = (0, default_mib);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if runs_under(mid).await {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        let headroom = default_mib as f64 / hi as f64;
+        eprintln!("memory: {name} needs {hi} MiB per call; the default cap is {headroom:.1}x that");
+        assert!(headroom >= 1.5, "{name}: {hi} MiB leaves too little headroom under the default");
+    }
+}
+
 #[tokio::test]
 async fn python_and_javascript_plugins_run_through_the_same_world() {
     for name in ["py-json-router", "js-json-router"] {

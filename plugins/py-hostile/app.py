@@ -1,0 +1,27 @@
+"""Hostile rmq-wasm listener in Python (componentize-py), for the sandbox tests.
+
+Config `mode`:
+  loop    spin forever (the fuel budget or the epoch deadline must stop it)
+  memory  allocate 1 MiB blocks and keep them, forever (the memory cap must stop it)
+  (unset) succeed for every message: the runtime's own cost, for the memory-headroom figure
+"""
+
+from typing import List
+
+from wit_world import exports
+from wit_world.imports import config
+from wit_world.imports.types import Batch, ConsumeContext, MessageOutcome, MessageOutcome_Success
+
+
+class Handler(exports.Handler):
+    def consume(self, ctx: ConsumeContext, batch: Batch) -> List[MessageOutcome]:
+        mode = config.get("mode")
+        if mode == "loop":
+            n = 0
+            while True:
+                n = (n * 31 + 7) % 1_000_003
+        if mode == "memory":
+            kept = []
+            while True:
+                kept.append(bytearray(1 << 20))
+        return [MessageOutcome_Success() for _ in batch.messages]
