@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::listener::{ConsumeContext, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for};
 use super::process_queue::ConsumeStart;
-use super::shared::Shared;
+use super::shared::ConsumeEnv;
 use super::stats::QueueStats;
 use crate::client::ClientError;
 use crate::protocol::body::MessageModel;
@@ -55,7 +55,7 @@ pub(crate) fn prepare_for_listener(group_retry_topic: &str, msgs: &mut [MessageE
 /// size 1) and the queue's counters (looked up by hash under a lock otherwise).
 #[derive(Debug, Clone)]
 pub(crate) struct JobScope {
-    pub shared: Arc<Shared>,
+    pub env: Arc<ConsumeEnv>,
     pub ctx: Arc<ConsumeContext>,
     pub stats: Arc<QueueStats>,
 }
@@ -75,8 +75,8 @@ async fn call_listener(
     msgs: &mut [MessageExt],
     start: Option<&ConsumeStart>,
 ) -> Option<Vec<MessageOutcome>> {
-    let shared = &scope.shared;
-    let _permit = shared.consume_permits.acquire().await.ok()?;
+    let shared = &*scope.env;
+    let _permit = shared.permits.acquire().await.ok()?;
     if let Some(start) = start {
         start.stamp(Instant::now());
     }
@@ -143,12 +143,12 @@ async fn settle_outcomes(
     outcomes: Vec<MessageOutcome>,
     done: &mut Completion,
 ) {
-    let (shared, queue) = (&*scope.shared, scope.queue());
+    let (shared, queue) = (&*scope.env, scope.queue());
     for (msg, outcome) in msgs.into_iter().zip(outcomes) {
         match outcome {
             MessageOutcome::Success => done.settled.push(msg.queue_offset),
             // Broadcasting never retries: a failed message is only logged (Java).
-            _ if shared.config.message_model == MessageModel::Broadcasting => {
+            _ if shared.message_model == MessageModel::Broadcasting => {
                 tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, "broadcast message failed; dropped");
                 done.settled.push(msg.queue_offset);
             }
@@ -173,7 +173,7 @@ async fn settle_outcomes(
 /// Hands a failed message back to the broker; falls back to re-sending it to the retry topic,
 /// and finally to a local retry — the offset never passes it until one of them succeeds.
 async fn settle_retry(
-    shared: &Shared,
+    shared: &ConsumeEnv,
     queue: &MessageQueue,
     mut msg: MessageExt,
     delay_level: i32,
@@ -197,7 +197,7 @@ async fn settle_retry(
 
 /// CONSUMER_SEND_MSG_BACK to the master of the message's broker (reference 2.10).
 pub(crate) async fn send_back(
-    shared: &Shared,
+    shared: &ConsumeEnv,
     queue: &MessageQueue,
     msg: &MessageExt,
     delay_level: i32,
@@ -221,7 +221,7 @@ pub(crate) async fn send_back(
 /// Java's fallback when send-back fails: a new message to `%RETRY%<group>` carrying the retry
 /// bookkeeping in its properties (reference 4.8).
 async fn resend_to_retry_topic(
-    shared: &Shared,
+    shared: &ConsumeEnv,
     msg: &MessageExt,
     delay_level: i32,
 ) -> Result<(), ClientError> {
@@ -243,7 +243,7 @@ async fn resend_to_retry_topic(
 /// Java's send-back fallback builds it: the original topic and id, `reconsume` as its
 /// reconsume count (past the group's limit, the broker stores it in `%DLQ%<group>`), and a
 /// fresh id (the broker would otherwise see a duplicate of the original).
-fn retry_topic_copy(shared: &Shared, msg: &MessageExt, reconsume: i32) -> Message {
+fn retry_topic_copy(shared: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Message {
     let mut copy = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
     copy.flag = msg.flag;
     copy.properties = msg.properties.clone();
@@ -269,7 +269,7 @@ fn retry_topic_copy(shared: &Shared, msg: &MessageExt, reconsume: i32) -> Messag
 /// if needed), exactly as it does for Java's send-back fallback. Callers fall back to
 /// send-back (without the extra properties) when this fails.
 pub(crate) async fn send_to_dlq(
-    shared: &Shared,
+    shared: &ConsumeEnv,
     msg: &MessageExt,
     reason: &str,
     extra: &[(String, String)],
@@ -312,7 +312,7 @@ pub(crate) struct OrderlyDone {
 /// may advance (reference 4.7). A message that must be retried stops the walk: nothing after it
 /// may be committed before it. A message past `max_reconsume_times` goes to the DLQ instead.
 pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) -> OrderlyDone {
-    let (shared, queue) = (&scope.shared, scope.queue());
+    let (shared, queue) = (&*scope.env, scope.queue());
     let originals = msgs.clone();
     let Some(outcomes) = call_listener(&scope, &mut msgs, None).await else {
         return OrderlyDone { settled_prefix: 0, again: originals };
@@ -325,7 +325,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
             MessageOutcome::DeadLetter { reason, properties } => {
                 // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
                 // send fails, the broker's path below still takes it.
-                if shared.config.message_model == MessageModel::Clustering
+                if shared.message_model == MessageModel::Clustering
                     && send_to_dlq(shared, &msg, &reason, &properties).await.is_ok()
                 {
                     done.settled_prefix = i + 1;
@@ -334,7 +334,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
                 true
             }
             MessageOutcome::RetryLater { .. } => {
-                let exhausted = shared.config.message_model == MessageModel::Clustering
+                let exhausted = shared.message_model == MessageModel::Clustering
                     && super::policy::should_send_to_dlq(
                         msg.reconsume_times,
                         shared.max_reconsume_times,
@@ -348,7 +348,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
             }
         };
         if to_dlq
-            && shared.config.message_model == MessageModel::Clustering
+            && shared.message_model == MessageModel::Clustering
             && let Err(e) = send_back(shared, queue, &msg, -1).await
         {
             tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");

@@ -207,9 +207,9 @@ async fn consume_directly(
     let mode = shared.consume_mode();
     let ctx = ConsumeContext { group: Arc::clone(&shared.group), queue, mode };
     let mut msgs = vec![msg];
-    super::consume::prepare_for_listener(&shared.retry_topic, &mut msgs);
+    super::consume::prepare_for_listener(&shared.consume.retry_topic, &mut msgs);
     let started = Instant::now();
-    let result = shared.listener.consume(&ctx, &msgs).await;
+    let result = shared.consume.listener.consume(&ctx, &msgs).await;
     let spent = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
     let (consume_result, remark) = match result {
         Ok(outcomes) => match outcomes.first() {
@@ -263,7 +263,7 @@ fn running_info(shared: &Shared) -> ConsumerRunningInfo {
         ("consumeMessageBatchMaxSize", cfg.consume_message_batch_max_size.to_string()),
         ("pullBatchSize", cfg.pull_batch_size.to_string()),
         ("pullThresholdForQueue", cfg.pull_threshold_for_queue.to_string()),
-        ("maxReconsumeTimes", shared.max_reconsume_times.to_string()),
+        ("maxReconsumeTimes", shared.consume.max_reconsume_times.to_string()),
     ] {
         properties.insert(k.to_owned(), v);
     }

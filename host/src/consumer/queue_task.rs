@@ -73,7 +73,7 @@ impl QueueTaskHandle {
                 queue: queue.clone(),
                 mode: shared.consume_mode(),
             }),
-            shared: Arc::clone(&shared),
+            env: Arc::clone(&shared.consume),
             stats: Arc::clone(&stats),
         };
         let task = QueueTask {
@@ -607,12 +607,12 @@ impl QueueTask {
         if expired.is_empty() {
             return;
         }
-        let shared = Arc::clone(&self.shared);
+        let env = Arc::clone(&self.shared.consume);
         let queue = self.queue.clone();
         self.jobs.spawn(async move {
             let mut done = Completion::default();
             for msg in expired {
-                match send_back(&shared, &queue, &msg, policy::DelayLevel::CONSUME_TIMEOUT.get()).await {
+                match send_back(&env, &queue, &msg, policy::DelayLevel::CONSUME_TIMEOUT.get()).await {
                     Ok(()) => {
                         tracing::warn!(%queue, offset = %msg.queue_offset, "message exceeded the consume timeout; sent back");
                         done.settled.push(msg.queue_offset);

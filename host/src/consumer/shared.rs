@@ -22,8 +22,6 @@ pub(crate) struct Shared {
     pub config: ConsumerConfig,
     pub group: Arc<str>,
     pub client_id: String,
-    /// `%RETRY%<group>`.
-    pub retry_topic: Arc<str>,
     /// Topic → subscription, including the retry topic in clustering. The `subVersion` here is
     /// what heartbeats and pulls both send, so they always agree.
     pub subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
@@ -31,19 +29,14 @@ pub(crate) struct Shared {
     /// Every broker request of the core: [`crate::client::BrokerClient`], or a scripted fake in
     /// unit tests.
     pub broker: Arc<dyn BrokerApi>,
-    /// Fallback retry sends (reference 4.8) and the listener's produce capability.
-    pub producer: Producer,
     pub routes: Arc<RouteTable>,
     pub offsets: OffsetStore,
-    pub listener: Arc<dyn MessageListener>,
-    /// Bounds listener calls across all queues (Java's consume thread pool size).
-    pub consume_permits: Semaphore,
+    /// What consume jobs need (and all they see).
+    pub consume: Arc<ConsumeEnv>,
     /// Wakes the rebalance early (NOTIFY_CONSUMER_IDS_CHANGED, OFFSET_ILLEGAL, start).
     pub rebalance_now: Arc<Notify>,
     /// Live counters of owned queues.
     pub stats: RwLock<HashMap<MessageQueue, Arc<QueueStats>>>,
-    /// The effective max reconsume times sent with send-backs.
-    pub max_reconsume_times: i32,
     /// When the consumer started: CONSUME_FROM_TIMESTAMP's default is 30 min before it.
     pub started_at: crate::protocol::EpochMillis,
     /// Orderly: when each queue's broker lock was last confirmed. Written by the rebalance and
@@ -57,6 +50,33 @@ impl std::fmt::Debug for Shared {
             .field("group", &self.group)
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
+    }
+}
+
+/// What consume jobs need, and nothing more: the listener and its concurrency bound, and the
+/// names and clients to hand a failed message back, re-send it to `%RETRY%<group>` or write it to
+/// the DLQ. (Offsets, subscriptions, locks and the rebalance stay with the queue tasks and the
+/// scheduler: a consume job reports its outcomes back to its queue task, which commits.)
+pub(crate) struct ConsumeEnv {
+    pub group: Arc<str>,
+    /// `%RETRY%<group>`.
+    pub retry_topic: Arc<str>,
+    pub message_model: MessageModel,
+    /// The effective max reconsume times sent with send-backs.
+    pub max_reconsume_times: i32,
+    pub listener: Arc<dyn MessageListener>,
+    /// Bounds listener calls across all queues (Java's consume thread pool size).
+    pub permits: Semaphore,
+    pub broker: Arc<dyn BrokerApi>,
+    /// Fallback retry sends (reference 4.8) and DLQ copies.
+    pub producer: Producer,
+    /// Masters to send failed messages back to.
+    pub routes: Arc<RouteTable>,
+}
+
+impl std::fmt::Debug for ConsumeEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeEnv").field("group", &self.group).finish_non_exhaustive()
     }
 }
 
@@ -91,22 +111,29 @@ impl Shared {
                 .insert(retry_topic.to_string(), SubscriptionData::new(retry_topic.as_ref(), "*"));
         }
         let Clients { namesrv, broker, producer } = clients;
-        Self {
-            consume_permits: Semaphore::new(config.consume_thread_max as usize),
+        let consume = Arc::new(ConsumeEnv {
+            group: Arc::clone(&group),
+            retry_topic,
+            message_model: config.message_model,
             max_reconsume_times: config.effective_max_reconsume_times(),
+            listener,
+            permits: Semaphore::new(config.consume_thread_max as usize),
+            broker: Arc::clone(&broker),
+            producer,
+            routes: Arc::clone(&routes),
+        });
+        Self {
+            consume,
             started_at: crate::protocol::EpochMillis::now(),
             locks: std::sync::Mutex::default(),
             config,
             group,
             client_id,
-            retry_topic,
             subscriptions: RwLock::new(subscriptions),
             namesrv,
             broker,
-            producer,
             routes,
             offsets,
-            listener,
             rebalance_now,
             stats: RwLock::default(),
         }
