@@ -94,23 +94,35 @@ async fn a_thousand_messages_come_back_with_every_field_equal() {
     }
     assert_eq!(sent.len(), 1000, "every send got a distinct unique id");
 
-    // Pull every queue from 0 to its max offset.
+    // The broker indexes stored messages into their queues asynchronously (its reput
+    // service): on a loaded machine the last ones may not be in the queues yet. Wait until
+    // every message is indexed, then pull every queue from 0 to its max offset.
+    let max_offset = |queue: &MessageQueue| {
+        let header = GetMaxOffsetRequestHeader {
+            topic: topic.clone(),
+            queue_id: queue.queue_id,
+            committed: None,
+            bname: None,
+        };
+        let broker = c.broker.clone();
+        let addr = cluster.broker_addr.clone();
+        async move { broker.max_offset(&addr, &header, RPC).await.unwrap() }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut indexed = 0;
+        for queue in &queues {
+            indexed += max_offset(queue).await.0;
+        }
+        if indexed == 1000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {indexed} of 1000 messages indexed after 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut pulled: BTreeMap<String, (MessageQueue, MessageExt)> = BTreeMap::new();
     for queue in &queues {
-        let max = c
-            .broker
-            .max_offset(
-                &cluster.broker_addr,
-                &GetMaxOffsetRequestHeader {
-                    topic: topic.clone(),
-                    queue_id: queue.queue_id,
-                    committed: None,
-                    bname: None,
-                },
-                RPC,
-            )
-            .await
-            .unwrap();
+        let max = max_offset(queue).await;
         let mut offset = QueueOffset(0);
         let deadline = Instant::now() + Duration::from_secs(60);
         while offset < max {
