@@ -132,6 +132,7 @@ for wasm in "$out"/*.wasm; do
     py-*) lang=python allowed="" ;;
     js-*) lang=js allowed="" ;;
     fs-escape) lang=rust allowed="wasi:" ;;
+    resource-hog) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;;
     *) lang=rust allowed="wasi:io/,wasi:cli/" ;;
   esac
   if [[ -z ${status[$name]:-} ]]; then

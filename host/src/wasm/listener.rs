@@ -700,18 +700,22 @@ enum Stage {
     Call,
 }
 
-/// Whether `e` is wasmtime refusing to lift more than the store's hostcall budget
-/// ([`ListenerLimits::max_hostcall_bytes`]). wasmtime's error type for it is private, so its
-/// message is what identifies it; `one_host_call_cannot_make_the_host_copy_more_than_its_hostcall_budget`
+/// Whether `e` is one of the per-call caps wasmtime enforces for us: the hostcall budget
+/// ([`ListenerLimits::max_hostcall_bytes`]) or a full WASI resource table
+/// ([`ListenerLimits::max_wasi_resources`]). wasmtime's error type for the first is private, so
+/// its message identifies it; `one_host_call_cannot_make_the_host_copy_more_than_its_hostcall_budget`
 /// fails if a wasmtime upgrade changes it.
-fn is_hostcall_budget(e: &wasmtime::Error) -> bool {
-    e.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+fn is_wasmtime_cap(e: &wasmtime::Error) -> bool {
+    matches!(
+        e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+        Some(wasmtime::component::ResourceTableError::Full)
+    ) || e.chain().any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
 /// Maps a wasmtime error to an abort kind and a one-line detail (plus the guest backtrace and
 /// stderr, when there are any).
 fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
-    let kind = if e.downcast_ref::<LimitExceeded>().is_some() || is_hostcall_budget(e) {
+    let kind = if e.downcast_ref::<LimitExceeded>().is_some() || is_wasmtime_cap(e) {
         AbortKind::ResourceLimit
     } else if let Some(trap) = e.downcast_ref::<Trap>() {
         match trap {

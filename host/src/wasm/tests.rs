@@ -328,6 +328,23 @@ async fn one_host_call_cannot_make_the_host_copy_more_than_its_hostcall_budget()
     assert_eq!(ok.consume(&ctx(), &batch(1)).await.unwrap(), vec![MessageOutcome::Success]);
 }
 
+/// A guest that makes WASI resources (pollables) and keeps them is stopped by the cap on live
+/// resources — wasmtime's default is a million, each a host allocation — and the abort says so.
+#[tokio::test]
+async fn the_wasi_resources_a_call_may_hold_are_capped() {
+    let mut s = no_isolation(spec("resource-hog", &[]));
+    s.limits.max_wasi_resources = 1000;
+    let l = listener("resource-hog", s).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    assert_eq!(aborted(&r), AbortKind::ResourceLimit, "{r:?}");
+    // Under the cap the same guest runs to the end (a subscribe-duration pollable holds two
+    // table entries: 450 of them fit in 1000, 500 would not).
+    let mut s = no_isolation(spec("resource-hog", &[("count", "450")]));
+    s.limits.max_wasi_resources = 1000;
+    let l = listener("resource-hog", s).await;
+    assert_eq!(l.consume(&ctx(), &batch(1)).await.unwrap(), vec![MessageOutcome::Success]);
+}
+
 /// The per-call cap renews with every call (a retry is a call); the listener's rate does not.
 #[tokio::test]
 async fn the_log_rate_holds_across_calls() {
