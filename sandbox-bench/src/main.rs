@@ -45,6 +45,88 @@ struct Args {
     /// cost of getting the messages into the guest from the cost of the guest's work.
     #[arg(long)]
     tag_only: bool,
+    /// Instead of timing: run each resource-exhaustion guest (memory bomb, huge log line, WASI
+    /// resources, Python memory bomb) under the default limits, 16 calls each with 4 at once,
+    /// and print how much the host process's resident memory grew.
+    #[arg(long)]
+    hostile: bool,
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+fn proc_status_kib(field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc/self/status"))?;
+    let kib = line.split_whitespace().nth(1).context("a number")?;
+    Ok(kib.parse()?)
+}
+
+/// Host memory under the resource-exhaustion guests, each under the default limits. What the
+/// sandbox promises is that the host's growth is bounded by the limits (memory cap, hostcall
+/// budget, WASI resource cap) and not by what the guest asks for.
+async fn hostile_rss(engine: &SandboxEngine, plugins: &Path) -> anyhow::Result<()> {
+    let guests: [(&str, &[(&str, &str)]); 4] = [
+        ("memory-bomb", &[]),
+        ("log-flood", &[("huge-line-kib", "16384"), ("lines", "0")]),
+        ("resource-hog", &[]),
+        ("py-hostile", &[("mode", "memory")]),
+    ];
+    let cap = rmq_wasm::wasm::ListenerLimits::default().memory >> 20;
+    println!(
+        "resource-exhaustion guests, default limits, 4 calls at once: guest memory is host \
+         memory, at most 4 x {cap} MiB = {} MiB at a time",
+        4 * cap
+    );
+    println!("guest                 calls  abort            RSS before  RSS after  peak (VmHWM)");
+    for (name, config) in guests {
+        let mut spec = PluginSpec::new(name, "bench_group");
+        spec.limits.poison_isolation = false;
+        for (k, v) in config {
+            spec.config.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let listener =
+            std::sync::Arc::new(WasmListener::load(engine, &plugin(plugins, name)?, spec).await?);
+        let before = proc_status_kib("VmRSS:")?;
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let calls: Vec<_> = (0..4)
+                .map(|i| {
+                    let l = std::sync::Arc::clone(&listener);
+                    tokio::spawn(async move {
+                        let body = Bytes::from_static(b"{}");
+                        rmq_wasm::consumer::MessageListener::consume(
+                            &*l,
+                            &ctx(),
+                            &[message(i, &body)],
+                        )
+                        .await
+                    })
+                })
+                .collect();
+            for call in calls {
+                match call.await? {
+                    Err(rmq_wasm::consumer::listener::ListenerError::Aborted { kind, .. }) => {
+                        kinds.insert(kind.to_string());
+                    }
+                    other => bail!("{name}: expected an abort, got {other:?}"),
+                }
+            }
+        }
+        let after = proc_status_kib("VmRSS:")?;
+        let peak = proc_status_kib("VmHWM:")?;
+        let kinds: Vec<String> = kinds.into_iter().collect();
+        println!(
+            "{name:<20} {:>6}  {:<15} {:>8} MiB {:>7} MiB {:>8} MiB",
+            16,
+            kinds.join(","),
+            before / 1024,
+            after / 1024,
+            peak / 1024
+        );
+    }
+    Ok(())
 }
 
 /// Timings of one row, in nanoseconds.
@@ -134,6 +216,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cache_dir: Some(cache.clone()),
         ..EngineConfig::default()
     })?;
+    if args.hostile {
+        return hostile_rss(&engine, &args.plugins).await;
+    }
     let filter = plugin(&args.plugins, "filter")?;
     let body = Bytes::from(
         (0..args.body)
