@@ -827,6 +827,10 @@ async fn isolation_fuel_is_bounded_per_consume_call() {
     assert!(c.fuel_used <= 18 * fuel, "{} fuel, {} per run", c.fuel_used, fuel);
     let retried = out.iter().filter(|o| **o == MessageOutcome::RETRY).count();
     assert!(retried >= 256 - 17, "the messages the budget did not reach are retried: {retried}");
+    eprintln!(
+        "batch of 256, every run out of fuel: {} runs, {} fuel ({} per run)",
+        c.calls, c.fuel_used, fuel
+    );
 }
 
 /// In warm mode, isolation still runs each range on a fresh instance: a message must not be
