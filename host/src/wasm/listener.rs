@@ -241,6 +241,11 @@ struct CallReport {
 /// For 256 messages: at most 33 runs and 17 calls' worth of fuel and time, whatever the guest
 /// does (before: 256 runs, each with the full budget). Messages not reached are retried with the
 /// consumer's backoff, never dead-lettered.
+///
+/// What no bound fixes: a plugin that aborts in `consume` on *every* input (an infinite loop) is
+/// indistinguishable from a batch of poison messages, so the messages the budget reaches alone
+/// are dead-lettered as poison — a few per delivery (the budget admits at most `2·d + 1` of
+/// them), not the whole batch, and each with the abort kind and plugin version to look into.
 #[derive(Debug)]
 struct IsolationBudget {
     runs: u32,
@@ -733,7 +738,9 @@ impl<'a> Call<'a> {
         self.isolating = true;
         let mut exhausted = false;
         while let Some((range, known)) = pending.pop() {
-            // The batch's own run counts as evidence only when it had a fresh instance.
+            // The batch's own run: several messages are split in any case; one message is a
+            // verdict only if its instance was fresh (a warm one carries earlier calls' state),
+            // otherwise it is re-run alone.
             let report = match known {
                 Some(report) if report.fresh || range.len() > 1 => report,
                 _ => {
