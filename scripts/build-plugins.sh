@@ -132,6 +132,7 @@ for wasm in "$out"/*.wasm; do
     py-*) lang=python allowed="" ;;
     js-*) lang=js allowed="" ;;
     fs-escape) lang=rust allowed="wasi:" ;;
+    probe) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;; # reads the clocks (tests frozen ones)
     resource-hog) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;;
     *) lang=rust allowed="wasi:io/,wasi:cli/" ;;
   esac

@@ -1,7 +1,8 @@
 //! Wasm listeners through the full push consumer against a real rocketmq-rust cluster: a plugin
-//! in each language with its per-message outcomes honoured (routed copies, retries, DLQ), and
-//! every hostile plugin ending in the DLQ while a well-behaved listener in the same process keeps
-//! consuming.
+//! in each language with its per-message outcomes honoured (routed copies, retries, DLQ), every
+//! hostile plugin ending in the DLQ while a well-behaved listener in the same process keeps
+//! consuming (or, for the ones that fail politely or only flood, retried or committed), and a
+//! plugin that cannot even be instantiated retried rather than dead-lettered as poison.
 //!
 //! Plugins come from `target/plugins/` (built by `scripts/build-plugins.sh`).
 
@@ -175,7 +176,13 @@ async fn hostile_plugins_end_in_the_dlq_while_a_good_listener_keeps_consuming() 
         // hang-in-host-call sends to `__hang__`, which the test producer never answers.
         s.limits.produce_topics = vec![TopicGrant::parse("__hang__").unwrap()];
         s.limits.fuel = 200 * rmq_wasm::wasm::FUEL_PER_MS;
-        s.limits.timeout = Duration::from_millis(500);
+        // The hanging plugin is stopped by the timeout; every other one must be stopped by its
+        // own limit first, also on a loaded machine where 200 ms of fuel takes longer than
+        // 500 ms of wall clock (the infinite loop was then reported as a timeout).
+        s.limits.timeout = match kind {
+            AbortKind::Timeout => Duration::from_millis(500),
+            _ => Duration::from_secs(10),
+        };
         s.limits.memory = 16 * 1024 * 1024;
         // Deterministic aborts reach the DLQ through poison isolation at once; the timeout goes
         // the long way: retried, then dead-lettered by the broker after one redelivery.
@@ -318,4 +325,105 @@ async fn poison_dead_lettered_and_the_rest_committed(
     let queues = consumer.stats().queues;
     let q = queues.values().find(|q| committed(q)).unwrap();
     (q.consumed_ok, q.consumed_failed)
+}
+
+/// The hostile plugins the test above does not run, and a plugin that cannot be instantiated,
+/// through the consumer (all at once; the retry delays dominate the time):
+/// - fs-escape fails every batch with its own error: retried, then dead-lettered by the consumer
+///   after max reconsume times — not as poison — and neither its file nor its TCP connect (to a
+///   port that really listens) reached the host;
+/// - log-flood succeeds with its log capped: every message commits;
+/// - a memory cap below the component's initial memory fails every instantiation: `unavailable`
+///   aborts, retried like fs-escape, never isolated, nothing dead-lettered as poison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escapes_floods_and_unavailable_plugins_are_retried_or_committed_not_poisoned() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    tokio::join!(
+        fs_escape_is_retried(cluster),
+        log_flood_commits(cluster),
+        unavailable_is_retried(cluster)
+    );
+}
+
+/// Starts `plugin_name` on a fresh one-queue topic and group (max reconsume times 1) and sends one
+/// message keyed `k`.
+async fn one_message(
+    cluster: &Cluster,
+    plugin_name: &str,
+    s: PluginSpec,
+    prefix: &str,
+) -> (Arc<WasmListener>, PushConsumer, String) {
+    let c = Clients::new(cluster);
+    let topic = unique(prefix);
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    let group = s.group.clone();
+    let (listener, consumer) =
+        start(cluster, plugin_name, s, consumer_config(&group, &topic, 1)).await;
+    send(&c, &topic, "k", None, "{}").await;
+    (listener, consumer, group)
+}
+
+/// Reads the DLQ copy of `k`: dead-lettered by the consumer after its redeliveries, not by the
+/// sandbox (no `poison` reason).
+async fn dead_lettered_not_poisoned(cluster: &Cluster, group: &str, name: &str) {
+    let c = Clients::new(cluster);
+    let dlq =
+        read_keys(&c, cluster, &format!("%DLQ%{group}"), &["k"], Duration::from_secs(120)).await;
+    assert_ne!(dlq[0].property(DLQ_REASON), Some("poison"), "{name}: {:?}", dlq[0].properties);
+    assert_eq!(dlq[0].property(PROP_ABORT), None, "{name}: {:?}", dlq[0].properties);
+}
+
+async fn fs_escape_is_retried(cluster: &Cluster) {
+    let marker = std::path::Path::new("/tmp/rmq-wasm-fs-escape");
+    let _ = std::fs::remove_file(marker);
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let group = unique("wasm_escape_g");
+    let s = spec("fs-escape", &group, &[("connect", &addr)]);
+    let (listener, consumer, group) = one_message(cluster, "fs-escape", s, "wasm_escape").await;
+    dead_lettered_not_poisoned(cluster, &group, "fs-escape").await;
+    let stats = listener.stats().counters;
+    assert!(stats.listener_errors >= 2, "failed, retried, failed again: {stats:?}");
+    assert_eq!((stats.isolations, stats.poison), (0, 0), "{stats:?}");
+    assert!(!marker.exists(), "the guest created a host file");
+    match server.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest reached the listening port: {other:?}"),
+    }
+    consumer.shutdown().await;
+}
+
+async fn log_flood_commits(cluster: &Cluster) {
+    let group = unique("wasm_flood_g");
+    let s = spec("log-flood", &group, &[("lines", "5000"), ("huge-line-kib", "64")]);
+    let (listener, consumer, _) = one_message(cluster, "log-flood", s, "wasm_flood").await;
+    wait_for("the flooding listener's message committed", Duration::from_secs(60), || {
+        consumer
+            .stats()
+            .queues
+            .values()
+            .any(|q| q.consumed_ok >= 1 && q.committed_offset.0 >= 1)
+            .then_some(())
+    })
+    .await;
+    let stats = listener.stats().counters;
+    let max = u64::from(rmq_wasm::wasm::ListenerLimits::default().max_log_lines);
+    assert!(stats.log_lines <= max * stats.calls, "{stats:?}");
+    assert!(stats.log_dropped >= 5001 - max, "{stats:?}");
+    assert!(stats.log_truncated >= 1, "{stats:?}");
+    consumer.shutdown().await;
+}
+
+async fn unavailable_is_retried(cluster: &Cluster) {
+    let group = unique("wasm_unavailable_g");
+    let mut s = spec("filter", &group, &[("tag", "hold")]);
+    s.limits.memory = 64 * 1024; // below a Rust component's initial memory
+    let (listener, consumer, group) = one_message(cluster, "filter", s, "wasm_unavailable").await;
+    dead_lettered_not_poisoned(cluster, &group, "unavailable").await;
+    let stats = listener.stats().counters;
+    assert!(stats.aborts_of(AbortKind::Unavailable) >= 2, "{stats:?}");
+    assert_eq!((stats.isolations, stats.poison, stats.answered), (0, 0, 0), "{stats:?}");
+    consumer.shutdown().await;
 }

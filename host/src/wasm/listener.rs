@@ -19,12 +19,32 @@
 //!   applies (below).
 //!
 //! Poison isolation: an abort of a deterministic kind (trap, fuel, memory, stack — not a timeout,
-//! which depends on the clock and on host calls) is re-run message by message under the same
-//! fuel. A message that aborts alone again is a poison pill: it is dead-lettered at once with
-//! reason `poison` and properties naming the abort kind, the fuel used and the plugin version,
-//! instead of blocking its batch through 16 redeliveries. The other messages get the outcomes
-//! their own runs produced. In orderly mode isolation stops at the first message that is not
-//! settled, because nothing after it may be committed (or even run) before it.
+//! which depends on the clock and on host calls) during the guest's `consume` is narrowed down by
+//! bisection: the batch is split in halves, a half that answers gets its outcomes, a half that
+//! aborts again is split again. A message that aborts alone is a poison pill: it is dead-lettered
+//! at once with reason `poison` and properties naming the abort kind, the fuel used and the plugin
+//! version, instead of blocking its batch through 16 redeliveries. Every isolation run gets a
+//! fresh instance (never a warm one: a kept instance carries the state of earlier calls, so a
+//! message run on it is not run alone) and the full per-call fuel and timeout, so that "aborts
+//! alone" means the same as on first delivery. In orderly mode the halves run in order and
+//! isolation stops at the first message that is not settled, because nothing after it may be
+//! committed (or even run) before it.
+//!
+//! What is never isolated, and why: a failure that is not about the messages. An abort while
+//! *instantiating* (a memory cap below the component's initial memory, a start function that
+//! traps, the pool refusing an instance) happens before the guest has seen a message, so it
+//! fails the whole call as [`AbortKind::Unavailable`] (the detail says what failed): every
+//! message is retried with the consumer's backoff, and the abort is counted and logged like any
+//! other. Likewise a trap after the guest filled its stderr pipe (see [`STDERR_FULL`]) is
+//! reported as the plugin's fault, not the batch's. Re-running messages one by one cannot tell
+//! "this message kills the plugin" from "the plugin is broken": dead-lettering a batch for the
+//! plugin's fault would lose it, retrying it loses nothing.
+//!
+//! The cost of isolation is bounded per consume call (see [`IsolationBudget`]): bisection finds
+//! one poison message in a batch of N in 2·⌈log₂ N⌉ runs (16 for 256, instead of 256), and a
+//! budget of twice that (in runs, in full-fuel runs and in timeouts of wall time) bounds what any
+//! guest can make one consume call cost — a guest that aborts whenever a batch has more than one
+//! message included. Messages the budget did not reach are retried, never dead-lettered.
 //!
 //! Backpressure: a call waits for one of the listener's slots and one of the engine's pool
 //! slots; while it waits the consumer's consume permits stay taken, so the queues stop being
@@ -173,7 +193,26 @@ struct Abort {
     detail: String,
     /// The guest's stderr and backtrace: only in the host's one log line for the abort.
     context: String,
+    /// The abort says nothing about the messages (instantiation, a full stderr pipe): the whole
+    /// plugin is at fault, so it is never isolated (see the module docs).
+    plugin_wide: bool,
 }
+
+impl Abort {
+    /// Whether re-running fewer messages is evidence about them: a deterministic kind, in the
+    /// guest's `consume`, not a failure of the plugin as a whole.
+    fn isolatable(&self) -> bool {
+        !self.plugin_wide && deterministic(self.kind)
+    }
+}
+
+/// Bytes of stderr at which the guest's pipe counts as full: `host.rs` keeps 4096 bytes per call
+/// and a write past them fails, which a Rust guest turns into a panic and a trap. A plugin that
+/// writes that much writes it for any batch (a banner, a debug dump), so the trap that follows is
+/// the plugin's fault; a message whose panic message alone is that long is retried instead of
+/// dead-lettered (the safe side: the consumer's max reconsume times still ends it). Compared
+/// with the trimmed text, so a little under the capacity.
+const STDERR_FULL: usize = 4096 - 64;
 
 /// `handler.consume`'s result, as the host lifts it.
 type ConsumeResult = Result<Vec<wit::MessageOutcome>, wit::ListenerError>;
@@ -182,6 +221,61 @@ type ConsumeResult = Result<Vec<wit::MessageOutcome>, wit::ListenerError>;
 struct CallReport {
     result: Result<ConsumeResult, Abort>,
     fuel_used: u64,
+    /// The run had a fresh instance (not a warm one): its abort concerns these messages alone.
+    fresh: bool,
+}
+
+/// What poison isolation may still spend on one consume call, beyond the batch's own run.
+///
+/// Bisection isolates one poison message of a batch of `n` in `2·d` runs, `d = ⌈log₂ n⌉` (both
+/// halves of each level down to the message: the half without it still needs its outcomes), and
+/// of those only the `d` runs that contain the poison can burn a whole call's fuel or time. The
+/// budget is twice that, so two poison messages in one batch are still both found:
+/// - at most `4·d + 1` runs (the `+ 1`: a batch of one that aborted on a warm instance is re-run
+///   once on a fresh one) — this bounds instantiations, logs and sends;
+/// - at most `2·d + 1` calls' worth of fuel and of wall time (`limits.fuel`, `limits.timeout`):
+///   no run starts once either is spent. Every run still gets the full per-call fuel and timeout,
+///   because a smaller budget would make a fuel abort no evidence; so the total is bounded by the
+///   budget plus one run.
+///
+/// For 256 messages: at most 33 runs and 17 calls' worth of fuel and time, whatever the guest
+/// does (before: 256 runs, each with the full budget). Messages not reached are retried with the
+/// consumer's backoff, never dead-lettered.
+///
+/// What no bound fixes: a plugin that aborts in `consume` on *every* input (an infinite loop) is
+/// indistinguishable from a batch of poison messages, so the messages the budget reaches alone
+/// are dead-lettered as poison — a few per delivery (the budget admits at most `2·d + 1` of
+/// them), not the whole batch, and each with the abort kind and plugin version to look into.
+#[derive(Debug)]
+struct IsolationBudget {
+    runs: u32,
+    fuel: u64,
+    deadline: Instant,
+}
+
+impl IsolationBudget {
+    fn new(n: usize, limits: &ListenerLimits) -> Self {
+        let depth = n.max(1).next_power_of_two().trailing_zeros();
+        let units = 2 * depth + 1;
+        Self {
+            runs: 4 * depth + 1,
+            fuel: limits.fuel.saturating_mul(u64::from(units)),
+            deadline: Instant::now() + limits.timeout.saturating_mul(units),
+        }
+    }
+
+    /// Whether another run may start; if so, counts it.
+    fn start_run(&mut self) -> bool {
+        if self.runs == 0 || self.fuel == 0 || Instant::now() >= self.deadline {
+            return false;
+        }
+        self.runs -= 1;
+        true
+    }
+
+    fn spent_fuel(&mut self, fuel: u64) {
+        self.fuel = self.fuel.saturating_sub(fuel);
+    }
 }
 
 /// Kinds that repeat for the same input and fuel, so re-running a message alone is evidence.
@@ -365,6 +459,7 @@ impl WasmListener {
             topic: ctx.queue.topic.as_str().into(),
             queue_id: ctx.queue.queue_id.0,
             warm,
+            isolating: false,
         };
         let result = call.consume(ctx, messages).await;
         (result, call.warm.take())
@@ -403,8 +498,9 @@ impl Call<'_> {
             Ok(Err(e)) => {
                 Err(ListenerError::Failed(convert::guest_text(&e.message, MAX_GUEST_TEXT).0))
             }
-            Err(abort) if env.limits.poison_isolation && deterministic(abort.kind) => {
-                Ok(self.isolate(messages, &abort, ctx.mode).await)
+            Err(abort) if env.limits.poison_isolation && abort.isolatable() => {
+                let first = CallReport { result: Err(abort), ..report };
+                Ok(self.isolate(messages, first, ctx.mode).await)
             }
             Err(abort) => Err(ListenerError::Aborted { kind: abort.kind, detail: abort.detail }),
         }
@@ -490,6 +586,8 @@ struct Call<'a> {
     queue_id: i32,
     /// Warm mode: the instance the next run uses (and where a run that may be reused leaves it).
     warm: Option<Warm>,
+    /// Poison isolation is running: every run gets a fresh instance and none is kept.
+    isolating: bool,
 }
 
 impl<'a> Call<'a> {
@@ -501,8 +599,8 @@ impl<'a> Call<'a> {
         convert::outcome(o, &self.env().name, &self.version_tag)
     }
 
-    /// Runs the guest once on `msgs` in a fresh store and instance (or, in warm mode, the kept
-    /// one, re-armed), under every limit.
+    /// Runs the guest once on `msgs` in a fresh store and instance (or, in warm mode outside
+    /// isolation, the kept one, re-armed), under every limit.
     async fn run(&mut self, msgs: &[MessageExt]) -> CallReport {
         let env = self.env();
         let batch = match convert::batch(msgs) {
@@ -515,7 +613,9 @@ impl<'a> Call<'a> {
         SandboxStats::add(&stats.calls, 1);
         let started = Instant::now();
 
-        let (mut store, kept, calls) = match self.warm.take() {
+        let warm = if self.isolating { None } else { self.warm.take() };
+        let fresh = warm.is_none();
+        let (mut store, kept, calls) = match warm {
             Some(Warm { mut store, instance, calls }) => {
                 SandboxStats::add(&stats.warm_calls, 1);
                 store.data_mut().reset_for_call(Arc::clone(&self.topic), self.queue_id);
@@ -556,30 +656,37 @@ impl<'a> Call<'a> {
                     limits.timeout
                 ),
                 context: String::new(),
+                plugin_wide: false,
             }),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let elapsed = started.elapsed();
         self.account(&store, &result, fuel_used, elapsed, msgs.len());
         // Warm mode keeps only an instance that answered with outcomes, never touched WASI and
-        // has calls left; anything else (abort, listener-error) is dropped with its store.
+        // has calls left, and never one of an isolation run; anything else (abort,
+        // listener-error) is dropped with its store.
         if let Some(instance) = reusable
+            && !self.isolating
             && matches!(result, Ok(Ok(_)))
             && calls + 1 < limits.instance_reuse
             && !store.data().touched_wasi()
         {
             self.warm = Some(Warm { store, instance, calls: calls + 1 });
         }
-        CallReport { result, fuel_used }
+        CallReport { result, fuel_used, fresh }
     }
 
     /// A batch the guest could not even be handed: aborted like a call over the memory cap,
     /// which it would have hit first (the messages are then isolated one by one; each fits).
     fn refuse(&self, e: &convert::BatchTooLarge) -> CallReport {
         self.env().stats.abort(AbortKind::ResourceLimit);
-        let abort =
-            Abort { kind: AbortKind::ResourceLimit, detail: e.to_string(), context: String::new() };
-        CallReport { result: Err(abort), fuel_used: 0 }
+        let abort = Abort {
+            kind: AbortKind::ResourceLimit,
+            detail: e.to_string(),
+            context: String::new(),
+            plugin_wide: false,
+        };
+        CallReport { result: Err(abort), fuel_used: 0, fresh: true }
     }
 
     /// Counters, the log-cap summary and the abort log line of one run.
@@ -636,48 +743,108 @@ impl<'a> Call<'a> {
         }
     }
 
-    /// Re-runs every message alone after `first` aborted the batch (see the module docs).
+    /// Narrows down the messages that abort alone after `first` (the batch's own run) aborted
+    /// with an isolatable kind: bisection on fresh instances, within an [`IsolationBudget`] (see
+    /// the module docs).
     async fn isolate(
         &mut self,
         msgs: &[MessageExt],
-        first: &Abort,
+        first: CallReport,
         mode: ConsumeMode,
     ) -> Vec<MessageOutcome> {
         let env = self.env();
+        let kind = first.result.as_ref().err().map_or(AbortKind::Trap, |a| a.kind);
         SandboxStats::add(&env.stats.isolations, 1);
         tracing::info!(
             plugin = &*env.name, topic = &*self.topic, queue = self.queue_id,
-            kind = %first.kind, batch = msgs.len(),
+            %kind, batch = msgs.len(),
             "isolating the batch's messages to find the poison"
         );
-        let mut outcomes = Vec::with_capacity(msgs.len());
-        for msg in msgs {
-            let report = self.run(std::slice::from_ref(msg)).await;
-            let outcome = match report.result {
-                Ok(Ok(one)) => {
-                    one.into_iter().next().map_or(MessageOutcome::RETRY, |o| self.outcome(o))
+        let mut budget = IsolationBudget::new(msgs.len(), &env.limits);
+        let mut outcomes: Vec<Option<MessageOutcome>> = vec![None; msgs.len()];
+        // Ranges still to run, the next one last: left halves first, so that orderly mode sees
+        // the messages in order.
+        let mut pending: Vec<(std::ops::Range<usize>, Option<CallReport>)> =
+            vec![(0..msgs.len(), Some(first))];
+        self.isolating = true;
+        let mut exhausted = false;
+        while let Some((range, known)) = pending.pop() {
+            // The batch's own run: several messages are split in any case; one message is a
+            // verdict only if its instance was fresh (a warm one carries earlier calls' state),
+            // otherwise it is re-run alone.
+            let report = match known {
+                Some(report) if report.fresh || range.len() > 1 => report,
+                _ => {
+                    if !budget.start_run() {
+                        exhausted = true;
+                        break;
+                    }
+                    let report = self.run(&msgs[range.clone()]).await;
+                    budget.spent_fuel(report.fuel_used);
+                    report
                 }
-                Ok(Err(_)) => MessageOutcome::RETRY,
-                Err(abort) if deterministic(abort.kind) => {
+            };
+            let fuel_used = report.fuel_used;
+            let unsettled = match report.result {
+                Ok(Ok(answer)) => {
+                    let mut answer = answer.into_iter().map(|o| self.outcome(o));
+                    for i in range {
+                        outcomes[i] = Some(answer.next().unwrap_or(MessageOutcome::RETRY));
+                    }
+                    false
+                }
+                Err(abort) if abort.isolatable() && range.len() > 1 => {
+                    let mid = range.start + range.len() / 2;
+                    pending.push((mid..range.end, None));
+                    pending.push((range.start..mid, None));
+                    continue;
+                }
+                Err(abort) if abort.isolatable() => {
+                    let msg = &msgs[range.start];
                     SandboxStats::add(&env.stats.poison, 1);
                     tracing::warn!(
                         plugin = &*env.name, topic = &*self.topic, queue = self.queue_id,
                         msg_id = %msg.msg_id(), offset = msg.queue_offset.0, kind = %abort.kind,
-                        fuel_used = report.fuel_used,
+                        fuel_used,
                         "poison message: it aborts on its own; sending it to the DLQ"
                     );
-                    self.poison(&abort, report.fuel_used)
+                    outcomes[range.start] = Some(self.poison(&abort, fuel_used));
+                    false
                 }
-                Err(_) => MessageOutcome::RETRY,
+                // A listener-error, a timeout or a plugin-wide abort: no verdict on these
+                // messages, retried.
+                Ok(Err(_)) | Err(_) => {
+                    for i in range {
+                        outcomes[i] = Some(MessageOutcome::RETRY);
+                    }
+                    true
+                }
             };
-            let settled =
-                matches!(outcome, MessageOutcome::Success | MessageOutcome::DeadLetter { .. });
-            outcomes.push(outcome);
-            if mode == ConsumeMode::Orderly && !settled {
+            if mode == ConsumeMode::Orderly
+                && (unsettled || outcomes.iter().flatten().any(|o| !settled(o)))
+            {
                 break;
             }
         }
-        outcomes.resize(msgs.len(), MessageOutcome::RETRY);
+        self.isolating = false;
+        let reached = outcomes.iter().filter(|o| o.is_some()).count();
+        if exhausted {
+            tracing::warn!(
+                plugin = &*env.name,
+                topic = &*self.topic,
+                queue = self.queue_id,
+                batch = msgs.len(),
+                retried = msgs.len() - reached,
+                "poison isolation budget spent: the messages not isolated are retried"
+            );
+        }
+        let mut outcomes: Vec<MessageOutcome> =
+            outcomes.into_iter().map(|o| o.unwrap_or(MessageOutcome::RETRY)).collect();
+        if mode == ConsumeMode::Orderly
+            && let Some(first_unsettled) = outcomes.iter().position(|o| !settled(o))
+        {
+            outcomes[first_unsettled..].fill(MessageOutcome::RETRY);
+        }
         outcomes
     }
 
@@ -692,6 +859,11 @@ impl<'a> Call<'a> {
             ],
         }
     }
+}
+
+/// Whether an outcome lets the offset move on (orderly isolation stops at the first that does not).
+fn settled(o: &MessageOutcome) -> bool {
+    matches!(o, MessageOutcome::Success | MessageOutcome::DeadLetter { .. })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -714,8 +886,16 @@ fn is_wasmtime_cap(e: &wasmtime::Error) -> bool {
 
 /// Maps a wasmtime error to an abort kind and a one-line detail (plus the guest backtrace and
 /// stderr, when there are any).
+///
+/// Anything that stops instantiation is [`AbortKind::Unavailable`] and plugin-wide, whatever its
+/// cause (the cause is in the detail): no message has been seen yet, so the messages are retried,
+/// never isolated. A wall-clock stop of running wasm is told by wasmtime's `Trap::Interrupt` (the
+/// epoch deadline), and says so in the detail; the tokio timeout that backs it up (for a guest
+/// parked in a host call) is reported by [`Call::run`] with its own detail.
 fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
-    let kind = if e.downcast_ref::<LimitExceeded>().is_some() || is_wasmtime_cap(e) {
+    let kind = if let Stage::Instantiate = stage {
+        AbortKind::Unavailable
+    } else if e.downcast_ref::<LimitExceeded>().is_some() || is_wasmtime_cap(e) {
         AbortKind::ResourceLimit
     } else if let Some(trap) = e.downcast_ref::<Trap>() {
         match trap {
@@ -725,17 +905,16 @@ fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
             _ => AbortKind::Trap,
         }
     } else {
-        match stage {
-            // Not a trap and not a limit: the pool or the linker refused the instance.
-            Stage::Instantiate => AbortKind::Unavailable,
-            // A host function failed in a way the guest cannot handle: a trap for the guest.
-            Stage::Call => AbortKind::Trap,
-        }
+        // A host function failed in a way the guest cannot handle: a trap for the guest.
+        AbortKind::Trap
     };
     // The outermost message of a trap is the backtrace context; the one line we want is the
     // trap (or the limit) itself.
     let what = if let Some(limit) = e.downcast_ref::<LimitExceeded>() {
         limit.to_string()
+    } else if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        "epoch deadline: the guest was still running wasm at the call's timeout (interrupt)"
+            .to_owned()
     } else if let Some(trap) = e.downcast_ref::<Trap>() {
         trap.to_string()
     } else {
@@ -754,5 +933,6 @@ fn classify(e: &wasmtime::Error, stage: Stage, stderr: &str) -> Abort {
         context.push_str("\nguest backtrace:\n");
         context.push_str(&bt.to_string());
     }
-    Abort { kind, detail, context }
+    let plugin_wide = matches!(stage, Stage::Instantiate) || stderr.len() >= STDERR_FULL;
+    Abort { kind, detail, context, plugin_wide }
 }

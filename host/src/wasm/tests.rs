@@ -264,9 +264,11 @@ async fn a_poison_message_is_isolated_and_the_rest_of_the_batch_succeeds() {
             assert_eq!(*o, MessageOutcome::Success, "message {i}");
         }
     }
+    // Bisection: the batch, then both halves of each of the 5 levels down to message 17 — 11
+    // runs instead of 33 — and the 6 runs that held message 17 trapped.
     let c = l.stats().counters;
-    assert_eq!((c.isolations, c.poison, c.calls), (1, 1, 33));
-    assert_eq!(c.aborts_of(AbortKind::Trap), 2);
+    assert_eq!((c.isolations, c.poison, c.calls), (1, 1, 11));
+    assert_eq!(c.aborts_of(AbortKind::Trap), 6);
 }
 
 #[tokio::test]
@@ -881,4 +883,256 @@ fn limits_over_the_engine_maximum_are_refused() {
     let v = engine().load_blocking(&plugin("filter")).unwrap();
     let e = WasmListener::new(engine(), v, s).unwrap_err();
     assert!(matches!(e, WasmError::Limits(_)), "{e}");
+}
+
+// ---- isolation: what is (not) the messages' fault, and what it may cost -------------------------
+
+fn keyed(n: usize, poison_at: usize) -> Vec<MessageExt> {
+    (0..n)
+        .map(|i| {
+            let key = if i == poison_at { "poison".to_owned() } else { format!("key-{i}") };
+            msg(i, "TagA", &key, "{}")
+        })
+        .collect()
+}
+
+fn prop<'a>(o: &'a MessageOutcome, k: &str) -> Option<&'a str> {
+    match o {
+        MessageOutcome::DeadLetter { properties, .. } => {
+            properties.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+        }
+        _ => None,
+    }
+}
+
+fn is_poison(o: &MessageOutcome) -> bool {
+    matches!(o, MessageOutcome::DeadLetter { reason, .. } if reason == "poison")
+}
+
+/// A memory cap below the component's initial memory fails every instantiation: the plugin's
+/// fault, not the messages'. The whole call fails as `unavailable` (retried with backoff, counted)
+/// and nothing is isolated or dead-lettered.
+#[tokio::test]
+async fn an_instantiation_abort_retries_the_batch_and_dead_letters_nothing() {
+    let mut s = spec("filter", &[("tag", "hold")]);
+    s.limits.memory = 64 * 1024; // a Rust component starts with more than a megabyte
+    let l = listener("filter", s).await;
+    let r = l.consume(&ctx(), &batch(4)).await;
+    assert_eq!(aborted(&r), AbortKind::Unavailable, "{r:?}");
+    let Err(ListenerError::Aborted { detail, .. }) = r else { unreachable!() };
+    assert!(detail.starts_with("instantiating: memory cap exceeded"), "{detail}");
+    let c = l.stats().counters;
+    assert_eq!((c.calls, c.isolations, c.poison), (1, 0, 0), "{c:?}");
+    assert_eq!(c.aborts_of(AbortKind::Unavailable), 1);
+}
+
+/// A plugin that overflows its 4 KiB stderr pipe traps on any batch: retried, not dead-lettered.
+#[tokio::test]
+async fn a_plugin_that_floods_stderr_is_retried_not_dead_lettered() {
+    let l = listener("probe", spec("probe", &[("stderr-kib", "8")])).await;
+    let r = l.consume(&ctx(), &batch(4)).await;
+    assert_eq!(aborted(&r), AbortKind::Trap, "{r:?}");
+    let c = l.stats().counters;
+    assert_eq!((c.calls, c.isolations, c.poison), (1, 0, 0), "{c:?}");
+    // Under the pipe's capacity, stderr is harmless.
+    let l = listener("probe", spec("probe", &[("stderr-kib", "2")])).await;
+    assert_eq!(l.consume(&ctx(), &batch(2)).await.unwrap(), vec![MessageOutcome::Success; 2]);
+}
+
+/// A guest that traps whenever a batch has two messages or more: isolation must not turn every
+/// batch of 256 into 257 runs. Bisection plus the budget: at most `4·8 + 1` re-runs; the messages
+/// reached answer, the others are retried, none is dead-lettered.
+#[tokio::test]
+async fn isolation_runs_are_bounded_for_a_guest_that_fails_any_batch_of_two() {
+    let l = listener("probe", spec("probe", &[("trap-if-batch-over", "1")])).await;
+    let out = l.consume(&ctx(), &batch(256)).await.expect("isolation answers per message");
+    let succeeded = out.iter().filter(|o| o.is_success()).count();
+    let retried = out.iter().filter(|o| **o == MessageOutcome::RETRY).count();
+    assert_eq!(succeeded + retried, 256, "nothing dead-lettered: {out:?}");
+    assert!(succeeded >= 2, "the messages isolation reached answered alone: {succeeded}");
+    let c = l.stats().counters;
+    assert!(c.calls <= 1 + 33, "{} runs for one consume call", c.calls);
+    assert_eq!((c.isolations, c.poison), (1, 0));
+    eprintln!("batch of 256, trap when len > 1: {} runs, {succeeded} answered", c.calls);
+}
+
+/// A guest that burns all its fuel on every batch (the infinite loop): one consume call of 256
+/// messages costs at most 17 calls' worth of fuel in isolation (`2·8 + 1`), plus the batch's own.
+#[tokio::test]
+async fn isolation_fuel_is_bounded_per_consume_call() {
+    let fuel = 10 * FUEL_PER_MS;
+    let mut s = spec("infinite-loop", &[]);
+    s.limits.fuel = fuel;
+    s.limits.timeout = Duration::from_secs(30);
+    let l = listener("infinite-loop", s).await;
+    let out = l.consume(&ctx(), &batch(256)).await.expect("isolation answers per message");
+    let c = l.stats().counters;
+    assert!(c.calls <= 18, "{} runs", c.calls);
+    assert!(c.fuel_used <= 18 * fuel, "{} fuel, {} per run", c.fuel_used, fuel);
+    let retried = out.iter().filter(|o| **o == MessageOutcome::RETRY).count();
+    assert!(retried >= 256 - 17, "the messages the budget did not reach are retried: {retried}");
+    eprintln!(
+        "batch of 256, every run out of fuel: {} runs, {} fuel ({} per run)",
+        c.calls, c.fuel_used, fuel
+    );
+}
+
+/// In warm mode, isolation still runs each range on a fresh instance: a message must not be
+/// judged on an instance that served another run first. (The probe traps on a reused instance,
+/// like a plugin whose statics a previous call left inconsistent.)
+#[tokio::test]
+async fn warm_mode_isolates_on_fresh_instances() {
+    let mut s = spec("probe", &[("trap-key", "poison"), ("trap-on-reuse", "")]);
+    s.limits.instance_reuse = 100;
+    let l = listener("probe", s).await;
+    let out = l.consume(&ctx(), &keyed(3, 2)).await.expect("isolation answers per message");
+    assert_eq!(&out[..2], &[MessageOutcome::Success, MessageOutcome::Success], "{out:?}");
+    assert!(is_poison(&out[2]), "{out:?}");
+    let c = l.stats().counters;
+    assert_eq!((c.warm_calls, c.poison), (0, 1), "{c:?}");
+}
+
+/// Fuel and memory aborts of one message are isolated like traps: the message is dead-lettered
+/// with the abort kind, the rest of the batch succeeds.
+#[tokio::test]
+async fn fuel_and_memory_aborts_of_one_message_are_isolated() {
+    for (key, kind) in
+        [("spin-key", AbortKind::FuelExhausted), ("bomb-key", AbortKind::ResourceLimit)]
+    {
+        let mut s = spec("probe", &[(key, "poison")]);
+        s.limits.fuel = 20 * FUEL_PER_MS;
+        s.limits.timeout = Duration::from_secs(30);
+        s.limits.memory = 16 * 1024 * 1024;
+        let l = listener("probe", s).await;
+        let out = l.consume(&ctx(), &keyed(8, 5)).await.expect("isolation answers per message");
+        for (i, o) in out.iter().enumerate() {
+            if i == 5 {
+                assert!(is_poison(o), "{key}: {o:?}");
+                assert_eq!(prop(o, PROP_ABORT), Some(kind.as_str()), "{key}");
+            } else {
+                assert_eq!(*o, MessageOutcome::Success, "{key}: message {i}");
+            }
+        }
+        let c = l.stats().counters;
+        assert_eq!((c.isolations, c.poison), (1, 1), "{key}: {c:?}");
+        assert!(c.aborts_of(kind) >= 2, "{key}: {c:?}");
+    }
+}
+
+/// The epoch interrupt itself, not the tokio timeout behind it: on a current-thread runtime with
+/// fuel yields off, a spinning guest never yields to tokio, so only wasmtime's epoch check can
+/// stop it at the timeout; the abort is classified from `Trap::Interrupt`. (Were the epoch not
+/// armed, fuel would end it — about 3 s of CPU later, as `fuel`.)
+#[tokio::test(flavor = "current_thread")]
+async fn the_epoch_deadline_interrupts_a_guest_that_never_yields() {
+    let mut s = no_isolation(spec("infinite-loop", &[]));
+    s.limits.fuel = 3_000 * FUEL_PER_MS;
+    s.limits.fuel_yield_interval = u64::MAX;
+    s.limits.timeout = Duration::from_millis(200);
+    let l = listener("infinite-loop", s).await;
+    let started = Instant::now();
+    let r = l.consume(&ctx(), &batch(1)).await;
+    let took = started.elapsed();
+    assert_eq!(aborted(&r), AbortKind::Timeout, "{r:?}");
+    let Err(ListenerError::Aborted { detail, .. }) = r else { unreachable!() };
+    assert!(detail.starts_with("epoch deadline"), "not the epoch interrupt: {detail}");
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+}
+
+/// The socket escape against a port that really listens: the guest's connect fails and the
+/// listener never sees a connection.
+#[tokio::test]
+async fn a_socket_escape_never_reaches_a_listening_port() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let addr = server.local_addr().unwrap().to_string();
+    let l = listener("fs-escape", spec("fs-escape", &[("connect", &addr)])).await;
+    let r = l.consume(&ctx(), &batch(1)).await;
+    let Err(ListenerError::Failed(m)) = r else { panic!("expected the guest's error, got {r:?}") };
+    assert!(m.starts_with("fs-escape: blocked:"), "{m}");
+    let connect = m.split("; ").find(|p| p.starts_with("connect ")).expect("a connect attempt");
+    assert!(connect.starts_with(&format!("connect {addr}: ")), "{connect}");
+    assert!(!connect.contains("OPENED"), "{connect}");
+    // A completed handshake would be waiting in the backlog by now.
+    match server.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the guest reached the listener: {other:?}"),
+    }
+}
+
+/// Two listeners on one version (so one module, whose pool slot the allocator reuses and resets
+/// in place), on an engine with a single instance slot: a secret one call planted in its stack,
+/// heap and grown memory is not in the next call's memory. A control call that plants and scans
+/// in one instance proves the scan finds it.
+#[tokio::test]
+async fn a_reused_pool_slot_leaks_nothing_to_the_next_listener() {
+    let engine = SandboxEngine::new(EngineConfig {
+        max_instances: 1,
+        cache_dir: None,
+        ..Default::default()
+    })
+    .unwrap();
+    let secret = "s3cr3t-0123456789-abcdefghijklmnopqrstuvwxyz-ZYXWVU";
+    let version = engine.load(&plugin("probe")).await.unwrap();
+    let same = |v: &PluginVersion| PluginVersion {
+        pre: v.pre.clone(),
+        hash: v.hash,
+        path: v.path.clone(),
+        load_time: v.load_time,
+        from_cache: v.from_cache,
+    };
+    let on_version = |config: &[(&str, &str)]| {
+        WasmListener::new(&engine, same(&version), spec("probe", config)).unwrap()
+    };
+    let failed = |r: Result<Vec<MessageOutcome>, ListenerError>| match r {
+        Err(ListenerError::Failed(m)) => m,
+        other => panic!("expected the probe's report, got {other:?}"),
+    };
+    let scanned = |m: &str| -> usize {
+        m.strip_prefix("scan: ").and_then(|r| r.split(' ').next()).unwrap().parse().unwrap()
+    };
+
+    let control = on_version(&[("write-secret", secret), ("scan-secret", secret)]);
+    let m = failed(control.consume(&ctx(), &batch(1)).await);
+    assert!(m.contains("secret found at"), "the scan must see a planted secret: {m}");
+
+    let writer = on_version(&[("write-secret", secret), ("secret-kib", "4096")]);
+    let wrote = failed(writer.consume(&ctx(), &batch(1)).await);
+    let end: usize =
+        wrote.split(" end ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+
+    let reader = on_version(&[("scan-secret", secret), ("scan-grow-kib", "8192")]);
+    let m = failed(reader.consume(&ctx(), &batch(1)).await);
+    assert!(m.ends_with("secret not found"), "{m} (after {wrote})");
+    assert!(scanned(&m) >= end, "the scan covered every planted byte: {m} (after {wrote})");
+}
+
+/// Clocks are frozen unless granted: the wall clock reads the epoch and the monotonic clock does
+/// not move over a busy loop; with `clocks = true` both are real.
+#[tokio::test]
+async fn clocks_are_frozen_unless_granted() {
+    let read = |m: &str, field: &str| -> u128 {
+        m.split(&format!("{field} "))
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let report = |r: Result<Vec<MessageOutcome>, ListenerError>| match r {
+        Err(ListenerError::Failed(m)) => m,
+        other => panic!("expected the probe's report, got {other:?}"),
+    };
+    let frozen = listener("probe", spec("probe", &[("clocks", "")])).await;
+    let m = report(frozen.consume(&ctx(), &batch(1)).await);
+    assert_eq!((read(&m, "wall-ns"), read(&m, "monotonic-ns")), (0, 0), "{m}");
+
+    let mut s = spec("probe", &[("clocks", "")]);
+    s.limits.clocks = true;
+    let granted = listener("probe", s).await;
+    let m = report(granted.consume(&ctx(), &batch(1)).await);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let wall = Duration::from_nanos(u64::try_from(read(&m, "wall-ns")).unwrap());
+    assert!(now.abs_diff(wall) < Duration::from_secs(60), "{m}");
+    assert!(read(&m, "monotonic-ns") > 0, "{m}");
 }
