@@ -61,8 +61,11 @@ pub struct ListenerLimits {
     pub produce_topics: Vec<TopicGrant>,
     /// Grants the real wall and monotonic clocks (otherwise frozen; see `host.rs`).
     pub clocks: bool,
-    /// After an abort with a deterministic kind, retry the batch's messages one by one and
-    /// dead-letter those that abort alone (reason `poison`).
+    /// After an abort with a deterministic kind, bisect the batch on fresh instances and
+    /// dead-letter the messages that abort alone (reason `poison`), within a per-call budget of
+    /// re-runs, fuel and time (`listener::IsolationBudget`); messages it does not reach are
+    /// retried, never dead-lettered. An abort at instantiation is the plugin's, not the
+    /// messages': retried, never isolated.
     pub poison_isolation: bool,
     /// Told to the guest in its context (`max-reconsume-times`).
     pub max_reconsume_times: u32,
