@@ -534,17 +534,26 @@ async fn a_healthy_listener_keeps_its_sandboxes_while_three_others_hang() {
     }
 }
 
-/// A hostile Python plugin under the default limits: its interpreter's infinite loop is
-/// stopped (fuel, else the epoch deadline), its memory bomb hits the cap.
+/// Hostile Python and JavaScript plugins under the default limits: an infinite loop in the
+/// interpreter is stopped (fuel, else the epoch deadline), a memory bomb by the cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_python_is_stopped_under_default_limits() {
-    let spin = listener("py-hostile", no_isolation(spec("py-hostile", &[("mode", "loop")]))).await;
-    let r = spin.consume(&ctx(), &batch(1)).await;
-    assert!(matches!(aborted(&r), AbortKind::FuelExhausted | AbortKind::Timeout), "{r:?}");
-    let bomb =
-        listener("py-hostile", no_isolation(spec("py-hostile", &[("mode", "memory")]))).await;
-    let r = bomb.consume(&ctx(), &batch(1)).await;
-    assert_eq!(aborted(&r), AbortKind::ResourceLimit, "{r:?}");
+async fn hostile_python_and_javascript_are_stopped_under_default_limits() {
+    for name in ["py-hostile", "js-hostile"] {
+        let spin = listener(name, no_isolation(spec(name, &[("mode", "loop")]))).await;
+        let r = spin.consume(&ctx(), &batch(1)).await;
+        assert!(
+            matches!(aborted(&r), AbortKind::FuelExhausted | AbortKind::Timeout),
+            "{name}: {r:?}"
+        );
+        let bomb = listener(name, no_isolation(spec(name, &[("mode", "memory")]))).await;
+        let r = bomb.consume(&ctx(), &batch(1)).await;
+        assert_eq!(aborted(&r), AbortKind::ResourceLimit, "{name}: {r:?}");
+        let fine = listener(name, spec(name, &[])).await;
+        assert_eq!(
+            fine.consume(&ctx(), &batch(2)).await.unwrap(),
+            vec![MessageOutcome::Success; 2]
+        );
+    }
 }
 
 /// How much memory the Python and JavaScript runtimes need for a call, against the default
