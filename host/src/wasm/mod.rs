@@ -24,6 +24,8 @@ pub mod stats;
 #[cfg(test)]
 mod cache_tests;
 #[cfg(test)]
+mod reload_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
@@ -34,7 +36,7 @@ pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
 pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
-pub use reload::{DEBOUNCE, Reloader};
+pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
 
 /// Why a plugin could not be loaded or a listener built. (Failures *during* a call are
