@@ -13,7 +13,8 @@
 //!   fiber's native stack is at risk.
 //! - **Compilation happens on the blocking pool**, never on a tokio worker, and its result is
 //!   cached on disk keyed by the content hash and the engine's compatibility hash, so a restart or
-//!   a reload of an unchanged file costs a `mmap`, not a Cranelift run.
+//!   a reload of an unchanged file costs a read and a MAC check, not a Cranelift run. The cache
+//!   holds native code: its threat model and defences are in `cache.rs`.
 
 use std::fmt;
 use std::hash::Hasher;
@@ -31,6 +32,7 @@ use wasmtime::{
 
 use super::WasmError;
 use super::bindings::{Listener, ListenerPre};
+use super::cache::{ARTIFACT_EXT, ArtifactCache, deserialize_verified};
 use super::host::HostState;
 
 /// Engine-wide limits. Per-listener limits (fuel, timeout, memory cap) live in
@@ -47,8 +49,14 @@ pub struct EngineConfig {
     pub max_wasm_stack: usize,
     /// Epoch ticker period: the resolution of the wall-clock deadline.
     pub epoch_tick: Duration,
-    /// Where precompiled artifacts are cached (`None`: compile every time).
+    /// Where precompiled artifacts are cached (`None`: compile every time). Created `0700`; a
+    /// directory owned by another user or writable by group/others is refused with a WARN and
+    /// the engine compiles without a cache (see `cache.rs` for the threat model).
     pub cache_dir: Option<PathBuf>,
+    /// The most artifacts the cache keeps; beyond it the least recently used are deleted.
+    pub cache_max_files: usize,
+    /// The most bytes of artifacts the cache keeps (the newest artifact is always kept).
+    pub cache_max_bytes: u64,
     /// The largest `.wasm` file loaded (wasmCloud's default: 50 MiB). A plugin file is read
     /// whole and compiled: without a cap, a huge file (or `/dev/zero` behind a link) takes the
     /// host's memory.
@@ -63,6 +71,8 @@ impl Default for EngineConfig {
             max_wasm_stack: 512 * 1024,
             epoch_tick: Duration::from_millis(10),
             cache_dir: default_cache_dir(),
+            cache_max_files: 64,
+            cache_max_bytes: 2 << 30,
             max_module_size: 50 * 1024 * 1024,
         }
     }
@@ -146,6 +156,8 @@ struct Inner {
     config: EngineConfig,
     /// Hex of `Engine::precompile_compatibility_hash`: part of every cache key.
     compat: String,
+    /// The artifact cache, if configured and its directory passed the checks.
+    cache: Option<ArtifactCache>,
     /// One permit per pool slot (see [`EngineConfig::max_instances`]).
     instances: Arc<Semaphore>,
     /// Warm listeners' pools of idle instances, each holding a pool slot: a call that finds no
@@ -228,10 +240,24 @@ impl SandboxEngine {
         std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
         let compat = hex(&hasher.0.finalize()[..8]);
 
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            ArtifactCache::open(dir, config.cache_max_files, config.cache_max_bytes)
+                .inspect_err(|e| {
+                    // A refusal to start would turn a misconfigured cache directory into an
+                    // outage; compiling every time is as safe as having no cache.
+                    tracing::warn!(
+                        error = %e,
+                        "the compiled-artifact cache is disabled: every plugin load compiles"
+                    );
+                })
+                .ok()
+        });
+
         spawn_epoch_ticker(&engine, config.epoch_tick);
         let instances = Arc::new(Semaphore::new(n as usize));
         let idle = std::sync::Mutex::new(Vec::new());
-        Ok(Self { inner: Arc::new(Inner { engine, linker, config, compat, instances, idle }) })
+        let inner = Inner { engine, linker, config, compat, cache, instances, idle };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The wasmtime engine.
@@ -242,6 +268,12 @@ impl SandboxEngine {
     /// The engine-wide limits.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// The artifact cache directory in use: `None` when none is configured or the configured
+    /// one was refused (see [`EngineConfig::cache_dir`]).
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.inner.cache.as_ref().map(ArtifactCache::path)
     }
 
     /// Waits for a free pool slot. Held for the duration of one sandboxed call (or, in warm
@@ -325,60 +357,40 @@ impl SandboxEngine {
         bytes: &[u8],
         hash: &ContentHash,
     ) -> Result<(Component, bool), WasmError> {
-        let cache_file = self
-            .inner
-            .config
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}-{}.cwasm", hash.hex(), self.inner.compat)));
-        if let Some(file) = &cache_file
-            && file.exists()
-        {
-            match deserialize_cached(&self.inner.engine, file) {
-                Ok(component) => return Ok((component, true)),
-                Err(e) => {
-                    tracing::warn!(file = %file.display(), error = %format!("{e:#}"), "ignoring a bad cached artifact");
-                    let _ = std::fs::remove_file(file);
-                }
+        let engine = &self.inner.engine;
+        let name = format!("{}-{}{ARTIFACT_EXT}", hash.hex(), self.inner.compat);
+        let cache = self.inner.cache.as_ref().filter(|cache| match cache.check() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "not using the compiled-artifact cache for this load");
+                false
+            }
+        });
+        if let Some(cache) = cache {
+            match cache.get(&name) {
+                Ok(Some(artifact)) => match deserialize_verified(engine, &artifact) {
+                    Ok(component) => return Ok((component, true)),
+                    // Ours, but from an incompatible build: recompile.
+                    Err(e) => cache.refuse(&name, &format!("{e:#}")),
+                },
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "not using the compiled-artifact cache"),
             }
         }
-        let component = Component::new(&self.inner.engine, bytes)
+        let component = Component::new(engine, bytes)
             .map_err(|e| WasmError::Compile { path: path.into(), reason: format!("{e:#}") })?;
-        if let Some(file) = &cache_file
-            && let Err(e) = write_cache(&component, file)
-        {
-            // A cache we cannot write only costs a recompile next time.
-            tracing::warn!(file = %file.display(), error = %e, "could not cache the compiled plugin");
+        if let Some(cache) = cache {
+            let stored = component
+                .serialize()
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|artifact| cache.put(&name, &artifact).map_err(|e| e.to_string()));
+            if let Err(e) = stored {
+                // A cache we cannot write only costs a recompile next time.
+                tracing::warn!(plugin = %path.display(), error = %e, "could not cache the compiled plugin");
+            }
         }
         Ok((component, false))
     }
-}
-
-/// Loads an artifact from our own cache directory.
-///
-/// `Component::deserialize_file` is `unsafe` because wasmtime maps the file and runs its machine
-/// code without re-validating it: a forged or corrupted artifact could do anything.
-#[allow(unsafe_code, reason = "deserializing our own precompiled cache; see SAFETY")]
-fn deserialize_cached(engine: &Engine, file: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file was written by `write_cache` below, from `Component::serialize` of a
-    // component this engine compiled; its name carries the sha256 of the `.wasm` it came from and
-    // the engine's compatibility hash, so a different input or an incompatible engine never
-    // reads it; it is written to a temporary name and renamed, so it is never seen half-written;
-    // and wasmtime still checks the header (version, target, engine flags) before using it. The
-    // file is mapped, so it must never change in place while mapped: `write_cache` only ever
-    // renames a complete new file over it (a new inode; existing mappings keep the old one). The
-    // cache directory is the operator's, with the same trust as the binary itself.
-    unsafe { Component::deserialize_file(engine, file) }
-}
-
-fn write_cache(component: &Component, file: &Path) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, file)
 }
 
 /// Increments the engine's epoch every `tick` on a plain thread (not a tokio task: a busy

@@ -2,14 +2,17 @@
 //! `rmq:listener@0.2.0` world (`wit/listener.wit`), run under fuel, deadline and memory limits,
 //! with traps turned into retries, poison pills into DLQ entries, and hot reload.
 //!
-//! - [`engine`]: the one wasmtime engine (pooling, CoW, fuel, epochs), the compile path with its
-//!   on-disk artifact cache, and [`PluginVersion`] (an `InstancePre` per listener version);
+//! - [`engine`]: the one wasmtime engine (pooling, CoW, fuel, epochs), the compile path, and
+//!   [`PluginVersion`] (an `InstancePre` per listener version);
+//! - `cache`: the on-disk cache of compiled (native) artifacts, MAC'd and in a checked private
+//!   directory;
 //! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
 //! - `reload`: file watching and atomic version swaps;
 //! - `bindings`: the `bindgen!` output, alone.
 
 mod bindings;
+mod cache;
 mod convert;
 pub mod engine;
 mod host;
@@ -19,16 +22,21 @@ mod reload;
 pub mod stats;
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
+mod reload_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 
+pub use cache::CacheError;
 pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
 pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
 pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
-pub use reload::{DEBOUNCE, Reloader};
+pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
 
 /// Why a plugin could not be loaded or a listener built. (Failures *during* a call are

@@ -625,11 +625,14 @@ async fn a_second_load_comes_from_the_artifact_cache() {
     let second = engine.load(&plugin("filter")).await.unwrap();
     assert!(!first.from_cache && second.from_cache);
     assert_eq!(first.hash, second.hash);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "one artifact, no temp files");
-    // A corrupt artifact is discarded and recompiled, not trusted. (Replaced by a rename, as
-    // the cache itself does: truncating a mapped artifact in place would fault the process.)
+    // One artifact and the cache's key, no temp files.
+    let mut files: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // A corrupt artifact is discarded and recompiled, not trusted.
     drop((first, second));
-    let cwasm = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let cwasm = files.into_iter().find(|f| f.extension().is_some_and(|e| e == "cwasm")).unwrap();
     let tmp = dir.path().join("corrupt");
     std::fs::write(&tmp, b"garbage").unwrap();
     std::fs::rename(&tmp, &cwasm).unwrap();
