@@ -40,7 +40,7 @@ pub use heartbeat::{
 pub use json::{from_fastjson, parse_lenient, to_fastjson, to_json};
 pub use lock::{LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody};
 pub use reset_offset::{OffsetSerializeWrapper, ResetOffsetBody};
-pub use route::{BrokerData, QueueData, TopicRouteData, perm};
+pub use route::{BrokerData, MAX_ROUTE_QUEUES, QueueData, TopicRouteData, perm};
 pub use running_info::{ConsumeStatus, ConsumerRunningInfo, ProcessQueueInfo};
 
 /// Why a JSON body could not be read. Every variant says what was wrong and where.
@@ -60,6 +60,9 @@ pub enum BodyError {
         #[source]
         source: serde_json::Error,
     },
+    /// Well-formed and the right shape, but a value the host cannot act on safely.
+    #[error("{target}: {problem}")]
+    OutOfRange { target: &'static str, problem: String },
     /// A key of a `Map<MessageQueue, _>` is neither an object text nor Java's `toString` form.
     #[error("bad MessageQueue map key {key:?}: {problem}")]
     MessageQueueKey { key: String, problem: String },
@@ -96,6 +99,5 @@ json_bodies!(
     LockBatchRequestBody,
     LockBatchResponseBody,
     ResetOffsetBody,
-    TopicRouteData,
     UnlockBatchRequestBody,
 );

@@ -3,12 +3,22 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::{BodyError, json};
 use crate::protocol::types::{MessageQueue, QueueId};
 
 /// The broker id of a master in `brokerAddrs` (Java `MixAll.MASTER_ID`).
 pub const MASTER_ID: i64 = 0;
+
+/// The most queues a route may make a consumer or producer list: the sum of `readQueueNums`
+/// over its queue sets, of `writeQueueNums`, and of the counts in `orderTopicConf`, each.
+///
+/// Every listed queue becomes a [`MessageQueue`] at each rebalance, so a name server (hostile or
+/// misconfigured) announcing `readQueueNums` 2^31-1 made the host ask for 120 GB and abort. Real
+/// topics have a few brokers of 4 to 256 queues; 65,536 leaves them ample room.
+pub const MAX_ROUTE_QUEUES: i64 = 65_536;
 
 /// Queue permission bits (`PermName`): a queue set is readable (consumers may pull) and/or
 /// writable (producers may send).
@@ -56,6 +66,60 @@ pub struct TopicRouteData {
 }
 
 impl TopicRouteData {
+    /// Reads the body as a name server writes it (fastjson's bare keys accepted), refusing queue
+    /// counts beyond [`MAX_ROUTE_QUEUES`] with a [`BodyError::OutOfRange`] naming the queue set
+    /// or `orderTopicConf` item that crosses it.
+    pub fn decode(body: &[u8]) -> Result<Self, BodyError> {
+        let route: Self = json::from_fastjson(body)?;
+        route.check_queue_counts()?;
+        Ok(route)
+    }
+
+    /// Writes the body as fastjson would (see [`json::to_fastjson`]).
+    pub fn encode(&self) -> Bytes {
+        json::to_fastjson(self)
+    }
+
+    /// The [`MAX_ROUTE_QUEUES`] check of [`Self::decode`].
+    fn check_queue_counts(&self) -> Result<(), BodyError> {
+        let over = |problem: String| BodyError::OutOfRange { target: "route data", problem };
+        let (mut read, mut write) = (0_i64, 0_i64);
+        for (i, qd) in self.queue_datas.iter().enumerate() {
+            for (field, count, total) in [
+                ("readQueueNums", qd.read_queue_nums, &mut read),
+                ("writeQueueNums", qd.write_queue_nums, &mut write),
+            ] {
+                *total += i64::from(count.max(0));
+                if *total > MAX_ROUTE_QUEUES {
+                    return Err(over(format!(
+                        "queueDatas[{i}] (broker `{}`): {field} {count} takes the route over \
+                         {MAX_ROUTE_QUEUES} queues",
+                        qd.broker_name
+                    )));
+                }
+            }
+        }
+        let mut ordered = 0_i64;
+        for (item, _, count) in self.order_conf_items() {
+            ordered += i64::from(count.max(0));
+            if ordered > MAX_ROUTE_QUEUES {
+                return Err(over(format!(
+                    "orderTopicConf item `{item}` takes the route over {MAX_ROUTE_QUEUES} queues"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `broker:count` items of `orderTopicConf` that parse, as `(item, broker, count)`;
+    /// others are skipped, as Java skips them.
+    fn order_conf_items(&self) -> impl Iterator<Item = (&str, &str, i32)> {
+        self.order_topic_conf.as_deref().unwrap_or_default().split(';').filter_map(|item| {
+            let (broker, count) = item.split_once(':')?;
+            Some((item, broker, count.trim().parse::<i32>().ok()?))
+        })
+    }
+
     /// The queues a consumer rebalances over (Java `topicRouteData2TopicSubscribeInfo`):
     /// `0..readQueueNums` of every readable queue set, sorted as Java's `MessageQueue` sorts.
     pub fn subscribe_queues(&self, topic: &str) -> Vec<MessageQueue> {
@@ -79,16 +143,11 @@ impl TopicRouteData {
     /// Otherwise `0..writeQueueNums` of every writable queue set whose broker has a known
     /// master, sorted.
     pub fn publish_queues(&self, topic: &str) -> Vec<MessageQueue> {
-        if let Some(conf) = self.order_topic_conf.as_deref().filter(|c| !c.is_empty()) {
-            return conf
-                .split(';')
-                .filter_map(|item| {
-                    let (broker, count) = item.split_once(':')?;
-                    Some((broker.to_owned(), count.trim().parse::<i32>().ok()?))
-                })
-                .flat_map(|(broker, count)| {
-                    (0..count.max(0))
-                        .map(move |i| MessageQueue::new(topic, broker.clone(), QueueId(i)))
+        if self.order_topic_conf.as_deref().is_some_and(|c| !c.is_empty()) {
+            return self
+                .order_conf_items()
+                .flat_map(|(_, broker, count)| {
+                    (0..count.max(0)).map(move |i| MessageQueue::new(topic, broker, QueueId(i)))
                 })
                 .collect();
         }
@@ -407,5 +466,44 @@ mod tests {
             TopicRouteData::decode(body),
             Err(crate::protocol::body::BodyError::Shape { .. })
         ));
+    }
+
+    /// Queue counts a consumer or producer would expand into one `MessageQueue` each. Found by
+    /// the `route_data` fuzz target: a count of 467,440,737 in `orderTopicConf` made
+    /// `publish_queues` ask for 26 GB, and `readQueueNums` 2^31-1 makes `subscribe_queues`
+    /// (every rebalance) ask for 120 GB; the allocation failure aborted the process.
+    #[test]
+    fn queue_counts_beyond_the_limit_are_refused() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"queueDatas":[{"brokerName":"b","perm":4,"readQueueNums":2147483647}]}"#,
+                "queueDatas[0] (broker `b`): readQueueNums 2147483647",
+            ),
+            (
+                br#"{"brokerDatas":[{"brokerAddrs":{0:"a:1"},"brokerName":"b"}],"queueDatas":[{"brokerName":"b","perm":2,"writeQueueNums":2147483647}]}"#,
+                "queueDatas[0] (broker `b`): writeQueueNums 2147483647",
+            ),
+            (
+                br#"{"queueDatas":[{"brokerName":"a","perm":6,"readQueueNums":40000},{"brokerName":"b","perm":6,"readQueueNums":40000}]}"#,
+                "queueDatas[1] (broker `b`): readQueueNums 40000",
+            ),
+            (br#"{"orderTopicConf":"a:8;b:2147483647"}"#, "orderTopicConf item `b:2147483647`"),
+            // The fuzzer's own find, as it wrote it and minimised: serde reads a struct from an
+            // array too, so this is `orderTopicConf` ":467440737" (empty broker name), and
+            // `publish_queues` asked for 26 GB.
+            (b"[\n\n\":467440737\t\t\n\"]\n\n\n", "orderTopicConf item `:467440737"),
+            (br#"[":467440737"]"#, "orderTopicConf item `:467440737`"),
+        ];
+        for (body, named) in cases {
+            let err = TopicRouteData::decode(body).unwrap_err();
+            assert!(matches!(err, crate::protocol::body::BodyError::OutOfRange { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(named) && text.contains("65536"), "{text}");
+        }
+        // Up to the limit is fine, and the queue lists are as long as the route says.
+        let at_limit = br#"{"brokerDatas":[{"brokerAddrs":{0:"a:1"},"brokerName":"b"}],"queueDatas":[{"brokerName":"b","perm":6,"readQueueNums":65536,"writeQueueNums":65536}],"orderTopicConf":"b:65536"}"#;
+        let route = TopicRouteData::decode(at_limit).unwrap();
+        assert_eq!(route.subscribe_queues("T").len(), 65_536);
+        assert_eq!(route.publish_queues("T").len(), 65_536);
     }
 }
