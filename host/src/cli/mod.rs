@@ -75,14 +75,26 @@ enum Command {
 /// Runs the binary.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(colour)
         .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(run(cli))
+}
+
+/// Colour in log lines only for a person at a terminal: a file or a pipe gets plain text (escape
+/// codes there only get in the way of grep), and a non-empty `NO_COLOR` turns it off
+/// (no-color.org).
+fn use_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
@@ -147,4 +159,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::use_colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let table = [
+            (true, None, true),
+            (false, None, false),
+            (true, Some("1"), false),
+            (true, Some(""), true),
+            (false, Some("1"), false),
+        ];
+        for (terminal, no_color, expected) in table {
+            assert_eq!(use_colour(terminal, no_color.map(OsStr::new)), expected, "{no_color:?}");
+        }
+    }
 }
