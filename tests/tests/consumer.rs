@@ -159,6 +159,51 @@ async fn a_failing_message_comes_back_with_growing_reconsume_times_then_succeeds
     consumer.shutdown().await;
 }
 
+/// A brand-new group's first retry comes back in seconds: the broker creates `%RETRY%<group>` on
+/// the group's first heartbeat, and the consumer asks for a missing route again after 1 s, 2 s,
+/// … instead of waiting for the 30 s name-server poll (which is how long it took before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_groups_first_retry_comes_back_within_seconds() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("first_retry");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    let group = unique("first_retry_group");
+    let deliveries: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let d = Arc::clone(&deliveries);
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| {
+        let d = Arc::clone(&d);
+        async move {
+            let mut d = d.lock().unwrap();
+            d.push(std::time::Instant::now());
+            let first = d.len() == 1;
+            // The test broker's delay level 1 is 1 s.
+            let outcome = if first {
+                MessageOutcome::RetryLater { delay_level: Some(1) }
+            } else {
+                MessageOutcome::Success
+            };
+            Ok(vec![outcome; msgs.len()])
+        }
+    }));
+    let consumer = start(cluster, config(&group, &topic, "first"), listener).await;
+    c.producer.send(Message::new(&topic, &b"x"[..]).with_keys(["once"])).await.unwrap();
+    let (first, again) =
+        wait_for("the retried message to come back", Duration::from_secs(60), || {
+            let d = deliveries.lock().unwrap();
+            (d.len() >= 2).then(|| (d[0], d[1]))
+        })
+        .await;
+    let took = again - first;
+    eprintln!("a new group's first retry came back after {took:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the retry took {took:?}: the retry topic's route was found late"
+    );
+    consumer.shutdown().await;
+}
+
 /// A listener that panics is a listener that failed: its batch is consumed again (concurrent:
 /// sent back, as RECONSUME_LATER; orderly: the queue suspends and retries it, as
 /// SUSPEND_CURRENT_QUEUE_A_MOMENT) — never committed as if consumed, never left pinning the

@@ -77,6 +77,12 @@ pub fn pull_delay_for(reason: PullDelayReason) -> Duration {
     }
 }
 
+/// How long to wait before asking again for a subscribed topic's missing route, after
+/// `attempts` earlier tries: 1 s, doubling, never longer than the regular `poll` interval.
+pub fn missing_route_delay(attempts: u32, poll: Duration) -> Duration {
+    Duration::from_secs(1).saturating_mul(1 << attempts.min(16)).min(poll)
+}
+
 // ------------------------------------------------------------------------------------------------
 // Flow control (reference 4.5)
 // ------------------------------------------------------------------------------------------------
@@ -324,6 +330,16 @@ mod tests {
         assert!(is_retry_topic("%RETRY%G"));
         assert!(!is_retry_topic("%DLQ%G"));
         assert!(!is_retry_topic("T%RETRY%"));
+    }
+
+    #[test]
+    fn missing_routes_are_asked_for_with_a_doubling_delay_up_to_the_poll() {
+        let poll = ms(30_000);
+        let table = [(0, 1_000), (1, 2_000), (2, 4_000), (4, 16_000), (5, 30_000), (40, 30_000)];
+        for (attempts, expected) in table {
+            assert_eq!(missing_route_delay(attempts, poll), ms(expected), "{attempts}");
+        }
+        assert_eq!(missing_route_delay(3, ms(5_000)), ms(5_000), "never past the poll");
     }
 
     #[test]

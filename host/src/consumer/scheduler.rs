@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::handler::SchedulerCommand;
 use super::locking;
+use super::policy;
 use super::rebalance::Rebalancer;
 use super::shared::Shared;
 use crate::protocol::MessageQueue;
@@ -56,11 +57,22 @@ pub(crate) async fn run(
         .then(|| tokio::spawn(keep_locks(Arc::clone(&shared), owned_rx, stop.child_token())));
     // Start-up already fetched routes and sent a heartbeat; rebalance at once.
     rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
+    let mut missing = MissingRoutes::default();
+    missing.schedule(&shared);
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
-            _ = routes.tick() => refresh_routes(&shared).await,
+            _ = routes.tick() => {
+                refresh_routes(&shared).await;
+                missing.schedule(&shared);
+            }
+            _ = sleep_until(missing.next.unwrap_or_else(Instant::now)), if missing.next.is_some() => {
+                if refresh_missing_routes(&shared).await {
+                    rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
+                }
+                missing.schedule(&shared);
+            }
             _ = heartbeat.tick() => send_heartbeats(&shared).await,
             _ = persist.tick() => persist_offsets(&shared, &rebalancer).await,
             _ = rebalance.tick() => rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await,
@@ -121,6 +133,46 @@ async fn rebalance_pass(
         // Java's messageQueueChanged: tell the brokers at once.
         send_heartbeats(shared).await;
     }
+}
+
+/// When to look again for subscribed topics that have no route yet, sooner than the 30 s poll.
+///
+/// Why: a new group's `%RETRY%<group>` topic is created by the broker on the group's first
+/// heartbeat (or send-back), and with the poll alone its queues were first assigned up to 30 s
+/// later, so a new group's retries did not come back for that long. A missing route is asked for
+/// again after 1 s, then 2, 4, … up to the poll interval ([`policy::missing_route_delay`]).
+#[derive(Debug, Default)]
+struct MissingRoutes {
+    next: Option<Instant>,
+    attempts: u32,
+}
+
+impl MissingRoutes {
+    fn schedule(&mut self, shared: &Shared) {
+        if shared.topics().iter().all(|t| shared.routes.subscribe_queues(t).is_some()) {
+            *self = Self::default();
+            return;
+        }
+        let delay =
+            policy::missing_route_delay(self.attempts, shared.config.poll_name_server_interval);
+        self.next = Some(Instant::now() + delay);
+        self.attempts = self.attempts.saturating_add(1);
+    }
+}
+
+/// Refreshes the subscribed topics that have no route; returns whether one now has.
+async fn refresh_missing_routes(shared: &Shared) -> bool {
+    let mut found = false;
+    for topic in shared.topics() {
+        if shared.routes.subscribe_queues(&topic).is_some() {
+            continue;
+        }
+        match shared.routes.refresh(&shared.namesrv, &topic).await {
+            Ok(_) => found |= shared.routes.subscribe_queues(&topic).is_some(),
+            Err(e) => tracing::debug!(topic, error = %e, "route lookup failed"),
+        }
+    }
+    found
 }
 
 /// Refreshes the route of every subscribed topic (a missing `%RETRY%` route is normal until the
