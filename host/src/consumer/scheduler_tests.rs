@@ -100,3 +100,39 @@ async fn a_queue_task_that_died_is_restarted_by_the_next_rebalance() {
     drop(again);
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_queue_whose_lock_cannot_be_renewed_stops_within_the_lock_lifetime() {
+    let (broker, mut pulls) = ScriptedBroker::new();
+    let (listener, _calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Orderly, Arc::clone(&broker), listener, |_| {});
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let run = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+    next(&mut pulls).await.empty(crate::client::PullStatus::NoNewMsg, 0, 0);
+    // The broker stops granting locks: renewals fail from now on.
+    broker.fail_locks.store(true, Ordering::SeqCst);
+    let failing_since = tokio::time::Instant::now();
+    // Pulls go on while the last granted lock is fresh, and stop once it is older than the
+    // client's 30 s lock lifetime: another member may own the queue by then.
+    let mut last_pull = failing_since;
+    // At most 100 s of pulls: a queue that never stops fails the assertion below, not the run.
+    for _ in 0..100 {
+        let Ok(Some(pull)) = tokio::time::timeout(Duration::from_secs(40), pulls.recv()).await
+        else {
+            break;
+        };
+        last_pull = tokio::time::Instant::now();
+        // A long poll: the broker holds each pull a second before answering "nothing new".
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pull.empty(crate::client::PullStatus::NoNewMsg, 0, 0);
+    }
+    assert!(!shared.is_locked(&queue()), "the lock is no longer trusted");
+    let pulled_for = last_pull - failing_since;
+    assert!(
+        pulled_for <= Duration::from_secs(32),
+        "pulled for {pulled_for:?} after the locks started failing"
+    );
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
+}
