@@ -75,24 +75,24 @@ async fn call_listener(
     msgs: &mut [MessageExt],
     start: Option<&ConsumeStart>,
 ) -> Option<Vec<MessageOutcome>> {
-    let shared = &*scope.env;
-    let _permit = shared.permits.acquire().await.ok()?;
+    let env = &*scope.env;
+    let _permit = env.permits.acquire().await.ok()?;
     if let Some(start) = start {
         start.stamp(Instant::now());
     }
-    prepare_for_listener(&shared.retry_topic, msgs);
+    prepare_for_listener(&env.retry_topic, msgs);
     let started = Instant::now();
     // A panicking listener failed like one that returned an error (Java: an exception thrown
     // by the listener means RECONSUME_LATER / SUSPEND_CURRENT_QUEUE_A_MOMENT): its batch is
     // consumed again. Caught here, where the outcome is decided, not where the job is polled.
-    let result = AssertUnwindSafe(shared.listener.consume(&scope.ctx, msgs))
+    let result = AssertUnwindSafe(env.listener.consume(&scope.ctx, msgs))
         .catch_unwind()
         .await
         .unwrap_or_else(|panic| Err(ListenerError::Failed(panic_message(panic.as_ref()))));
     let elapsed = started.elapsed();
     if let Err(e) = &result {
         let (queue, mode) = (&scope.ctx.queue, scope.ctx.mode);
-        tracing::warn!(group = %shared.group, %queue, ?mode, error = %e, "listener failed; the batch will be consumed again");
+        tracing::warn!(group = %env.group, %queue, ?mode, error = %e, "listener failed; the batch will be consumed again");
     }
     let outcomes = outcomes_for(msgs.len(), result);
     let ok = outcomes.iter().filter(|o| o.is_success()).count();
@@ -143,26 +143,26 @@ async fn settle_outcomes(
     outcomes: Vec<MessageOutcome>,
     done: &mut Completion,
 ) {
-    let (shared, queue) = (&*scope.env, scope.queue());
+    let (env, queue) = (&*scope.env, scope.queue());
     for (msg, outcome) in msgs.into_iter().zip(outcomes) {
         match outcome {
             MessageOutcome::Success => done.settled.push(msg.queue_offset),
             // Broadcasting never retries: a failed message is only logged (Java).
-            _ if shared.message_model == MessageModel::Broadcasting => {
-                tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, "broadcast message failed; dropped");
+            _ if env.message_model == MessageModel::Broadcasting => {
+                tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, "broadcast message failed; dropped");
                 done.settled.push(msg.queue_offset);
             }
             MessageOutcome::RetryLater { delay_level } => {
-                settle_retry(shared, queue, msg, delay_level.unwrap_or(0), done).await;
+                settle_retry(env, queue, msg, delay_level.unwrap_or(0), done).await;
             }
             MessageOutcome::DeadLetter { reason, properties } => {
-                tracing::info!(group = %shared.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
-                match send_to_dlq(shared, &msg, &reason, &properties).await {
+                tracing::info!(group = %env.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
+                match send_to_dlq(env, &msg, &reason, &properties).await {
                     Ok(()) => done.settled.push(msg.queue_offset),
                     Err(e) => {
-                        tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "direct DLQ send failed; sending back to the broker's DLQ path (without the reason properties)");
+                        tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, error = %e, "direct DLQ send failed; sending back to the broker's DLQ path (without the reason properties)");
                         // A negative delay level makes the broker write the message to %DLQ%.
-                        settle_retry(shared, queue, msg, -1, done).await;
+                        settle_retry(env, queue, msg, -1, done).await;
                     }
                 }
             }
@@ -173,20 +173,20 @@ async fn settle_outcomes(
 /// Hands a failed message back to the broker; falls back to re-sending it to the retry topic,
 /// and finally to a local retry — the offset never passes it until one of them succeeds.
 async fn settle_retry(
-    shared: &ConsumeEnv,
+    env: &ConsumeEnv,
     queue: &MessageQueue,
     mut msg: MessageExt,
     delay_level: i32,
     done: &mut Completion,
 ) {
-    match send_back(shared, queue, &msg, delay_level).await {
+    match send_back(env, queue, &msg, delay_level).await {
         Ok(()) => done.settled.push(msg.queue_offset),
         Err(e) => {
-            tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "send-back failed; re-sending to the retry topic");
-            match resend_to_retry_topic(shared, &msg, delay_level).await {
+            tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, error = %e, "send-back failed; re-sending to the retry topic");
+            match resend_to_retry_topic(env, &msg, delay_level).await {
                 Ok(()) => done.settled.push(msg.queue_offset),
                 Err(e) => {
-                    tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "retry-topic send failed; consuming again locally");
+                    tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, error = %e, "retry-topic send failed; consuming again locally");
                     msg.reconsume_times += 1;
                     done.redo.push(msg);
                 }
@@ -197,54 +197,55 @@ async fn settle_retry(
 
 /// CONSUMER_SEND_MSG_BACK to the master of the message's broker (reference 2.10).
 pub(crate) async fn send_back(
-    shared: &ConsumeEnv,
+    env: &ConsumeEnv,
     queue: &MessageQueue,
     msg: &MessageExt,
     delay_level: i32,
 ) -> Result<(), ClientError> {
-    let addr = shared.routes.master_addr(&queue.broker_name).ok_or_else(|| {
-        ClientError::NoMaster { topic: queue.topic.clone(), broker: queue.broker_name.clone() }
+    let addr = env.routes.master_addr(&queue.broker_name).ok_or_else(|| ClientError::NoMaster {
+        topic: queue.topic.clone(),
+        broker: queue.broker_name.clone(),
     })?;
     let header = ConsumerSendMsgBackRequestHeader {
         offset: msg.commit_log_offset,
-        group: shared.group.to_string(),
+        group: env.group.to_string(),
         delay_level,
         origin_msg_id: Some(msg.msg_id()),
         origin_topic: Some(msg.topic.clone()),
         unit_mode: false,
-        max_reconsume_times: Some(shared.max_reconsume_times),
+        max_reconsume_times: Some(env.max_reconsume_times),
         bname: Some(queue.broker_name.clone()),
     };
-    shared.broker.send_back(&addr, &header, Duration::from_secs(5)).await
+    env.broker.send_back(&addr, &header, Duration::from_secs(5)).await
 }
 
 /// Java's fallback when send-back fails: a new message to `%RETRY%<group>` carrying the retry
 /// bookkeeping in its properties (reference 4.8).
 async fn resend_to_retry_topic(
-    shared: &ConsumeEnv,
+    env: &ConsumeEnv,
     msg: &MessageExt,
     delay_level: i32,
 ) -> Result<(), ClientError> {
     // A dead-letter request (negative level) goes past the limit, so the broker's retry-topic
     // rule sends it to %DLQ% rather than back to the listener.
     let reconsume = if delay_level < 0 {
-        shared.max_reconsume_times.saturating_add(1)
+        env.max_reconsume_times.saturating_add(1)
     } else {
         msg.reconsume_times + 1
     };
-    let retry = retry_topic_copy(shared, msg, reconsume);
+    let retry = retry_topic_copy(env, msg, reconsume);
     // Java ignores the requested level on this path: always 3 + reconsume times.
     let retry =
         retry.with_delay_level(super::policy::fallback_delay_level(msg.reconsume_times).get());
-    shared.producer.send(retry).await.map(drop)
+    env.producer.send(retry).await.map(drop)
 }
 
 /// A copy of `msg` for `%RETRY%<group>` carrying the retry bookkeeping in its properties, as
 /// Java's send-back fallback builds it: the original topic and id, `reconsume` as its
 /// reconsume count (past the group's limit, the broker stores it in `%DLQ%<group>`), and a
 /// fresh id (the broker would otherwise see a duplicate of the original).
-fn retry_topic_copy(shared: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Message {
-    let mut copy = Message::new(shared.retry_topic.as_ref(), msg.body.clone());
+fn retry_topic_copy(env: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Message {
+    let mut copy = Message::new(env.retry_topic.as_ref(), msg.body.clone());
     copy.flag = msg.flag;
     copy.properties = msg.properties.clone();
     copy.properties.remove(property::TRAN_MSG);
@@ -253,7 +254,7 @@ fn retry_topic_copy(shared: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Me
     }
     copy.properties.insert(property::ORIGIN_MESSAGE_ID, msg.msg_id());
     copy.properties.insert(property::RECONSUME_TIME, reconsume.to_string());
-    copy.properties.insert(property::MAX_RECONSUME_TIMES, shared.max_reconsume_times.to_string());
+    copy.properties.insert(property::MAX_RECONSUME_TIMES, env.max_reconsume_times.to_string());
     copy.properties.remove(property::UNIQ_KEY);
     copy
 }
@@ -269,12 +270,12 @@ fn retry_topic_copy(shared: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Me
 /// if needed), exactly as it does for Java's send-back fallback. Callers fall back to
 /// send-back (without the extra properties) when this fails.
 pub(crate) async fn send_to_dlq(
-    shared: &ConsumeEnv,
+    env: &ConsumeEnv,
     msg: &MessageExt,
     reason: &str,
     extra: &[(String, String)],
 ) -> Result<(), ClientError> {
-    let mut dlq = retry_topic_copy(shared, msg, shared.max_reconsume_times.saturating_add(1));
+    let mut dlq = retry_topic_copy(env, msg, env.max_reconsume_times.saturating_add(1));
     // Nothing that would delay or mis-time the copy.
     for key in [
         property::DELAY,
@@ -294,7 +295,7 @@ pub(crate) async fn send_to_dlq(
         }
     }
     dlq.properties.validate().map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
-    shared.producer.send(dlq).await.map(drop)
+    env.producer.send(dlq).await.map(drop)
 }
 
 /// What an orderly consume job tells its queue task.
@@ -312,7 +313,7 @@ pub(crate) struct OrderlyDone {
 /// may advance (reference 4.7). A message that must be retried stops the walk: nothing after it
 /// may be committed before it. A message past `max_reconsume_times` goes to the DLQ instead.
 pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) -> OrderlyDone {
-    let (shared, queue) = (&*scope.env, scope.queue());
+    let (env, queue) = (&*scope.env, scope.queue());
     let originals = msgs.clone();
     let Some(outcomes) = call_listener(&scope, &mut msgs, None).await else {
         return OrderlyDone { settled_prefix: 0, again: originals };
@@ -325,8 +326,8 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
             MessageOutcome::DeadLetter { reason, properties } => {
                 // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
                 // send fails, the broker's path below still takes it.
-                if shared.message_model == MessageModel::Clustering
-                    && send_to_dlq(shared, &msg, &reason, &properties).await.is_ok()
+                if env.message_model == MessageModel::Clustering
+                    && send_to_dlq(env, &msg, &reason, &properties).await.is_ok()
                 {
                     done.settled_prefix = i + 1;
                     continue;
@@ -334,10 +335,10 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
                 true
             }
             MessageOutcome::RetryLater { .. } => {
-                let exhausted = shared.message_model == MessageModel::Clustering
+                let exhausted = env.message_model == MessageModel::Clustering
                     && super::policy::should_send_to_dlq(
                         msg.reconsume_times,
-                        shared.max_reconsume_times,
+                        env.max_reconsume_times,
                     );
                 if !exhausted {
                     done.settled_prefix = i;
@@ -348,10 +349,10 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
             }
         };
         if to_dlq
-            && shared.message_model == MessageModel::Clustering
-            && let Err(e) = send_back(shared, queue, &msg, -1).await
+            && env.message_model == MessageModel::Clustering
+            && let Err(e) = send_back(env, queue, &msg, -1).await
         {
-            tracing::warn!(group = %shared.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");
+            tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, error = %e, "DLQ send failed; the queue stays suspended");
             done.settled_prefix = i;
             done.again.push(msg);
             break;
