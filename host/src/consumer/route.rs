@@ -85,6 +85,11 @@ impl RouteTable {
         self.read().routes.get(topic).map(|r| r.subscribe_queues(topic))
     }
 
+    /// Whether a route for `topic` is known (without building its queue list).
+    pub fn has_route(&self, topic: &str) -> bool {
+        self.read().routes.contains_key(topic)
+    }
+
     /// Where to pull `broker_name` from, honouring the broker's last suggestion
     /// (`findBrokerAddressInSubscribe`): the suggested id, else id + 1 for a missing slave, else
     /// any replica. Returns the address and whether it is the master.

@@ -149,7 +149,7 @@ struct MissingRoutes {
 
 impl MissingRoutes {
     fn schedule(&mut self, shared: &Shared) {
-        if shared.topics().iter().all(|t| shared.routes.subscribe_queues(t).is_some()) {
+        if shared.topics().iter().all(|t| shared.routes.has_route(t)) {
             *self = Self::default();
             return;
         }
@@ -164,11 +164,11 @@ impl MissingRoutes {
 async fn refresh_missing_routes(shared: &Shared) -> bool {
     let mut found = false;
     for topic in shared.topics() {
-        if shared.routes.subscribe_queues(&topic).is_some() {
+        if shared.routes.has_route(&topic) {
             continue;
         }
         match shared.routes.refresh(&shared.namesrv, &topic).await {
-            Ok(_) => found |= shared.routes.subscribe_queues(&topic).is_some(),
+            Ok(_) => found |= shared.routes.has_route(&topic),
             Err(e) => tracing::debug!(topic, error = %e, "route lookup failed"),
         }
     }
