@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod client;
 pub mod consumer;
+pub mod ops;
 pub mod protocol;
 pub mod remoting;
 pub mod wasm;

@@ -34,6 +34,16 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
     },
+    /// Show a running `rmq-wasm run` (its `[http]` endpoint): listeners, owned queues with
+    /// offsets and lag, plugin versions, limits, aborts.
+    Status {
+        /// The endpoint's `host:port` (`http.listen` in the run config).
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        addr: String,
+        /// Print the endpoint's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a topic's route as the name server reports it.
     Route {
         /// Name servers, `host:port[;host:port…]`.
@@ -107,6 +117,21 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
+        Command::Status { addr, json } => {
+            let (code, body) = crate::ops::http::get(&addr, "/status", Duration::from_secs(10))
+                .await
+                .context("rmq-wasm status")?;
+            if !code.is_success() {
+                anyhow::bail!("{addr}/status answered {code}: {body}");
+            }
+            if json {
+                println!("{body}");
+            } else {
+                let status: crate::ops::Status = serde_json::from_str(&body)
+                    .with_context(|| format!("{addr}/status is not an rmq-wasm status"))?;
+                print!("{}", status.table());
+            }
+        }
         Command::Route { namesrv, topic } => {
             let (namesrv, _) = clients(&namesrv)?;
             match namesrv.route(&topic).await? {

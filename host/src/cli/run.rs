@@ -10,6 +10,9 @@
 //! cache_dir = "/var/cache/rmq-wasm"
 //! max_module_size = "50MiB"     # the largest .wasm file loaded
 //!
+//! [http]                        # optional: /metrics /livez /readyz /status (see `crate::ops`)
+//! listen = "127.0.0.1:9100"
+//!
 //! [[listener]]
 //! group = "orders_router"
 //! topic = "orders"
@@ -60,6 +63,8 @@ pub struct RunConfig {
     pub engine: EngineSection,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<ListenerSection>,
+    /// The operators' endpoint (`/metrics`, `/livez`, `/readyz`, `/status`); none unless set.
+    pub http: Option<crate::ops::HttpSection>,
 }
 
 /// Name-server addresses in either spelling.
@@ -456,10 +461,12 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
     ));
 
     let mut running = Vec::new();
+    let mut probes = Vec::new();
     for section in &config.listeners {
         let consumer_config = section.consumer_config();
         let mut spec = section.plugin_spec(&consumer_config)?;
         spec.producer = Some(Arc::clone(&producer));
+        let limits = spec.limits.clone();
         let listener = Arc::new(
             WasmListener::load(&engine, &section.wasm, spec)
                 .await
@@ -477,8 +484,26 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
             version = %listener.version().hash.short(),
             "listener running"
         );
+        probes.push(crate::ops::RunningListener {
+            listener: Arc::clone(&listener),
+            consumer: consumer.probe(),
+            topic: section.topic.clone(),
+            limits,
+        });
         running.push((listener, consumer, reloader));
     }
+    let _endpoint = match &config.http {
+        Some(http) => {
+            let source =
+                Arc::new(crate::ops::Running { engine: engine.clone(), listeners: probes });
+            let endpoint = crate::ops::Endpoint::start(http.listen, source)
+                .await
+                .with_context(|| format!("http.listen = {}: cannot listen", http.listen))?;
+            tracing::info!(addr = %endpoint.local_addr(), "serving /metrics /livez /readyz /status");
+            Some(endpoint)
+        }
+        None => None,
+    };
 
     let stop = async {
         match duration {

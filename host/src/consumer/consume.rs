@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::listener::{ConsumeContext, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for};
 use super::process_queue::ConsumeStart;
 use super::shared::ConsumeEnv;
-use super::stats::QueueStats;
+use super::stats::{OutcomeCounts, QueueStats};
 use crate::client::ClientError;
 use crate::protocol::body::MessageModel;
 use crate::protocol::header::ConsumerSendMsgBackRequestHeader;
@@ -76,9 +76,11 @@ async fn call_listener(
     start: Option<&ConsumeStart>,
 ) -> Option<Vec<MessageOutcome>> {
     let env = &*scope.env;
+    let queued = Instant::now();
     let _permit = env.permits.acquire().await.ok()?;
+    let permitted = Instant::now();
     if let Some(start) = start {
-        start.stamp(Instant::now());
+        start.stamp(permitted);
     }
     prepare_for_listener(&env.retry_topic, msgs);
     let started = Instant::now();
@@ -95,8 +97,7 @@ async fn call_listener(
         tracing::warn!(group = %env.group, %queue, ?mode, error = %e, "listener failed; the batch will be consumed again");
     }
     let outcomes = outcomes_for(msgs.len(), result);
-    let ok = outcomes.iter().filter(|o| o.is_success()).count();
-    scope.stats.add_consume(elapsed, ok, outcomes.len() - ok);
+    scope.stats.add_consume(permitted - queued, elapsed, OutcomeCounts::of(&outcomes));
     Some(outcomes)
 }
 

@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::listener::{ConsumeContext, ConsumeMode, ListenerError, MessageOutcome};
 use super::shared::Shared;
+use super::stats_window::{self, StatsWindows};
 use crate::protocol::body::{
-    CMResult, ConsumeMessageDirectlyResult, ConsumeStatus, ConsumerRunningInfo,
-    GetConsumerStatusBody, ProcessQueueInfo, ResetOffsetBody,
+    CMResult, ConsumeMessageDirectlyResult, ConsumerRunningInfo, GetConsumerStatusBody,
+    ProcessQueueInfo, ResetOffsetBody,
 };
 use crate::protocol::header::{
     ConsumeMessageDirectlyResultRequestHeader, GetConsumerRunningInfoRequestHeader,
@@ -84,21 +85,31 @@ pub(crate) async fn serve(
     scheduler: mpsc::Sender<SchedulerCommand>,
     cancel: CancellationToken,
 ) {
+    // The running-info TPS/RT windows, sampled on Java's schedule (the first sample now).
+    let mut windows = StatsWindows::default();
+    let mut sampling = tokio::time::interval(stats_window::MINUTE_SAMPLE_EVERY);
+    sampling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (request, reply) = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = sampling.tick() => {
+                let topics = shared.topic_stats.iter().map(|(t, s)| (t.as_str(), s.snapshot()));
+                windows.sample(EpochMillis::now().0, topics);
+                continue;
+            }
             next = requests.recv() => match next {
                 Some(r) => r,
                 None => return,
             },
         };
-        let answer = answer(&shared, &scheduler, request).await;
+        let answer = answer(&shared, &windows, &scheduler, request).await;
         let _ = reply.send(answer);
     }
 }
 
 async fn answer(
     shared: &Shared,
+    windows: &StatsWindows,
     scheduler: &mpsc::Sender<SchedulerCommand>,
     request: RemotingCommand,
 ) -> Result<HandlerReply, NotSupported> {
@@ -117,7 +128,7 @@ async fn answer(
                     format!("the consumer group [{}] not online", header.consumer_group),
                 );
             }
-            let info = running_info(shared);
+            let info = running_info(shared, windows);
             Ok(HandlerReply::Respond(
                 RemotingCommand::response_to(&request, ResponseCode::Success, None)
                     .with_body(info.encode()),
@@ -232,10 +243,10 @@ async fn consume_directly(
     }
 }
 
-/// Our state as the admin tools show it, from the live counters.
-fn running_info(shared: &Shared) -> ConsumerRunningInfo {
+/// Our state as the admin tools show it: the owned queues from their live counters, the
+/// per-topic rates from the last minute's (and hour's) windows, as Java reports them.
+fn running_info(shared: &Shared, windows: &StatsWindows) -> ConsumerRunningInfo {
     let cfg = &shared.config;
-    let uptime_secs = (EpochMillis::now().0 - shared.started_at.0).max(1) as f64 / 1000.0;
     let mut properties = BTreeMap::new();
     properties.insert(
         ConsumerRunningInfo::PROP_NAMESERVER_ADDR.to_owned(),
@@ -270,7 +281,6 @@ fn running_info(shared: &Shared) -> ConsumerRunningInfo {
 
     let stats = shared.stats.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut mq_table = BTreeMap::new();
-    let mut per_topic: BTreeMap<String, (u64, u64, u64, u64, u64, u64)> = BTreeMap::new();
     for (queue, s) in stats.iter() {
         let snap = s.snapshot();
         mq_table.insert(
@@ -286,32 +296,8 @@ fn running_info(shared: &Shared) -> ConsumerRunningInfo {
                 ..Default::default()
             },
         );
-        let t = per_topic.entry(queue.topic.clone()).or_default();
-        t.0 += snap.pulls;
-        t.1 += u64::try_from(snap.pull_rt_total.as_millis()).unwrap_or(u64::MAX);
-        t.2 += snap.consumed_ok;
-        t.3 += snap.consumed_failed;
-        t.4 += u64::try_from(snap.consume_rt_total.as_millis()).unwrap_or(u64::MAX);
-        t.5 += snap.pulled_messages;
     }
-    // Rates are averages since start: the counters are monotonic and we keep no time series.
-    let status_table = per_topic
-        .into_iter()
-        .map(|(topic, (pulls, pull_ms, ok, failed, consume_ms, pulled))| {
-            let avg = |total: u64, n: u64| if n == 0 { 0.0 } else { total as f64 / n as f64 };
-            (
-                topic,
-                ConsumeStatus {
-                    pull_rt: avg(pull_ms, pulls),
-                    pull_tps: pulled as f64 / uptime_secs,
-                    consume_rt: avg(consume_ms, ok + failed),
-                    consume_ok_tps: ok as f64 / uptime_secs,
-                    consume_failed_tps: failed as f64 / uptime_secs,
-                    consume_failed_msgs: i64::try_from(failed).unwrap_or(i64::MAX),
-                },
-            )
-        })
-        .collect();
+    let status_table = windows.status();
     ConsumerRunningInfo {
         properties,
         subscription_set: shared.subscription_list(),

@@ -29,10 +29,11 @@ mod scheduler;
 mod scheduler_tests;
 mod shared;
 pub mod stats;
+mod stats_window;
 #[cfg(test)]
 mod testing;
 mod throttle;
 
 pub use config::{ConsumerConfig, Subscription};
 pub use listener::{ConsumeContext, ConsumeMode, MessageListener, MessageOutcome};
-pub use push::{ConsumerError, PushConsumer};
+pub use push::{ConsumerError, ConsumerProbe, PushConsumer};

@@ -16,7 +16,7 @@ use super::offset_store::{
 use super::route::RouteTable;
 use super::scheduler;
 use super::shared::{Clients, Shared};
-use super::stats::ConsumerStats;
+use super::stats::{ConsumerStats, TopicStats};
 use crate::client::{BrokerClient, ClientError, NameServerClient, Producer, ProducerConfig};
 use crate::protocol::body::{CheckClientRequestBody, MessageModel};
 use crate::remoting::ConnectionPool;
@@ -148,8 +148,12 @@ impl PushConsumer {
 
     /// Live counters of every owned queue (its keys are the owned queues).
     pub fn stats(&self) -> ConsumerStats {
-        let stats = self.shared.stats.read().unwrap_or_else(PoisonError::into_inner);
-        ConsumerStats { queues: stats.iter().map(|(q, s)| (q.clone(), s.snapshot())).collect() }
+        self.probe().stats()
+    }
+
+    /// A read-only view for metrics and health checks, usable while the consumer runs.
+    pub fn probe(&self) -> ConsumerProbe {
+        ConsumerProbe { shared: Arc::clone(&self.shared) }
     }
 
     /// Asks for a rebalance now (as NOTIFY_CONSUMER_IDS_CHANGED does).
@@ -160,6 +164,8 @@ impl PushConsumer {
     /// Graceful shutdown (reference 4.12): stop pulling, let in-flight consumption finish within
     /// the drain deadline, commit offsets, unregister from every broker.
     pub async fn shutdown(mut self) {
+        // Not ready from now on: a load balancer or orchestrator stops counting on us first.
+        self.shared.ready.store(false, std::sync::atomic::Ordering::Relaxed);
         self.cancel.cancel();
         if let Some(task) = self.scheduler.take()
             && let Err(e) = task.await
@@ -171,6 +177,44 @@ impl PushConsumer {
         }
         self.abort.cancel();
         tracing::info!(group = %self.shared.group, client_id = %self.shared.client_id, "consumer stopped");
+    }
+}
+
+/// What a running consumer shows an operator: owned queues, per-topic counters and
+/// histograms, readiness. Cheap to clone; reading it takes no lock the consume path holds for
+/// more than a map copy.
+#[derive(Debug, Clone)]
+pub struct ConsumerProbe {
+    shared: Arc<Shared>,
+}
+
+impl ConsumerProbe {
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.shared.group
+    }
+
+    /// This client's id, as brokers see it.
+    pub fn client_id(&self) -> &str {
+        &self.shared.client_id
+    }
+
+    /// Live counters of every owned queue (its keys are the owned queues).
+    pub fn stats(&self) -> ConsumerStats {
+        let stats = self.shared.stats.read().unwrap_or_else(PoisonError::into_inner);
+        ConsumerStats { queues: stats.iter().map(|(q, s)| (q.clone(), s.snapshot())).collect() }
+    }
+
+    /// Every subscribed topic (the retry topic included) and its life-long counters.
+    pub fn topics(&self) -> impl Iterator<Item = (&str, Arc<TopicStats>)> {
+        self.shared.topic_stats.iter().map(|(t, s)| (t.as_str(), Arc::clone(s)))
+    }
+
+    /// Ready: the last rebalance placed every subscribed topic — each had a route and a member
+    /// list, and every queue allocated to this client is being consumed (or none was
+    /// allocated, e.g. more members than queues).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

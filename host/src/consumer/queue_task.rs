@@ -64,7 +64,7 @@ impl QueueTaskHandle {
         start: QueueOffset,
         parent: &CancellationToken,
     ) -> Self {
-        let stats = Arc::new(QueueStats::default());
+        let stats = Arc::new(QueueStats::new(shared.topic_stats(&queue.topic)));
         stats.next_offset.store(start.0, Ordering::Relaxed);
         let (stop, stop_rx) = tokio::sync::watch::channel(None);
         let scope = JobScope {
@@ -260,11 +260,11 @@ impl QueueTask {
         match self.flow_control() {
             Some(_) if !self.jobs.is_empty() => {
                 // Wait for a consume job to finish instead of polling.
-                self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                self.stats.add_flow_control_pause();
                 *next_pull_at = far_future();
             }
             Some(fc) => {
-                self.stats.flow_control_pauses.fetch_add(1, Ordering::Relaxed);
+                self.stats.add_flow_control_pause();
                 *next_pull_at =
                     Instant::now() + policy::pull_delay_for(PullDelayReason::FlowControl(fc));
             }

@@ -45,11 +45,18 @@ impl Rebalancer {
     pub async fn rebalance(&mut self, shared: &Arc<Shared>, cancel: &CancellationToken) -> bool {
         let topics = shared.topics();
         let mut changed = false;
+        let mut placed_all = true;
         for topic in &topics {
-            if let Some(target) = self.target_for(shared, topic).await {
-                changed |= self.reconcile(shared, topic, target, cancel).await;
+            match self.target_for(shared, topic).await {
+                Some(target) => {
+                    let wanted = target.clone();
+                    changed |= self.reconcile(shared, topic, target, cancel).await;
+                    placed_all &= wanted.iter().all(|q| self.owned.contains_key(q));
+                }
+                None => placed_all = false,
             }
         }
+        shared.ready.store(placed_all, std::sync::atomic::Ordering::Relaxed);
         // Queues of topics no longer subscribed (reference 4.3 step 7).
         let stale: Vec<MessageQueue> =
             self.owned.keys().filter(|q| !topics.contains(&q.topic)).cloned().collect();

@@ -3,6 +3,7 @@
 //! no field is filled in later.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::{Notify, Semaphore};
@@ -12,7 +13,7 @@ use super::config::ConsumerConfig;
 use super::listener::{ConsumeMode, MessageListener};
 use super::offset_store::OffsetStore;
 use super::route::RouteTable;
-use super::stats::QueueStats;
+use super::stats::{QueueStats, TopicStats};
 use crate::client::{NameServerClient, Producer};
 use crate::protocol::MessageQueue;
 use crate::protocol::body::{MessageModel, SubscriptionData};
@@ -37,6 +38,12 @@ pub(crate) struct Shared {
     pub rebalance_now: Arc<Notify>,
     /// Live counters of owned queues.
     pub stats: RwLock<HashMap<MessageQueue, Arc<QueueStats>>>,
+    /// Life-long counters of each subscribed topic (retry topic included); fixed at start, so
+    /// read without a lock.
+    pub topic_stats: BTreeMap<String, Arc<TopicStats>>,
+    /// Whether the last rebalance pass placed every subscribed topic: each had a route and a
+    /// member list, and every queue allocated to us has its task (possibly none allocated).
+    pub ready: AtomicBool,
     /// When the consumer started: CONSUME_FROM_TIMESTAMP's default is 30 min before it.
     pub started_at: crate::protocol::EpochMillis,
     /// Orderly: when each queue's broker lock was last confirmed. Written by the rebalance and
@@ -110,6 +117,8 @@ impl Shared {
             subscriptions
                 .insert(retry_topic.to_string(), SubscriptionData::new(retry_topic.as_ref(), "*"));
         }
+        let topic_stats =
+            subscriptions.keys().map(|t| (t.clone(), Arc::new(TopicStats::default()))).collect();
         let Clients { namesrv, broker, producer } = clients;
         let consume = Arc::new(ConsumeEnv {
             group: Arc::clone(&group),
@@ -136,7 +145,15 @@ impl Shared {
             offsets,
             rebalance_now,
             stats: RwLock::default(),
+            topic_stats,
+            ready: AtomicBool::new(false),
         }
+    }
+
+    /// The life-long counters of `topic`; a topic not subscribed at start (none is added later)
+    /// gets counters of its own that no report reads.
+    pub fn topic_stats(&self, topic: &str) -> Arc<TopicStats> {
+        self.topic_stats.get(topic).map_or_else(Arc::default, Arc::clone)
     }
 
     /// The subscription of `topic`, if subscribed.

@@ -265,6 +265,12 @@ impl SandboxEngine {
         &self.inner.engine
     }
 
+    /// Pool slots held now (by running calls and idle warm instances), of `max_instances`.
+    pub fn instances_in_use(&self) -> u32 {
+        let free = u32::try_from(self.inner.instances.available_permits()).unwrap_or(u32::MAX);
+        self.inner.config.max_instances.max(1).saturating_sub(free)
+    }
+
     /// The engine-wide limits.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config

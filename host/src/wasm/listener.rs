@@ -372,6 +372,11 @@ impl WasmListener {
         }
     }
 
+    /// The live counters (what [`Self::stats`] copies), for exporters that read them on demand.
+    pub fn live_stats(&self) -> Arc<SandboxStats> {
+        Arc::clone(&self.env.stats)
+    }
+
     /// Starts hot reload of the serving version's file (see `reload.rs`). Reloading stops when
     /// the returned handle is dropped.
     pub fn watch(&self) -> Result<Reloader, WasmError> {
@@ -701,7 +706,7 @@ impl<'a> Call<'a> {
         let env = self.env();
         let stats = &env.stats;
         let state = store.data();
-        SandboxStats::add(&stats.fuel_used, fuel_used);
+        stats.add_fuel(fuel_used);
         SandboxStats::add(&stats.log_lines, u64::from(state.log.lines));
         SandboxStats::add(&stats.log_dropped, state.log.dropped);
         SandboxStats::add(&stats.log_truncated, state.log.truncated);

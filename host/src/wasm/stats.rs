@@ -1,9 +1,11 @@
 //! Counters of one Wasm listener: calls (and how many reused a warm instance), the three ways a
 //! call ends (outcomes, listener error, abort by kind), poison isolation, log and producer caps,
-//! reloads. Plain atomics: they are bumped on every call and read rarely (stats, tests), so no
-//! metrics dependency is needed.
+//! reloads. Plain atomics, bumped on every call and read rarely (stats, `/metrics`), and one
+//! histogram of the fuel each run used.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::consumer::listener::AbortKind;
 
@@ -21,9 +23,14 @@ fn kind_index(kind: AbortKind) -> usize {
     ABORT_KINDS.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
+/// Buckets of the fuel-used histogram: powers of 10 from 10⁴ to 10¹¹ units (at ~12 M units per
+/// ms of busy CPU: a microsecond to ~8 s).
+pub const FUEL_BUCKETS: [f64; 8] = [1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11];
+
 /// Live counters (shared by every call of a listener).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SandboxStats {
+    fuel_histogram: Histogram,
     pub(crate) calls: AtomicU64,
     pub(crate) warm_calls: AtomicU64,
     pub(crate) warm_evicted: AtomicU64,
@@ -42,9 +49,44 @@ pub struct SandboxStats {
     pub(crate) reload_failures: AtomicU64,
 }
 
+impl Default for SandboxStats {
+    fn default() -> Self {
+        Self {
+            fuel_histogram: Histogram::new(FUEL_BUCKETS),
+            calls: AtomicU64::default(),
+            warm_calls: AtomicU64::default(),
+            warm_evicted: AtomicU64::default(),
+            answered: AtomicU64::default(),
+            listener_errors: AtomicU64::default(),
+            aborts: Default::default(),
+            isolations: AtomicU64::default(),
+            poison: AtomicU64::default(),
+            fuel_used: AtomicU64::default(),
+            log_lines: AtomicU64::default(),
+            log_dropped: AtomicU64::default(),
+            log_truncated: AtomicU64::default(),
+            sends: AtomicU64::default(),
+            send_failures: AtomicU64::default(),
+            reloads: AtomicU64::default(),
+            reload_failures: AtomicU64::default(),
+        }
+    }
+}
+
 impl SandboxStats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Fuel one sandboxed run used: the total and the histogram.
+    pub(crate) fn add_fuel(&self, used: u64) {
+        Self::add(&self.fuel_used, used);
+        self.fuel_histogram.observe(used as f64);
+    }
+
+    /// Fuel used per sandboxed run (isolation re-runs included).
+    pub fn fuel_histogram(&self) -> &Histogram {
+        &self.fuel_histogram
     }
 
     pub(crate) fn abort(&self, kind: AbortKind) {

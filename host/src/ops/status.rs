@@ -1,0 +1,210 @@
+//! `/status` and `rmq-wasm status`: each listener's owned queues with offsets and lag, plugin
+//! version and load time, limits and abort counts — as JSON (the endpoint's answer, which
+//! `status --json` prints as it came) and as a table for a person.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::reading::Reading;
+use crate::wasm::stats::ABORT_KINDS;
+
+/// The whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Ready as `/readyz` says: every listener placed all its topics.
+    pub ready: bool,
+    pub instances_active: u32,
+    pub instances_max: u32,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerStatus {
+    pub name: String,
+    pub group: String,
+    pub topic: String,
+    pub ready: bool,
+    pub plugin: PluginStatus,
+    pub limits: LimitsStatus,
+    pub queues: Vec<QueueStatus>,
+    pub calls: u64,
+    pub listener_errors: u64,
+    /// Aborts by kind (`trap`, `fuel`, `timeout`, `memory`, `stack`, `unavailable`), since start.
+    pub aborts: BTreeMap<String, u64>,
+    pub poison: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginStatus {
+    pub version: String,
+    pub path: String,
+    #[serde(with = "humantime_serde")]
+    pub load_time: Duration,
+    pub from_cache: bool,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitsStatus {
+    pub fuel: u64,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    pub slots: u32,
+    pub instance_reuse: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    pub topic: String,
+    pub broker: String,
+    pub queue_id: i32,
+    pub committed_offset: i64,
+    pub max_offset: i64,
+    /// max − committed.
+    pub lag: i64,
+    pub cached_messages: u64,
+}
+
+impl Status {
+    /// The status of `reading`.
+    pub fn of(reading: &Reading) -> Self {
+        let listeners: Vec<ListenerStatus> = reading
+            .listeners
+            .iter()
+            .map(|l| {
+                let c = l.sandbox.snapshot();
+                ListenerStatus {
+                    name: l.name.clone(),
+                    group: l.group.clone(),
+                    topic: l.topic.clone(),
+                    ready: l.ready,
+                    plugin: PluginStatus {
+                        version: l.plugin.version.clone(),
+                        path: l.plugin.path.clone(),
+                        load_time: l.plugin.load_time,
+                        from_cache: l.plugin.from_cache,
+                        reloads: c.reloads,
+                        reload_failures: c.reload_failures,
+                    },
+                    limits: LimitsStatus {
+                        fuel: l.limits.fuel,
+                        timeout: l.limits.timeout,
+                        memory_bytes: l.limits.memory as u64,
+                        slots: l.limits.slots,
+                        instance_reuse: l.limits.instance_reuse,
+                    },
+                    queues: l
+                        .queues
+                        .queues
+                        .iter()
+                        .map(|(q, s)| QueueStatus {
+                            topic: q.topic.clone(),
+                            broker: q.broker_name.clone(),
+                            queue_id: q.queue_id.0,
+                            committed_offset: s.committed_offset.0,
+                            max_offset: s.max_offset.0,
+                            lag: (s.max_offset.0 - s.committed_offset.0).max(0),
+                            cached_messages: s.cached_count,
+                        })
+                        .collect(),
+                    calls: c.calls,
+                    listener_errors: c.listener_errors,
+                    aborts: ABORT_KINDS
+                        .iter()
+                        .map(|k| (k.as_str().to_owned(), c.aborts_of(*k)))
+                        .collect(),
+                    poison: c.poison,
+                }
+            })
+            .collect();
+        Self {
+            ready: listeners.iter().all(|l| l.ready),
+            instances_active: reading.instances_active,
+            instances_max: reading.instances_max,
+            listeners,
+        }
+    }
+
+    /// The listeners that are not ready, by name.
+    pub fn not_ready(&self) -> Vec<&str> {
+        self.listeners.iter().filter(|l| !l.ready).map(|l| l.name.as_str()).collect()
+    }
+
+    /// A table for a person.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let ready = if self.ready { "ready" } else { "NOT READY" };
+        let _ = writeln!(
+            out,
+            "{ready}; sandboxes {}/{} in use",
+            self.instances_active, self.instances_max
+        );
+        for l in &self.listeners {
+            let aborts: Vec<String> =
+                l.aborts.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = writeln!(
+                out,
+                "\nlistener {} (group {}, topic {}){}",
+                l.name,
+                l.group,
+                l.topic,
+                if l.ready { "" } else { " NOT READY" }
+            );
+            let _ = writeln!(
+                out,
+                "  plugin {} {} (loaded in {:?}{}; reloads {}, failed {})",
+                l.plugin.version.get(..12).unwrap_or(&l.plugin.version),
+                l.plugin.path,
+                l.plugin.load_time,
+                if l.plugin.from_cache { ", from cache" } else { "" },
+                l.plugin.reloads,
+                l.plugin.reload_failures
+            );
+            let _ = writeln!(
+                out,
+                "  limits fuel {} timeout {:?} memory {} MiB slots {} instance_reuse {}",
+                l.limits.fuel,
+                l.limits.timeout,
+                l.limits.memory_bytes >> 20,
+                l.limits.slots,
+                l.limits.instance_reuse
+            );
+            let _ = writeln!(
+                out,
+                "  calls {} listener-errors {} aborts [{}] poison {}",
+                l.calls,
+                l.listener_errors,
+                aborts.join(" "),
+                l.poison
+            );
+            if l.queues.is_empty() {
+                let _ = writeln!(out, "  no queue owned");
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "  {:<32} {:<16} {:>5} {:>12} {:>12} {:>8} {:>7}",
+                "topic", "broker", "queue", "committed", "max", "lag", "cached"
+            );
+            for q in &l.queues {
+                let _ = writeln!(
+                    out,
+                    "  {:<32} {:<16} {:>5} {:>12} {:>12} {:>8} {:>7}",
+                    q.topic,
+                    q.broker,
+                    q.queue_id,
+                    q.committed_offset,
+                    q.max_offset,
+                    q.lag,
+                    q.cached_messages
+                );
+            }
+        }
+        out
+    }
+}
