@@ -69,7 +69,14 @@ pub(crate) async fn run(
             }
             _ = sleep_until(missing.next.unwrap_or_else(Instant::now)), if missing.next.is_some() => {
                 if refresh_missing_routes(&shared).await {
+                    // The topic's broker may never have had a heartbeat from us (a consumer
+                    // whose topics all lacked routes at start knew no broker): it lists only
+                    // members it knows, and creates `%RETRY%<group>` on that heartbeat. So
+                    // heartbeat first, then rebalance, and look for the rest (that retry
+                    // topic) from 1 s again: progress resets the backoff.
+                    send_heartbeats(&shared).await;
                     rebalance_pass(&shared, &mut rebalancer, &queues_cancel).await;
+                    missing = MissingRoutes::default();
                 }
                 missing.schedule(&shared);
             }
