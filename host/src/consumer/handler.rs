@@ -297,7 +297,8 @@ fn running_info(shared: &Shared, windows: &StatsWindows) -> ConsumerRunningInfo 
             },
         );
     }
-    let status_table = windows.status();
+    let topics = shared.topic_stats.iter().map(|(t, s)| (t.as_str(), s.snapshot()));
+    let status_table = windows.status(EpochMillis::now().0, topics);
     ConsumerRunningInfo {
         properties,
         subscription_set: shared.subscription_list(),

@@ -15,6 +15,10 @@
 //! | `consumeOKTPS`, `consumeFailedTPS` | minute | messages / s |
 //! | `consumeFailedMsgs` | hour | failed messages (a sum) |
 //!
+//! One difference from Java: a window ends at the request (the counters read then), not at its
+//! last sample, so a figure is at most 10 s newer than Java's and not 0 during the first 10 s;
+//! it still covers the last 60–70 s (10–11 min for the hour), never the time since start.
+//!
 //! The windows are plain data and functions here; the consumer's request task owns them and
 //! samples its topics' life-long counters ([`TopicStatsSnapshot`]) on Java's schedule.
 
@@ -57,14 +61,14 @@ pub(crate) struct Delta {
     pub avgpt: f64,
 }
 
-/// The first-to-last difference of one `(value, times)` pair read from each point.
+/// The difference of one `(value, times)` pair read from the window's oldest sample to `now`
+/// (nothing sampled yet: no difference).
 pub(crate) fn delta(
     window: &VecDeque<Point>,
+    now: &Point,
     read: impl Fn(&TopicStatsSnapshot) -> (f64, u64),
 ) -> Delta {
-    let (Some(first), Some(last)) = (window.front(), window.back()) else {
-        return Delta::default();
-    };
+    let (first, last) = (window.front().unwrap_or(now), now);
     let (v0, t0) = read(&first.counters);
     let (v1, t1) = read(&last.counters);
     let sum = v1 - v0;
@@ -79,19 +83,24 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1_000.0
 }
 
-/// One topic's `ConsumeStatus` from its minute and hour windows (the table in the module docs).
-pub(crate) fn consume_status(minute: &VecDeque<Point>, hour: &VecDeque<Point>) -> ConsumeStatus {
-    let pull_rt = delta(minute, |c| (ms(c.pull_rt_total), c.pulls));
-    let pulled = delta(minute, |c| (c.pulled_messages as f64, c.pulls));
+/// One topic's `ConsumeStatus` from its minute and hour windows and its counters `now` (the
+/// table in the module docs).
+pub(crate) fn consume_status(
+    minute: &VecDeque<Point>,
+    hour: &VecDeque<Point>,
+    now: &Point,
+) -> ConsumeStatus {
+    let pull_rt = delta(minute, now, |c| (ms(c.pull_rt_total), c.pulls));
+    let pulled = delta(minute, now, |c| (c.pulled_messages as f64, c.pulls));
     let consume_rt =
-        |w| delta(w, |c: &TopicStatsSnapshot| (ms(c.consume_rt_total), c.consume_calls));
+        |w| delta(w, now, |c: &TopicStatsSnapshot| (ms(c.consume_rt_total), c.consume_calls));
     let mut rt = consume_rt(minute);
     if rt.sum == 0.0 {
         rt = consume_rt(hour);
     }
-    let ok = delta(minute, |c| (c.outcomes.success as f64, c.consume_calls));
-    let failed = delta(minute, |c| (c.outcomes.failed() as f64, c.consume_calls));
-    let failed_hour = delta(hour, |c| (c.outcomes.failed() as f64, c.consume_calls));
+    let ok = delta(minute, now, |c| (c.outcomes.success as f64, c.consume_calls));
+    let failed = delta(minute, now, |c| (c.outcomes.failed() as f64, c.consume_calls));
+    let failed_hour = delta(hour, now, |c| (c.outcomes.failed() as f64, c.consume_calls));
     ConsumeStatus {
         pull_rt: pull_rt.avgpt,
         pull_tps: pulled.tps,
@@ -130,15 +139,20 @@ impl StatsWindows {
         }
     }
 
-    /// The status of every sampled topic.
-    pub fn status(&self) -> BTreeMap<String, ConsumeStatus> {
+    /// The status of every topic, its windows ending at its counters `now` (at `at_ms`).
+    pub fn status<'a>(
+        &self,
+        at_ms: i64,
+        now: impl Iterator<Item = (&'a str, TopicStatsSnapshot)>,
+    ) -> BTreeMap<String, ConsumeStatus> {
         let empty = VecDeque::new();
-        self.minute
-            .iter()
-            .map(|(topic, minute)| {
-                (topic.clone(), consume_status(minute, self.hour.get(topic).unwrap_or(&empty)))
-            })
-            .collect()
+        now.map(|(topic, counters)| {
+            let now = Point { at_ms, counters };
+            let minute = self.minute.get(topic).unwrap_or(&empty);
+            let hour = self.hour.get(topic).unwrap_or(&empty);
+            (topic.to_owned(), consume_status(minute, hour, &now))
+        })
+        .collect()
     }
 }
 
@@ -169,8 +183,10 @@ mod tests {
         }
     }
 
-    /// `(at_ms, counters)` samples, oldest first.
-    type Samples = Vec<(i64, TopicStatsSnapshot)>;
+    /// `(at_ms, counters)`.
+    type Sample = (i64, TopicStatsSnapshot);
+    /// Samples, oldest first.
+    type Samples = Vec<Sample>;
 
     fn window(points: &[(i64, TopicStatsSnapshot)]) -> VecDeque<Point> {
         let mut w = VecDeque::new();
@@ -188,56 +204,53 @@ mod tests {
         let w = window(&points);
         assert_eq!(w.len(), 7);
         assert_eq!(w.front().unwrap().at_ms, 30_000);
-        let d = delta(&w, |c| (c.pulled_messages as f64, c.pulls));
+        let d = delta(&w, w.back().unwrap(), |c| (c.pulled_messages as f64, c.pulls));
         assert_eq!(d, Delta { sum: 600.0, tps: 10.0, avgpt: 100.0 });
     }
 
     #[test]
     fn consume_status_table() {
         let zero = c(0, 0, 0, 0, 0, 0, 0);
-        // (name, minute window, hour window, expected)
-        let table: Vec<(&str, Samples, Samples, ConsumeStatus)> = vec![
-            ("nothing sampled", vec![], vec![], ConsumeStatus::default()),
-            (
-                "one sample: no span, no rate",
-                vec![(0, c(5, 50, 10, 5, 5, 50, 0))],
-                vec![],
-                ConsumeStatus::default(),
-            ),
+        let busy = c(60, 600, 120, 300, 1_500, 570, 30);
+        let steady = ConsumeStatus {
+            pull_rt: 2.0,
+            pull_tps: 10.0,
+            consume_rt: 5.0,
+            consume_ok_tps: 9.5,
+            consume_failed_tps: 0.5,
+            consume_failed_msgs: 0,
+        };
+        // (name, minute samples, hour samples, counters at the request, expected)
+        let table: Vec<(&str, Samples, Samples, Sample, ConsumeStatus)> = vec![
+            ("nothing sampled yet", vec![], vec![], (0, busy), ConsumeStatus::default()),
             (
                 "steady minute",
-                vec![(0, zero), (60_000, c(60, 600, 120, 300, 1_500, 570, 30))],
+                vec![(0, zero), (30_000, c(30, 300, 60, 150, 750, 285, 15))],
+                vec![(60_000, busy)],
+                (60_000, busy),
+                steady,
+            ),
+            (
+                // Java would answer 0 until its second sample, 10 s after start.
+                "the window ends at the request, not at the last sample",
                 vec![(0, zero)],
-                ConsumeStatus {
-                    pull_rt: 2.0,
-                    pull_tps: 10.0,
-                    consume_rt: 5.0,
-                    consume_ok_tps: 9.5,
-                    consume_failed_tps: 0.5,
-                    consume_failed_msgs: 0,
-                },
+                vec![(0, zero)],
+                (10_000, c(10, 100, 20, 50, 250, 95, 5)),
+                ConsumeStatus { consume_failed_msgs: 5, ..steady },
             ),
             (
                 // The minute is quiet: rates are 0 (not the average since start), consumeRT
                 // falls back to the hour's, and the hour still counts its failures.
                 "quiet minute after a busy hour",
-                vec![
-                    (600_000, c(60, 600, 120, 300, 1_500, 570, 30)),
-                    (660_000, c(60, 600, 120, 300, 1_500, 570, 30)),
-                ],
-                vec![(0, zero), (600_000, c(60, 600, 120, 300, 1_500, 570, 30))],
-                ConsumeStatus {
-                    pull_rt: 0.0,
-                    pull_tps: 0.0,
-                    consume_rt: 5.0,
-                    consume_ok_tps: 0.0,
-                    consume_failed_tps: 0.0,
-                    consume_failed_msgs: 30,
-                },
+                vec![(600_000, busy), (660_000, busy)],
+                vec![(0, zero), (600_000, busy)],
+                (665_000, busy),
+                ConsumeStatus { consume_rt: 5.0, consume_failed_msgs: 30, ..Default::default() },
             ),
         ];
-        for (name, minute, hour, expected) in table {
-            assert_eq!(consume_status(&window(&minute), &window(&hour)), expected, "{name}");
+        for (name, minute, hour, (at_ms, counters), expected) in table {
+            let now = Point { at_ms, counters };
+            assert_eq!(consume_status(&window(&minute), &window(&hour), &now), expected, "{name}");
         }
     }
 
@@ -251,7 +264,8 @@ mod tests {
         // Hour samples at tick 0 and tick 60 (600 s apart): 60 failures.
         assert_eq!(w.hour["T"].len(), 2);
         assert_eq!(w.minute["T"].len(), SAMPLES_KEPT);
-        let status = w.status();
+        let now = c(60, 60, 0, 60, 0, 0, 60);
+        let status = w.status(600_000, [("T", now)].into_iter());
         assert_eq!(status["T"].consume_failed_msgs, 60);
         assert_eq!(status["T"].consume_failed_tps, 0.1);
     }
