@@ -5,6 +5,10 @@
 //! (one task per TCP connection, request/response matching) → [`client`] (name server, broker
 //! admin and producer calls).
 
+/// The target of the spans that give log lines their context (a listener, its consumer's
+/// group and topic, a queue): shown by `--log-format json`, left out of text lines.
+pub const SPAN_TARGET: &str = "rmq_wasm::span";
+
 pub mod cli;
 pub mod client;
 pub mod consumer;

@@ -7,7 +7,8 @@
 //!   retries each `Retry`-tagged message once, then dead-letters it on redelivery (through
 //!   `%RETRY%<group>`); the `trap-on-key` listener traps on one poison message, which isolation
 //!   dead-letters alone;
-//! - `rmq-wasm status --addr` prints the owned queues.
+//! - `rmq-wasm status --addr` prints the owned queues;
+//! - `--log-format json` lines carry their listener and queue (spans).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,7 +39,7 @@ impl HostProc {
             .args(["run", "--config"])
             .arg(&config_path)
             // Ends by itself even if the test process is killed before its drop runs.
-            .args(["--duration", "180s"])
+            .args(["--duration", "180s", "--log-format", "json"])
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -59,8 +60,8 @@ impl HostProc {
         loop {
             let text = self.log_text();
             if let Some(line) = text.lines().find(|l| l.contains("serving /metrics")) {
-                let addr = line.split("addr=").nth(1).expect("addr= on the line");
-                return addr.split_whitespace().next().unwrap().to_owned();
+                let line: serde_json::Value = serde_json::from_str(line).unwrap();
+                return line["addr"].as_str().expect("addr on the line").to_owned();
             }
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("rmq-wasm exited during start-up ({status}):\n{text}");
@@ -238,6 +239,21 @@ key = "poison"
         assert_eq!(row.split_whitespace().nth(5), Some("0"), "no lag left: {row}");
     }
     println!("{table}");
+
+    // JSON log lines carry their context: the trap plugin's own line names the listener, its
+    // group and topic, and the queue.
+    let log = host.log_text();
+    let plugin_line: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["target"] == "rmq_wasm::plugin")
+        .unwrap_or_else(|| panic!("no plugin log line in:\n{log}"));
+    let spans = plugin_line["spans"].as_array().expect("spans on the line");
+    let span = |name: &str| spans.iter().find(|s| s["name"] == name).cloned().unwrap_or_default();
+    assert_eq!(span("listener")["listener"], "ops-trap", "{plugin_line}");
+    assert_eq!(span("listener")["group"], group_t.as_str(), "{plugin_line}");
+    assert_eq!(span("queue")["topic"], topic_t.as_str(), "{plugin_line}");
+    assert!(span("queue")["queue_id"].is_i64(), "{plugin_line}");
 
     // Nothing was counted twice in the meantime.
     let (_, text) = get(&addr, "/metrics", TIMEOUT).await.unwrap();

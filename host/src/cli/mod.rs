@@ -19,8 +19,19 @@ use crate::remoting::ConnectionPool;
 #[derive(Debug, Parser)]
 #[command(name = "rmq-wasm", version, about)]
 struct Cli {
+    /// Log lines as text (default) or as JSON objects, one a line, each with the listener,
+    /// group, topic and queue it concerns (its spans).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,15 +100,30 @@ pub fn main() -> anyhow::Result<()> {
         std::io::IsTerminal::is_terminal(&std::io::stdout()),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(colour)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match cli.log_format {
+        // Text lines keep their shape (tools grep their fields): the context spans are off.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter.add_directive(context_spans_off()))
+            .with_ansi(colour)
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(run(cli))
+}
+
+/// Disables the spans that carry a line's context (listener, group, topic, queue; target
+/// [`crate::SPAN_TARGET`]).
+fn context_spans_off() -> tracing_subscriber::filter::Directive {
+    format!("{}=off", crate::SPAN_TARGET).parse().expect("a valid directive")
 }
 
 /// Colour in log lines only for a person at a terminal: a file or a pipe gets plain text (escape

@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use crate::client::{NameServerClient, Producer, ProducerConfig};
 use crate::consumer::PushConsumer;
@@ -467,14 +468,17 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         let mut spec = section.plugin_spec(&consumer_config)?;
         spec.producer = Some(Arc::clone(&producer));
         let limits = spec.limits.clone();
+        let span = tracing::info_span!(target: crate::SPAN_TARGET, "listener", listener = section.display_name(), group = %section.group, topic = %section.topic);
         let listener = Arc::new(
             WasmListener::load(&engine, &section.wasm, spec)
+                .instrument(span.clone())
                 .await
                 .with_context(|| format!("listener {}", section.display_name()))?,
         );
         let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
         let consumer =
             PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
+                .instrument(span)
                 .await
                 .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
         tracing::info!(

@@ -4,6 +4,7 @@ use std::sync::{Arc, PoisonError};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::broker_api::BrokerApi;
 use super::config::{ConfigError, ConsumerConfig};
@@ -124,14 +125,15 @@ impl PushConsumer {
         scheduler::send_heartbeats(&shared).await;
         let cancel = CancellationToken::new();
         let abort = CancellationToken::new();
-        let task = tokio::spawn(scheduler::run(
-            Arc::clone(&shared),
-            command_rx,
-            cancel.clone(),
-            abort.clone(),
-        ));
-        let requests =
-            tokio::spawn(handler::serve(Arc::clone(&shared), forwarded, commands, cancel.clone()));
+        // Both tasks (and the queue tasks the scheduler starts) keep the caller's log context.
+        let task = tokio::spawn(
+            scheduler::run(Arc::clone(&shared), command_rx, cancel.clone(), abort.clone())
+                .in_current_span(),
+        );
+        let requests = tokio::spawn(
+            handler::serve(Arc::clone(&shared), forwarded, commands, cancel.clone())
+                .in_current_span(),
+        );
         tracing::info!(group = %shared.group, client_id = %shared.client_id, "consumer started");
         Ok(Self { shared, cancel, abort, scheduler: Some(task), requests: Some(requests) })
     }

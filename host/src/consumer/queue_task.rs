@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::consume::{
     Completion, JobScope, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly,
@@ -76,6 +77,7 @@ impl QueueTaskHandle {
             env: Arc::clone(&shared.consume),
             stats: Arc::clone(&stats),
         };
+        let span = tracing::info_span!(target: crate::SPAN_TARGET, "queue", topic = %queue.topic, broker = %queue.broker_name, queue_id = queue.queue_id.0);
         let task = QueueTask {
             shared,
             scope,
@@ -92,7 +94,7 @@ impl QueueTaskHandle {
             pull_errors: Throttle::default(),
         };
         let cancel = parent.child_token();
-        let join = tokio::spawn(task.run(stop_rx, cancel));
+        let join = tokio::spawn(task.run(stop_rx, cancel).instrument(span));
         Self { stats, stop, join }
     }
 
@@ -526,7 +528,8 @@ impl QueueTask {
         {
             Ok(std::task::Poll::Ready(done)) => Started::Done(done),
             Ok(std::task::Poll::Pending) => {
-                self.jobs.spawn(job);
+                // A job that waits keeps the queue's log context.
+                self.jobs.spawn(job.in_current_span());
                 Started::Spawned
             }
             Err(_) => {
