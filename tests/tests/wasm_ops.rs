@@ -228,6 +228,12 @@ key = "poison"
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
     assert!(table.starts_with("ready"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("abort trap at ") && l.contains(&format!("on {topic_t}#"))),
+        "the trap listener's recent abort: {table}"
+    );
     for id in 0..4 {
         let row = table
             .lines()

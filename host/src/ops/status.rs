@@ -9,7 +9,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::reading::Reading;
+use crate::protocol::EpochMillis;
 use crate::wasm::stats::ABORT_KINDS;
+
+/// Recent aborts the table shows per listener, newest first (the JSON has all that are kept).
+const RECENT_ABORTS_SHOWN: usize = 5;
 
 /// The whole answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +38,23 @@ pub struct ListenerStatus {
     pub listener_errors: u64,
     /// Aborts by kind (`trap`, `fuel`, `timeout`, `memory`, `stack`, `unavailable`), since start.
     pub aborts: BTreeMap<String, u64>,
+    /// The last aborts (at most 16), oldest first.
+    pub recent_aborts: Vec<AbortStatus>,
     pub poison: u64,
+}
+
+/// One recent abort.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortStatus {
+    /// Wall clock, ms since the Unix epoch.
+    pub at: EpochMillis,
+    pub kind: String,
+    pub topic: String,
+    pub queue_id: i32,
+    pub version: String,
+    pub batch: usize,
+    pub fuel_used: u64,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +138,21 @@ impl Status {
                         .iter()
                         .map(|k| (k.as_str().to_owned(), c.aborts_of(*k)))
                         .collect(),
+                    recent_aborts: l
+                        .sandbox
+                        .recent_aborts()
+                        .into_iter()
+                        .map(|a| AbortStatus {
+                            at: a.at,
+                            kind: a.kind.as_str().to_owned(),
+                            topic: a.topic,
+                            queue_id: a.queue_id,
+                            version: a.version,
+                            batch: a.batch,
+                            fuel_used: a.fuel_used,
+                            detail: a.detail,
+                        })
+                        .collect(),
                     poison: c.poison,
                 }
             })
@@ -182,6 +217,22 @@ impl Status {
                 aborts.join(" "),
                 l.poison
             );
+            for a in l.recent_aborts.iter().rev().take(RECENT_ABORTS_SHOWN) {
+                let at = std::time::UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(a.at.0).unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "  abort {} at {} on {}#{} version {} batch {} fuel {}: {}",
+                    a.kind,
+                    humantime::format_rfc3339_millis(at),
+                    a.topic,
+                    a.queue_id,
+                    a.version,
+                    a.batch,
+                    a.fuel_used,
+                    a.detail
+                );
+            }
             if l.queues.is_empty() {
                 let _ = writeln!(out, "  no queue owned");
                 continue;

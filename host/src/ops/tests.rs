@@ -11,9 +11,10 @@ use super::reading::{ListenerReading, PluginReading, Reading, Source};
 use super::{Status, exposition};
 use crate::consumer::listener::AbortKind;
 use crate::consumer::stats::{ConsumerStats, OutcomeCounts, QueueStats, TopicStats};
+use crate::protocol::EpochMillis;
 use crate::protocol::{MessageQueue, QueueId};
 use crate::wasm::ListenerLimits;
-use crate::wasm::stats::SandboxStats;
+use crate::wasm::stats::{RecentAbort, SandboxStats};
 
 /// A listener with `queues` owned queues of `topic` on `broker-a`, each with a pull of 10
 /// messages and a call of 8 successes, 1 retry and 1 dead letter; 5 ms behind on offsets.
@@ -37,7 +38,16 @@ fn listener(name: &str, topic: &str, queues: i32, ready: bool) -> ListenerReadin
     }
     let sandbox = Arc::new(SandboxStats::default());
     SandboxStats::add(&sandbox.calls, 7);
-    sandbox.abort(AbortKind::Trap);
+    sandbox.record_abort(RecentAbort {
+        at: EpochMillis(1_700_000_000_000),
+        kind: AbortKind::Trap,
+        topic: topic.to_owned(),
+        queue_id: 3,
+        version: "0123456789ab".into(),
+        batch: 4,
+        fuel_used: 1234,
+        detail: "wasm trap: unreachable\nforged line".into(),
+    });
     sandbox.abort(AbortKind::FuelExhausted);
     SandboxStats::add(&sandbox.poison, 1);
     sandbox.add_fuel(5_000_000);
@@ -204,6 +214,14 @@ fn status_lists_owned_queues_with_offsets_and_lag() {
     assert!(table.starts_with("NOT READY"), "{table}");
     assert!(table.contains("listener audit (group audit_group, topic Audit) NOT READY"), "{table}");
     assert!(table.contains("aborts [fuel=1 trap=1] poison 1"), "{table}");
+    assert!(
+        table.contains(
+            "abort trap at 2023-11-14T22:13:20.000Z on Audit#3 version 0123456789ab batch 4 \
+             fuel 1234: wasm trap: unreachable\\nforged line"
+        ),
+        "the recent abort, its text escaped: {table}"
+    );
+    assert_eq!(status.listeners[1].recent_aborts.len(), 1);
     let row = table.lines().find(|l| l.contains("Orders") && l.contains(" 15 ")).unwrap();
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells, ["Orders", "broker-a", "15", "110", "115", "5", "2"], "{row}");

@@ -67,7 +67,7 @@ use super::engine::{IdleInstances, PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
 use super::limits::{ListenerLimits, RateLimit};
 use super::reload::{self, Reloader};
-use super::stats::{SandboxStats, SandboxStatsSnapshot};
+use super::stats::{RecentAbort, SandboxStats, SandboxStatsSnapshot};
 use crate::consumer::listener::{
     AbortKind, ConsumeContext, ConsumeMode, ListenerError, ListenerFuture, MessageListener,
     MessageOutcome,
@@ -727,7 +727,16 @@ impl<'a> Call<'a> {
             Ok(Ok(_)) => SandboxStats::add(&stats.answered, 1),
             Ok(Err(_)) => SandboxStats::add(&stats.listener_errors, 1),
             Err(abort) => {
-                stats.abort(abort.kind);
+                stats.record_abort(RecentAbort {
+                    at: crate::protocol::EpochMillis::now(),
+                    kind: abort.kind,
+                    topic: topic.to_owned(),
+                    queue_id: queue,
+                    version: version.clone(),
+                    batch,
+                    fuel_used,
+                    detail: abort.detail.clone(),
+                });
                 tracing::warn!(
                     plugin, group, topic, queue, %version,
                     kind = %abort.kind,

@@ -3,11 +3,14 @@
 //! reloads. Plain atomics, bumped on every call and read rarely (stats, `/metrics`), and one
 //! histogram of the fuel each run used.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::consumer::listener::AbortKind;
+use crate::protocol::EpochMillis;
 
 /// Every abort kind, in a fixed order (the index into the per-kind counters).
 pub const ABORT_KINDS: [AbortKind; 6] = [
@@ -27,10 +30,32 @@ fn kind_index(kind: AbortKind) -> usize {
 /// ms of busy CPU: a microsecond to ~8 s).
 pub const FUEL_BUCKETS: [f64; 8] = [1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11];
 
+/// Aborts kept for `rmq-wasm status` (the counters keep counting all of them).
+pub const RECENT_ABORTS_KEPT: usize = 16;
+/// The longest abort description kept (bytes; the log line has it whole).
+const RECENT_ABORT_DETAIL: usize = 512;
+
+/// One abort, as `rmq-wasm status` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentAbort {
+    pub at: EpochMillis,
+    pub kind: AbortKind,
+    pub topic: String,
+    pub queue_id: i32,
+    /// The plugin version's short hash.
+    pub version: String,
+    pub batch: usize,
+    pub fuel_used: u64,
+    /// What stopped the call (control characters escaped, at most 512 bytes).
+    pub detail: String,
+}
+
 /// Live counters (shared by every call of a listener).
 #[derive(Debug)]
 pub struct SandboxStats {
     fuel_histogram: Histogram,
+    /// The last [`RECENT_ABORTS_KEPT`] aborts; written on the (rare) abort path only.
+    recent_aborts: Mutex<VecDeque<RecentAbort>>,
     pub(crate) calls: AtomicU64,
     pub(crate) warm_calls: AtomicU64,
     pub(crate) warm_evicted: AtomicU64,
@@ -53,6 +78,7 @@ impl Default for SandboxStats {
     fn default() -> Self {
         Self {
             fuel_histogram: Histogram::new(FUEL_BUCKETS),
+            recent_aborts: Mutex::default(),
             calls: AtomicU64::default(),
             warm_calls: AtomicU64::default(),
             warm_evicted: AtomicU64::default(),
@@ -91,6 +117,22 @@ impl SandboxStats {
 
     pub(crate) fn abort(&self, kind: AbortKind) {
         Self::add(&self.aborts[kind_index(kind)], 1);
+    }
+
+    /// Counts an abort and keeps it among the recent ones.
+    pub(crate) fn record_abort(&self, mut abort: RecentAbort) {
+        self.abort(abort.kind);
+        abort.detail = super::convert::guest_text(&abort.detail, RECENT_ABORT_DETAIL).0;
+        let mut recent = self.recent_aborts.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.len() == RECENT_ABORTS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(abort);
+    }
+
+    /// The last aborts, oldest first.
+    pub fn recent_aborts(&self) -> Vec<RecentAbort> {
+        self.recent_aborts.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
     }
 
     /// A consistent-enough copy for reporting.
