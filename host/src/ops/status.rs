@@ -9,8 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::reading::Reading;
-use crate::protocol::EpochMillis;
-use crate::wasm::stats::ABORT_KINDS;
+use crate::wasm::stats::{ABORT_KINDS, RecentAbort};
 
 /// Recent aborts the table shows per listener, newest first (the JSON has all that are kept).
 const RECENT_ABORTS_SHOWN: usize = 5;
@@ -39,22 +38,8 @@ pub struct ListenerStatus {
     /// Aborts by kind (`trap`, `fuel`, `timeout`, `memory`, `stack`, `unavailable`), since start.
     pub aborts: BTreeMap<String, u64>,
     /// The last aborts (at most 16), oldest first.
-    pub recent_aborts: Vec<AbortStatus>,
+    pub recent_aborts: Vec<RecentAbort>,
     pub poison: u64,
-}
-
-/// One recent abort.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AbortStatus {
-    /// Wall clock, ms since the Unix epoch.
-    pub at: EpochMillis,
-    pub kind: String,
-    pub topic: String,
-    pub queue_id: i32,
-    pub version: String,
-    pub batch: usize,
-    pub fuel_used: u64,
-    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,21 +123,7 @@ impl Status {
                         .iter()
                         .map(|k| (k.as_str().to_owned(), c.aborts_of(*k)))
                         .collect(),
-                    recent_aborts: l
-                        .sandbox
-                        .recent_aborts()
-                        .into_iter()
-                        .map(|a| AbortStatus {
-                            at: a.at,
-                            kind: a.kind.as_str().to_owned(),
-                            topic: a.topic,
-                            queue_id: a.queue_id,
-                            version: a.version,
-                            batch: a.batch,
-                            fuel_used: a.fuel_used,
-                            detail: a.detail,
-                        })
-                        .collect(),
+                    recent_aborts: l.sandbox.recent_aborts(),
                     poison: c.poison,
                 }
             })

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::metrics::histogram::Histogram;
+use serde::{Deserialize, Serialize};
 
 use crate::consumer::listener::AbortKind;
 use crate::protocol::EpochMillis;
@@ -36,9 +37,11 @@ pub const RECENT_ABORTS_KEPT: usize = 16;
 const RECENT_ABORT_DETAIL: usize = 512;
 
 /// One abort, as `rmq-wasm status` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentAbort {
+    /// Wall clock, ms since the Unix epoch.
     pub at: EpochMillis,
+    #[serde(with = "kind_name")]
     pub kind: AbortKind,
     pub topic: String,
     pub queue_id: i32,
@@ -48,6 +51,25 @@ pub struct RecentAbort {
     pub fuel_used: u64,
     /// What stopped the call (control characters escaped, at most 512 bytes).
     pub detail: String,
+}
+
+/// An abort kind by its name (`trap`, `fuel`, …).
+mod kind_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    use super::{ABORT_KINDS, AbortKind};
+
+    pub(super) fn serialize<S: Serializer>(kind: &AbortKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(kind.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<AbortKind, D::Error> {
+        let name = String::deserialize(d)?;
+        ABORT_KINDS
+            .into_iter()
+            .find(|k| k.as_str() == name)
+            .ok_or_else(|| D::Error::custom(format!("unknown abort kind {name:?}")))
+    }
 }
 
 /// Live counters (shared by every call of a listener).
