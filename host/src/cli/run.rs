@@ -16,6 +16,8 @@
 //! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
 //! message_model = "clustering"  # or "broadcasting"
 //! consume_mode = "concurrently" # or "orderly"
+//! consume_from = "last"        # a new group's start: "last" (default: skips what the topic
+//!                               # holds, and logs how many), "first" or "timestamp"
 //! wasm = "plugins/router.wasm"  # relative to this file
 //! fuel = 1000000000
 //! timeout = "2s"
