@@ -135,6 +135,9 @@ pub(crate) async fn produce(args: ProduceArgs, producer: Producer) -> anyhow::Re
     let mut sent = 0;
     match &source {
         Source::Lines => {
+            if let Some(n) = args.count {
+                anyhow::bail!("--count {n}: stdin sends one message per line, whatever the count");
+            }
             let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
             let mut skipped = 0;
             while let Some(line) = lines.next_line().await.context("reading stdin")? {
