@@ -19,6 +19,8 @@
 //! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
 //! message_model = "clustering"  # or "broadcasting"
 //! consume_mode = "concurrently" # or "orderly"
+//! consume_from = "last"        # a new group's start: "last" (default: skips what the topic
+//!                               # holds, and logs how many), "first" or "timestamp"
 //! wasm = "plugins/router.wasm"  # relative to this file
 //! fuel = 1000000000
 //! timeout = "2s"
@@ -41,6 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use tracing::Instrument as _;
 
@@ -461,20 +464,41 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         ProducerConfig { group: "RMQ_WASM_PLUGIN_PRODUCER".into(), ..Default::default() },
     ));
 
-    let mut running = Vec::new();
-    let mut probes = Vec::new();
+    // Compile every listener's component at once: Cranelift is CPU-bound (seconds for an
+    // 18 MiB Python component), so a cold start of several listeners one after another
+    // takes their sum. Bounded by the cores; each compile runs on a blocking thread, and the
+    // engine's artifact cache still makes a warm start a read and a MAC check.
+    let parallel = std::thread::available_parallelism().map_or(2, usize::from).max(2);
+    let mut specs = Vec::with_capacity(config.listeners.len());
     for section in &config.listeners {
         let consumer_config = section.consumer_config();
         let mut spec = section.plugin_spec(&consumer_config)?;
         spec.producer = Some(Arc::clone(&producer));
-        let limits = spec.limits.clone();
+        specs.push((section, consumer_config, spec));
+    }
+    let loads = specs.into_iter().map(|(section, consumer_config, spec)| {
+        let engine = &engine;
+        // The log context of everything this listener does (see `crate::SPAN_TARGET`).
         let span = tracing::info_span!(target: crate::SPAN_TARGET, "listener", listener = section.display_name(), group = %section.group, topic = %section.topic);
-        let listener = Arc::new(
-            WasmListener::load(&engine, &section.wasm, spec)
+        async move {
+            let limits = spec.limits.clone();
+            let listener = WasmListener::load(engine, &section.wasm, spec)
                 .instrument(span.clone())
                 .await
-                .with_context(|| format!("listener {}", section.display_name()))?,
-        );
+                .with_context(|| format!("listener {}", section.display_name()))?;
+            anyhow::Ok((section, consumer_config, Arc::new(listener), limits, span))
+        }
+    });
+    let loaded: Vec<_> = futures_util::stream::iter(loads)
+        .buffered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+
+    let mut running = Vec::new();
+    let mut probes = Vec::new();
+    for (section, consumer_config, listener, limits, span) in loaded {
         let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
         let consumer =
             PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
@@ -508,6 +532,15 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         }
         None => None,
     };
+    // `--duration` counts from here: compile time is not run time.
+    match duration {
+        Some(d) => tracing::info!(
+            "all {} listener(s) running; stopping in {}",
+            running.len(),
+            humantime::format_duration(d)
+        ),
+        None => tracing::info!("all {} listener(s) running; Ctrl-C to stop", running.len()),
+    }
 
     let stop = async {
         match duration {

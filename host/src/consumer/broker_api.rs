@@ -18,9 +18,9 @@ use crate::protocol::body::{
     CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
-    ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, PullMessageRequestHeader,
-    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::{MessageQueue, QueueOffset};
 
@@ -76,6 +76,15 @@ pub(crate) trait BrokerApi: Send + Sync + 'static {
         &'a self,
         addr: &'a str,
         header: &'a GetMaxOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset>;
+
+    /// GET_MIN_OFFSET: how far back a queue's messages go (what a new group starting at the
+    /// max offset skips).
+    fn min_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMinOffsetRequestHeader,
         timeout: Duration,
     ) -> BrokerFuture<'a, QueueOffset>;
 
@@ -193,6 +202,15 @@ impl BrokerApi for BrokerClient {
         timeout: Duration,
     ) -> BrokerFuture<'a, QueueOffset> {
         Box::pin(BrokerClient::max_offset(self, addr, header, timeout))
+    }
+
+    fn min_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMinOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset> {
+        Box::pin(BrokerClient::min_offset(self, addr, header, timeout))
     }
 
     fn search_offset<'a>(
