@@ -1,7 +1,9 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+pub mod ops;
 pub mod run;
+pub mod show;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +72,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Print a topic's messages (every field) without touching any group's offsets.
+    #[command(alias = "tail")]
+    Peek(ops::PeekArgs),
+    /// A consumer group's dead letters: list them, re-deliver chosen ones.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// Move a group's offsets of a topic through the broker, so running consumers follow.
+    ResetOffset(ops::ResetOffsetArgs),
 }
 
 /// Runs the binary.
@@ -157,6 +167,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let secs = started.elapsed().as_secs_f64();
             println!("sent {count} messages to {topic} in {secs:.2} s");
         }
+        Command::Peek(args) => ops::peek(args).await?,
+        Command::Dlq(command) => ops::dlq(command).await?,
+        Command::ResetOffset(args) => ops::reset(args).await?,
     }
     Ok(())
 }
