@@ -285,3 +285,44 @@ pub async fn reset(args: ResetOffsetArgs) -> anyhow::Result<()> {
     println!("reset {} queue(s) of {} for group {}", table.len(), args.topic, args.group);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{FromArgMatches as _, Subcommand as _};
+
+    use super::*;
+
+    fn parse<A: clap::Args + clap::FromArgMatches>(args: &[&str]) -> Result<A, clap::Error> {
+        let cmd = A::augment_args(clap::Command::new("t").no_binary_name(true));
+        A::from_arg_matches(&cmd.try_get_matches_from(args)?)
+    }
+
+    #[test]
+    fn the_verbs_parse_their_positions_filters_and_targets() {
+        let p: PeekArgs = parse(&["--topic", "T", "--from", "last-3", "--queue", "2"]).unwrap();
+        assert_eq!((p.from, p.queue, p.follow), (StartAt::Last(3), Some(2), false));
+        let p: PeekArgs = parse(&["--topic", "T"]).unwrap();
+        assert_eq!((p.from, p.count, p.format), (StartAt::Last(10), 100, Format::Text));
+        let e = parse::<PeekArgs>(&["--topic", "T", "--from", "soon"]).unwrap_err().to_string();
+        assert!(e.contains("soon"), "{e}");
+        let r: ResetOffsetArgs = parse(&["--group", "G", "--topic", "T", "--to", "first"]).unwrap();
+        assert_eq!(r.to, ResetTo::First);
+        let e = parse::<ResetOffsetArgs>(&["--group", "G", "--topic", "T", "--to", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"x\""), "{e}");
+        let cmd = DlqCommand::augment_subcommands(clap::Command::new("t").no_binary_name(true));
+        let m = cmd
+            .try_get_matches_from([
+                "resend", "--group", "G", "--filter", "key=k", "--filter", "reason~x",
+            ])
+            .unwrap();
+        match DlqCommand::from_arg_matches(&m).unwrap() {
+            DlqCommand::Resend { filters, all, dry_run, .. } => {
+                assert_eq!(filters, [Filter::Key("k".into()), Filter::ReasonContains("x".into())]);
+                assert!(!all && !dry_run);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
