@@ -1,6 +1,10 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+pub mod config_check;
+pub mod config_doc;
+mod config_map;
+pub mod env;
 pub mod ops;
 pub mod run;
 pub mod show;
@@ -80,6 +84,17 @@ enum Command {
     Dlq(ops::DlqCommand),
     /// Move a group's offsets of a topic through the broker, so running consumers follow.
     ResetOffset(ops::ResetOffsetArgs),
+    /// The `run` config file: check one, or list every key with its default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Report every problem of a config file (file:line: key: message); exit status 1 if any.
+    Check { file: PathBuf },
+    /// Every key with its default and meaning (Markdown), as the parser reads them.
+    Defaults,
 }
 
 /// Runs the binary.
@@ -170,6 +185,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peek(args) => ops::peek(args).await?,
         Command::Dlq(command) => ops::dlq(command).await?,
         Command::ResetOffset(args) => ops::reset(args).await?,
+        Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
+        Command::Config(ConfigCommand::Check { file }) => {
+            let problems = config_check::check_file(&file)?;
+            for p in &problems {
+                println!("{p}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{}: {} problem(s)", file.display(), problems.len());
+            }
+            println!("{}: ok", file.display());
+        }
     }
     Ok(())
 }

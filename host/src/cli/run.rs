@@ -43,6 +43,7 @@ use serde::Deserialize;
 use crate::client::{NameServerClient, Producer, ProducerConfig};
 use crate::consumer::PushConsumer;
 use crate::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
+use crate::protocol::EpochMillis;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel};
 use crate::remoting::ConnectionPool;
 use crate::wasm::{
@@ -60,6 +61,20 @@ pub struct RunConfig {
     pub engine: EngineSection,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<ListenerSection>,
+    /// Credentials for brokers with authentication on (every consumer and the plugin producer).
+    pub acl: Option<AclSection>,
+}
+
+/// `[acl]`: the access key inline, the secret only by reference (an environment variable or a
+/// file), so the config file itself never holds it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclSection {
+    pub access_key: String,
+    /// Name of the environment variable holding the secret key.
+    pub secret_key_env: Option<String>,
+    /// File holding the secret key (surrounding whitespace ignored); relative to the config file.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// Name-server addresses in either spelling.
@@ -129,6 +144,16 @@ pub enum ConsumeFrom {
     Timestamp,
 }
 
+/// `allocate_strategy`: Java's queue allocation strategies; every member of a group must use the
+/// same one.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocate {
+    Avg,
+    AvgByCircle,
+    ConsistentHash,
+}
+
 /// One `[[listener]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +171,26 @@ pub struct ListenerSection {
     #[serde(default)]
     pub consume_mode: Mode,
     pub consume_from: Option<ConsumeFrom>,
+    /// With `consume_from = "timestamp"`: where a new group starts, an RFC 3339 instant or
+    /// epoch milliseconds (default: 30 minutes before the start, Java's).
+    pub consume_timestamp: Option<Timestamp>,
+    /// How long in-flight listener calls may finish at shutdown.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_drain_timeout: Option<Duration>,
+    pub allocate_strategy: Option<Allocate>,
+    /// Messages per pull.
+    pub pull_batch_size: Option<u32>,
+    /// Flow control: pause a queue's pulls past this many buffered messages.
+    pub pull_threshold_for_queue: Option<u32>,
+    /// Flow control: pause a queue's pulls past this many MiB of buffered bodies.
+    pub pull_threshold_size_for_queue_mib: Option<u32>,
+    /// Flow control across the listener's queues (split over them; replaces the per-queue one).
+    pub pull_threshold_for_topic: Option<u32>,
+    pub pull_threshold_size_for_topic_mib: Option<u32>,
+    /// Part of the client id (default: `<pid>#<nanos>` in clustering).
+    pub instance_name: Option<String>,
+    /// Appended to the client id.
+    pub unit_name: Option<String>,
     /// The component; relative paths are relative to the config file.
     pub wasm: PathBuf,
     pub fuel: Option<u64>,
@@ -180,6 +225,35 @@ pub struct ListenerSection {
     /// The plugin's own table: strings, numbers and booleans (passed as strings).
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+}
+
+/// An instant: an RFC 3339 string (`"2026-12-05T17:00:00Z"`) or epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub EpochMillis);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) if ms >= 0 => Ok(Self(EpochMillis(ms))),
+            Raw::Millis(ms) => Err(serde::de::Error::custom(format!("{ms} is before 1970"))),
+            Raw::Text(s) => humantime::parse_rfc3339_weak(&s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .map(|ms| Self(EpochMillis(ms)))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is not an instant like \"2026-12-05T17:00:00Z\""
+                    ))
+                }),
+        }
+    }
 }
 
 fn star() -> String {
@@ -232,8 +306,7 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
 impl RunConfig {
     /// Reads and parses `path`; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = super::env::read_interpolated(path)?;
         let mut config: Self =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -241,6 +314,11 @@ impl RunConfig {
             if l.wasm.is_relative() {
                 l.wasm = base.join(&l.wasm);
             }
+        }
+        if let Some(file) = config.acl.as_mut().and_then(|a| a.secret_key_file.as_mut())
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
         }
         config.check()?;
         Ok(config)
@@ -254,6 +332,7 @@ impl RunConfig {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        super::config_map::check(self)?;
         if self.namesrv.to_vec().is_empty() {
             anyhow::bail!("namesrv: at least one name server address is needed");
         }
@@ -374,6 +453,7 @@ impl ListenerSection {
         if let Some(n) = self.slots {
             c.consume_thread_max = n;
         }
+        super::config_map::apply(self, &mut c);
         c
     }
 
@@ -446,8 +526,11 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
     let namesrv_addrs = config.namesrv.to_vec();
     let engine = SandboxEngine::new(config.engine_config())?;
 
+    let credentials = super::config_map::credentials(&config)?;
     // One producer for every plugin's `producer.send`.
-    let pool = ConnectionPool::default();
+    let mut pool_config = crate::remoting::pool::PoolConfig::default();
+    pool_config.connection.credentials = credentials.clone().map(Arc::new);
+    let pool = ConnectionPool::new(pool_config, Arc::new(crate::remoting::connection::RejectAll));
     let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs.clone())?;
     let producer: Arc<dyn PluginProducer> = Arc::new(Producer::new(
         namesrv,
@@ -457,7 +540,8 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
 
     let mut running = Vec::new();
     for section in &config.listeners {
-        let consumer_config = section.consumer_config();
+        let mut consumer_config = section.consumer_config();
+        consumer_config.credentials.clone_from(&credentials);
         let mut spec = section.plugin_spec(&consumer_config)?;
         spec.producer = Some(Arc::clone(&producer));
         let listener = Arc::new(
