@@ -6,6 +6,7 @@ pub mod config_doc;
 mod config_map;
 pub mod env;
 pub mod ops;
+mod reload;
 pub mod run;
 pub mod show;
 

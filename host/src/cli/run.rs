@@ -155,7 +155,7 @@ pub enum Allocate {
 }
 
 /// One `[[listener]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
     /// Names the plugin in logs and DLQ properties; default: the group.
@@ -519,12 +519,65 @@ impl ListenerSection {
 /// How often each listener's stats are logged while running.
 const STATS_INTERVAL: Duration = Duration::from_secs(30);
 
+/// What every listener of the process shares; listeners started by a reload get the same.
+pub(crate) struct Shared {
+    pub engine: SandboxEngine,
+    pub namesrv_addrs: Vec<String>,
+    pub producer: Arc<dyn PluginProducer>,
+    pub credentials: Option<crate::protocol::acl::AclCredentials>,
+    /// The engine's sandbox pool, fixed at start: a reload may not need more.
+    pub max_instances: u32,
+}
+
+/// One listener at work.
+pub(crate) struct Running {
+    pub section: ListenerSection,
+    pub listener: Arc<WasmListener>,
+    pub consumer: PushConsumer,
+    pub reloader: Option<crate::wasm::Reloader>,
+}
+
+/// Loads a listener's plugin and starts its consumer.
+pub(crate) async fn start_listener(
+    shared: &Shared,
+    section: &ListenerSection,
+) -> anyhow::Result<Running> {
+    let mut consumer_config = section.consumer_config();
+    consumer_config.credentials.clone_from(&shared.credentials);
+    let mut spec = section.plugin_spec(&consumer_config)?;
+    spec.producer = Some(Arc::clone(&shared.producer));
+    let listener = Arc::new(
+        WasmListener::load(&shared.engine, &section.wasm, spec)
+            .await
+            .with_context(|| format!("listener {}", section.display_name()))?,
+    );
+    let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
+    let consumer = PushConsumer::start(
+        consumer_config,
+        shared.namesrv_addrs.clone(),
+        Arc::clone(&listener) as _,
+    )
+    .await
+    .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
+    tracing::info!(
+        listener = section.display_name(),
+        group = %section.group,
+        topic = %section.topic,
+        version = %listener.version().hash.short(),
+        "listener running"
+    );
+    Ok(Running { section: section.clone(), listener, consumer, reloader })
+}
+
 /// Runs every listener until Ctrl-C or SIGTERM (or `duration`, when given), then shuts all
-/// consumers down gracefully and prints each listener's final stats.
+/// consumers down gracefully and prints each listener's final stats. SIGHUP re-reads the file
+/// and applies its listener changes (see `reload`).
 pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let namesrv_addrs = config.namesrv.to_vec();
-    let engine = SandboxEngine::new(config.engine_config())?;
+    let engine_config = config.engine_config();
+    let max_instances = engine_config.max_instances;
+    let engine = SandboxEngine::new(engine_config)?;
 
     let credentials = super::config_map::credentials(&config)?;
     // One producer for every plugin's `producer.send`.
@@ -537,32 +590,13 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         crate::client::BrokerClient::new(pool),
         ProducerConfig { group: "RMQ_WASM_PLUGIN_PRODUCER".into(), ..Default::default() },
     ));
+    let shared = Shared { engine, namesrv_addrs, producer, credentials, max_instances };
 
     let mut running = Vec::new();
     for section in &config.listeners {
-        let mut consumer_config = section.consumer_config();
-        consumer_config.credentials.clone_from(&credentials);
-        let mut spec = section.plugin_spec(&consumer_config)?;
-        spec.producer = Some(Arc::clone(&producer));
-        let listener = Arc::new(
-            WasmListener::load(&engine, &section.wasm, spec)
-                .await
-                .with_context(|| format!("listener {}", section.display_name()))?,
-        );
-        let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
-        let consumer =
-            PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
-                .await
-                .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
-        tracing::info!(
-            listener = section.display_name(),
-            group = %section.group,
-            topic = %section.topic,
-            version = %listener.version().hash.short(),
-            "listener running"
-        );
-        running.push((listener, consumer, reloader));
+        running.push(start_listener(&shared, section).await?);
     }
+    super::reload::notify_ready(running.len());
 
     let stop = async {
         match duration {
@@ -574,59 +608,67 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         }
     };
     tokio::pin!(stop);
+    let mut hangup = super::reload::Hangup::new();
     let mut ticker = tokio::time::interval(STATS_INTERVAL);
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = hangup.recv() => {
+                super::reload::reload(config_path, &config, &shared, &mut running).await;
+            }
             _ = ticker.tick() => {
-                for (listener, _, _) in &running {
-                    tracing::info!(listener = listener.name(), stats = ?listener.stats(), "listener stats");
+                for r in &running {
+                    tracing::info!(listener = r.listener.name(), stats = ?r.listener.stats(), "listener stats");
                 }
             }
         }
     }
     tracing::info!("shutting down");
+    super::reload::notify_stopping();
     let mut tasks = tokio::task::JoinSet::new();
-    for (listener, consumer, reloader) in running {
-        drop(reloader);
-        tasks.spawn(async move {
-            consumer.shutdown().await;
-            listener
-        });
+    for r in running {
+        tasks.spawn(stop_listener(r));
     }
     while let Some(done) = tasks.join_next().await {
-        let listener = done.context("a consumer shutdown task failed")?;
-        let s = listener.stats();
-        let c = &s.counters;
-        let aborts: Vec<String> = c
-            .aborts
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| format!("{kind}={n}"))
-            .collect();
-        println!(
-            "{}: version {} | calls {} (warm {}, evicted {}) answered {} listener-errors {} \
-             aborts [{}] poison {} | sends {} (failed {}) | log lines {} (dropped {}) | \
-             reloads {} (failed {})",
-            listener.name(),
-            &s.version[..12],
-            c.calls,
-            c.warm_calls,
-            c.warm_evicted,
-            c.answered,
-            c.listener_errors,
-            aborts.join(" "),
-            c.poison,
-            c.sends,
-            c.send_failures,
-            c.log_lines,
-            c.log_dropped,
-            c.reloads,
-            c.reload_failures,
-        );
+        print_final_stats(&*done.context("a consumer shutdown task failed")?);
     }
     Ok(())
+}
+
+/// Shuts a listener's consumer down gracefully; returns the listener for its final stats.
+pub(crate) async fn stop_listener(r: Running) -> Arc<WasmListener> {
+    drop(r.reloader);
+    r.consumer.shutdown().await;
+    r.listener
+}
+
+/// The one-line summary of a listener printed when it stops.
+pub(crate) fn print_final_stats(listener: &WasmListener) {
+    let s = listener.stats();
+    let c = &s.counters;
+    let aborts: Vec<String> =
+        c.aborts.iter().filter(|(_, n)| *n > 0).map(|(kind, n)| format!("{kind}={n}")).collect();
+    println!(
+        "{}: version {} | calls {} (warm {}, evicted {}) answered {} listener-errors {} \
+         aborts [{}] poison {} | sends {} (failed {}) | log lines {} (dropped {}) | \
+         reloads {} (failed {})",
+        listener.name(),
+        &s.version[..12],
+        c.calls,
+        c.warm_calls,
+        c.warm_evicted,
+        c.answered,
+        c.listener_errors,
+        aborts.join(" "),
+        c.poison,
+        c.sends,
+        c.send_failures,
+        c.log_lines,
+        c.log_dropped,
+        c.reloads,
+        c.reload_failures,
+    );
 }
 
 async fn shutdown_signal() {
