@@ -115,6 +115,20 @@ async fn dead_letters_are_listed_with_their_cause_and_resent_once_to_the_running
         "{consumed_at}"
     );
 
+    // The same through the binary.
+    let ns = cluster.namesrv_addr.as_str();
+    let listed = cli(&["dlq", "list", "--namesrv", ns, "--group", &group, "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    assert_eq!((row["reason"].as_str(), row["abort"].as_str()), (Some("poison"), Some("trap")));
+    assert_eq!(
+        (row["dlq_id"].as_str(), row["origin_topic"].as_str()),
+        (Some(&*first.id()), Some(&*topic))
+    );
+    let text = cli(&["dlq", "list", "--namesrv", ns, "--group", &group]);
+    assert!(text.contains("reason      poison") && text.contains("1 dead letter(s)"), "{text}");
+    let dry = cli(&["dlq", "resend", "--namesrv", ns, "--group", &group, "--all", "--dry-run"]);
+    assert!(dry.contains(&format!("would resend {} to %RETRY%{group}", first.id())), "{dry}");
+
     // A dry run sends nothing; a real one sends the letter once.
     let poison = [Filter::Key("poison".into())];
     let dry = letters.resend(&c.producer, &poison, true).await.unwrap();
@@ -210,7 +224,19 @@ async fn reset_offset_rewinds_running_consumers_ours_and_javas() {
     wait_for("ours consumed everything twice", Duration::from_secs(60), || times(2)).await;
 
     if let Some(p) = &mut peer {
-        reset_offset(&c.namesrv, &c.broker, &java_group, &topic, ResetTo::First).await.unwrap();
+        let ns = cluster.namesrv_addr.as_str();
+        let out = cli(&[
+            "reset-offset",
+            "--namesrv",
+            ns,
+            "--group",
+            &java_group,
+            "--topic",
+            &topic,
+            "--to",
+            "first",
+        ]);
+        assert!(out.contains("reset 2 queue(s)"), "{out}");
         p.wait("java consumed everything twice", Duration::from_secs(60), |s| {
             s.messages.len() >= 2 * n
         })
@@ -220,4 +246,96 @@ async fn reset_offset_rewinds_running_consumers_ours_and_javas() {
         eprintln!("Java peer skipped: flavour {}", cluster.flavour);
     }
     ours.shutdown().await;
+}
+
+/// Runs the `rmq-wasm` binary to completion; returns stdout (panics with stderr on failure).
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `peek` verb end to end through the binary: every field as JSON, binary bodies as hex,
+/// `--from last-N`, and `--follow` printing a message sent after it started, until SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peek_prints_every_field_and_follows_new_messages() {
+    use std::io::BufRead as _;
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("ops_peek");
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    c.produce_numbered(&topic, 0, 3).await;
+    let binary =
+        Message::new(&topic, Bytes::from_static(b"\xff\x00")).with_keys(["bin"]).with_tags("TagX");
+    c.producer.send(binary).await.unwrap();
+    let ns = cluster.namesrv_addr.as_str();
+
+    let out =
+        cli(&["peek", "--namesrv", ns, "--topic", &topic, "--from", "first", "--format", "json"]);
+    let rows: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    for (i, row) in rows[..3].iter().enumerate() {
+        assert_eq!(row["offset"], i as i64);
+        assert_eq!(row["keys"], serde_json::json!([format!("k{i}")]));
+        assert_eq!(
+            (row["body"].as_str(), row["body_encoding"].as_str()),
+            (Some(&*format!("m{i}")), Some("utf8"))
+        );
+        assert!(row["msg_id"].as_str().is_some_and(|id| !id.is_empty()));
+        assert!(row["properties"]["UNIQ_KEY"].is_string(), "{row}");
+        assert!(row["store_host"].as_str().is_some_and(|h| h.contains(':')));
+    }
+    assert_eq!(
+        (rows[3]["body"].as_str(), rows[3]["body_encoding"].as_str()),
+        (Some("ff00"), Some("hex"))
+    );
+    assert_eq!(rows[3]["tags"], "TagX");
+    let text = cli(&["peek", "--namesrv", ns, "--topic", &topic, "--from", "last-2"]);
+    assert_eq!(text.matches("── ").count(), 2, "{text}");
+    assert!(text.contains("body       2 B hex ff00") && text.contains("keys       k2"), "{text}");
+
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"))
+        .args(["peek", "--namesrv", ns, "--topic", &topic, "--from", "last", "--follow"])
+        .args(["--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower polls from the end; keep sending until one of ours shows up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        c.producer
+            .send(Message::new(&topic, Bytes::from_static(b"late")).with_keys(["late"]))
+            .await
+            .unwrap();
+        if let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+            break line;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "--follow printed nothing");
+    };
+    let row: serde_json::Value = serde_json::from_str(&seen).unwrap();
+    assert_eq!((row["keys"][0].as_str(), row["body"].as_str()), (Some("late"), Some("late")));
+    assert!(row["offset"].as_i64().unwrap() >= 4, "only what arrived after the start: {row}");
+    std::process::Command::new("kill").args(["-INT", &follow.id().to_string()]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "peek --follow ignored SIGINT");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
