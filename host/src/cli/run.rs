@@ -2,7 +2,11 @@
 //! TOML file.
 //!
 //! ```toml
-//! namesrv = ["127.0.0.1:9876"]
+//! namesrv = ["${NAMESRV:-127.0.0.1:9876}"]   # ${VAR} / ${VAR:-default} from the environment
+//!
+//! [acl]                         # optional: brokers with authentication on
+//! access_key = "rocketmq2"
+//! secret_key_env = "RMQ_SECRET_KEY"   # or secret_key_file; never the secret itself
 //!
 //! [engine]                      # optional
 //! max_instances = 64            # sandboxes at once; default and minimum: the listeners' slots together
@@ -16,6 +20,11 @@
 //! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
 //! message_model = "clustering"  # or "broadcasting"
 //! consume_mode = "concurrently" # or "orderly"
+//! consume_from = "timestamp"    # a new group's start: "last" (default), "first", "timestamp"
+//! consume_timestamp = "2026-12-05T17:00:00Z"
+//! allocate_strategy = "avg"     # or "avg_by_circle", "consistent_hash"
+//! pull_batch_size = 32          # and pull_threshold_* (flow control), shutdown_drain_timeout,
+//! instance_name = "blue"        # unit_name: see `rmq-wasm config defaults`
 //! wasm = "plugins/router.wasm"  # relative to this file
 //! fuel = 1000000000
 //! timeout = "2s"
@@ -29,7 +38,9 @@
 //! ```
 //!
 //! Every key is checked (`deny_unknown_fields`): a typo is an error naming the key, not a
-//! silently ignored setting. Unset consumer settings are the consumer's defaults
+//! silently ignored setting; `rmq-wasm config check FILE` lists every problem at once and
+//! `rmq-wasm config defaults` every key (from `config_doc`'s table, tested against these
+//! structs). Unset consumer settings are the consumer's defaults
 //! (`ConsumerConfig::new`), unset sandbox limits `ListenerLimits::default()`.
 
 use std::collections::BTreeMap;
