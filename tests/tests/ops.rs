@@ -15,6 +15,7 @@ use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::ops::dlq::{DeadLetters, Filter};
 use rmq_wasm::ops::reader::{StartAt, TOOLS_GROUP, TopicReader};
 use rmq_wasm::ops::reset::{ResetTo, reset_offset};
+use rmq_wasm::protocol::QueueOffset;
 use rmq_wasm::protocol::header::QueryConsumerOffsetRequestHeader;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm::wasm::{PluginSpec, WasmListener};
@@ -94,7 +95,12 @@ async fn dead_letters_are_listed_with_their_cause_and_resent_once_to_the_running
         )
         .await
         .unwrap();
-    assert_eq!(tools_offset, None, "reading stores no offset");
+    // None on 5.x; a 4.9 broker answers 0 for a group that never committed. A commit would
+    // have stored 3 (the next offset after the three messages read).
+    assert!(
+        matches!(tools_offset, None | Some(QueueOffset(0))),
+        "reading stores no offset: {tools_offset:?}"
+    );
 
     let letters = DeadLetters::new(reader(&c), &group);
     let first = eventually("the poison message in the DLQ", Duration::from_secs(60), || async {
@@ -160,6 +166,30 @@ async fn dead_letters_are_listed_with_their_cause_and_resent_once_to_the_running
     consumer.shutdown().await;
 }
 
+/// Waits until `group` has committed the end of every queue of `topic` on the broker (a 4.x
+/// broker refuses to reset a group without an offset).
+async fn wait_committed(c: &Clients, group: &str, topic: &str) {
+    let r = reader(c);
+    eventually("the group's offsets committed", Duration::from_secs(60), || async {
+        for q in r.queues(topic).await.ok()? {
+            let (_, max) = r.bounds(&q).await.ok()?;
+            let header = QueryConsumerOffsetRequestHeader {
+                consumer_group: group.to_owned(),
+                topic: topic.to_owned(),
+                queue_id: q.queue.queue_id,
+                set_zero_if_not_found: Some(false),
+                bname: None,
+            };
+            let committed = c.broker.query_offset(&q.addr, &header, Duration::from_secs(3)).await;
+            if committed.ok()? != Some(max) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+}
+
 /// Counts how often each key was delivered.
 fn counter(seen: &Arc<Mutex<BTreeMap<String, u32>>>) -> Arc<dyn MessageListener> {
     let seen = Arc::clone(seen);
@@ -203,6 +233,7 @@ async fn reset_offset_rewinds_running_consumers_ours_and_javas() {
         (s.len() == n && s.values().all(|v| *v >= k)).then_some(())
     };
     wait_for("ours consumed everything once", Duration::from_secs(60), || times(1)).await;
+    wait_committed(&c, &ours_group, &topic).await;
 
     let java_group = unique("ops_reset_java");
     let mut peer = cluster.flavour.is_java().then(|| {
@@ -215,6 +246,7 @@ async fn reset_offset_rewinds_running_consumers_ours_and_javas() {
     if let Some(p) = &mut peer {
         p.wait("java consumed everything once", Duration::from_secs(60), |s| s.messages.len() >= n)
             .unwrap();
+        wait_committed(&c, &java_group, &topic).await;
     }
 
     let table =
