@@ -40,6 +40,9 @@ pub use crate::consumer::listener::DLQ_CONSUMED_AT as PROP_CONSUMED_AT;
 const DEATH_PROPERTIES: [&str; 6] =
     [DLQ_REASON, PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, PROP_CONSUMED_AT];
 
+/// The broker's default `retryMaxTimes` of a subscription group.
+const DEFAULT_RETRY_MAX_TIMES: i32 = 16;
+
 /// `%DLQ%<group>`.
 pub fn dlq_topic(group: &str) -> String {
     format!("%DLQ%{group}")
@@ -127,13 +130,20 @@ impl DeadLetter {
         copy.properties = self.msg.properties.clone();
         for key in DEATH_PROPERTIES
             .into_iter()
-            .chain([property::UNIQ_KEY, property::MAX_RECONSUME_TIMES, property::DELAY])
+            .chain([property::UNIQ_KEY, property::DELAY])
             .chain([property::REAL_TOPIC, property::REAL_QID, property::CONSUME_START_TIME])
         {
             copy.properties.remove(key);
         }
         copy.properties.insert(property::RETRY_TOPIC, origin);
         copy.properties.insert(property::RECONSUME_TIME, "0");
+        // The send's retry limit, explicit rather than left to the broker's group config: the
+        // letter's own record of the group's limit (our consumer writes it), else the broker's
+        // default `retryMaxTimes`.
+        if copy.properties.get(property::MAX_RECONSUME_TIMES).is_none() {
+            copy.properties
+                .insert(property::MAX_RECONSUME_TIMES, DEFAULT_RETRY_MAX_TIMES.to_string());
+        }
         if copy.properties.get(property::ORIGIN_MESSAGE_ID).is_none() {
             copy.properties.insert(property::ORIGIN_MESSAGE_ID, self.msg.msg_id());
         }
@@ -351,7 +361,7 @@ mod tests {
             (property::RETRY_TOPIC, "orders"),
             (property::ORIGIN_MESSAGE_ID, "ORIG"),
             (property::RECONSUME_TIME, "17"),
-            (property::MAX_RECONSUME_TIMES, "16"),
+            (property::MAX_RECONSUME_TIMES, "3"),
             (property::UNIQ_KEY, "DLQCOPY"),
             (property::KEYS, "k1"),
             (DLQ_REASON, "poison"),
@@ -371,16 +381,17 @@ mod tests {
         assert_eq!(p.get(property::RECONSUME_TIME), Some("0"));
         assert_eq!(p.get(PROP_RESENT_FROM), Some("broker-a/0:5"));
         assert_eq!((p.get(property::KEYS), p.get("USER")), (Some("k1"), Some("u")));
-        for gone in
-            DEATH_PROPERTIES.into_iter().chain([property::UNIQ_KEY, property::MAX_RECONSUME_TIMES])
-        {
+        assert_eq!(p.get(property::MAX_RECONSUME_TIMES), Some("3"), "the letter's limit kept");
+        for gone in DEATH_PROPERTIES.into_iter().chain([property::UNIQ_KEY]) {
             assert_eq!(p.get(gone), None, "{gone}");
         }
         assert!(letter(&[]).resend_copy("g").is_none(), "no origin topic, no resend");
-        let real = letter(&[(property::REAL_TOPIC, "orders")]);
+        let real = letter(&[(property::REAL_TOPIC, "orders")]).resend_copy("g").unwrap();
+        assert_eq!(real.properties.get(property::RETRY_TOPIC), Some("orders"));
         assert_eq!(
-            real.resend_copy("g").unwrap().properties.get(property::RETRY_TOPIC),
-            Some("orders")
+            real.properties.get(property::MAX_RECONSUME_TIMES),
+            Some("16"),
+            "a limit always"
         );
     }
 
