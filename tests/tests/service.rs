@@ -138,3 +138,43 @@ async fn sighup_adds_a_listener_without_disturbing_the_running_one() {
     };
     assert!(status.success(), "{status}: {}", std::fs::read_to_string(&log).unwrap());
 }
+
+/// `rmq-wasm config check` through the binary: every problem, each as `file:line: key:
+/// message`, exit status 1; a good file passes with 0.
+#[test]
+fn config_check_names_file_line_and_key_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "namesrv = \"127.0.0.1:9876\"\n[[listener]]\ngroup = \"g\"\ntopic = \"t\"\n\
+         wasm = \"a.wasm\"\nfuel = \"lots\"\nslot = 4\nnamesrv_port = \"${RMQ_WASM_TEST_UNSET_PORT}\"\n",
+    )
+    .unwrap();
+    let run = |path: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"))
+            .args(["config", "check"])
+            .arg(path)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let out = run(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let f = file.display();
+    for want in [
+        format!("{f}:6: listener[0].fuel: invalid type: string \"lots\""),
+        format!("{f}:7: listener[0].slot: unknown key in [[listener]] (valid: "),
+        format!("{f}:8: environment variable RMQ_WASM_TEST_UNSET_PORT is not set"),
+        format!("{f}:8: listener[0].namesrv_port: unknown key in [[listener]]"),
+    ] {
+        assert!(stdout.contains(&want), "{want:?} missing from:\n{stdout}");
+    }
+    assert_eq!(stdout.lines().count(), 4, "four problems and nothing else:\n{stdout}");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "namesrv = \"127.0.0.1:9876\"\n[[listener]]\ngroup = \"g\"\ntopic = \"t\"\nwasm = \"a.wasm\"\n")
+        .unwrap();
+    let out = run(&good);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}

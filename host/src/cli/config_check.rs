@@ -17,6 +17,9 @@ use toml::de::{DeTable, DeValue};
 use super::config_doc::{Section, keys};
 use super::run::{AclSection, EngineSection, ListenerSection, RunConfig};
 
+/// How an unknown key's problem starts.
+const UNKNOWN_KEY: &str = "unknown key";
+
 /// One problem, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -107,7 +110,9 @@ pub fn check_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Vec<Proble
     // A value emptied by an unset variable fails its own check too: the variable is the news.
     let env_lines: Vec<usize> =
         problems.iter().filter(|p| p.key.is_empty()).map(|p| p.line).collect();
-    problems.retain(|p| p.key.is_empty() || !env_lines.contains(&p.line));
+    problems.retain(|p| {
+        p.key.is_empty() || p.message.starts_with(UNKNOWN_KEY) || !env_lines.contains(&p.line)
+    });
     problems.sort_by_key(|p| p.line);
     problems
 }
