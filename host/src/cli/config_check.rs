@@ -121,8 +121,8 @@ pub fn check_text(raw: &str, env: impl Fn(&str) -> Option<String>) -> Vec<Proble
 /// way: only `namesrv` is checked by value here (the tables have their own sections).
 #[derive(Debug, serde::Deserialize)]
 struct TopProbe {
-    #[allow(dead_code)]
-    namesrv: super::run::Addrs,
+    #[serde(rename = "namesrv")]
+    _namesrv: super::run::Addrs,
 }
 
 struct Checker<'a> {
