@@ -3,11 +3,13 @@
 //!
 //! Layout follows the architecture, bottom up: [`protocol`] (pure wire codecs) → [`remoting`]
 //! (one task per TCP connection, request/response matching) → [`client`] (name server, broker
-//! admin and producer calls).
+//! admin and producer calls) → [`consumer`] → [`wasm`] (the sandbox); [`ops`] holds the
+//! operators' tools and [`cli`] the binary's commands.
 
 pub mod cli;
 pub mod client;
 pub mod consumer;
+pub mod ops;
 pub mod protocol;
 pub mod remoting;
 pub mod wasm;
