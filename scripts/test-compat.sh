@@ -6,7 +6,8 @@
 # consumption with a rebalance among members, retry with growing reconsume times and DLQ, orderly,
 # broadcasting, the Wasm router plugin end to end through `rmq-wasm run`, and (Java only, skipped
 # with a note on rust) pull pacing against a slave that serves no reads — the case 4.9 answers
-# with PULL_RETRY_IMMEDIATELY —, ACL 1.0 signing and mixed groups with the 4.9 Java consumer.
+# with PULL_RETRY_IMMEDIATELY —, ACL 1.0 signing and mixed groups with the 4.9 Java consumer;
+# `peek` and `reset-offset` (4.9 pushes RESET_CONSUMER_CLIENT_OFFSET to ours and the Java consumer).
 # `--workspace`, as scripts/test.sh, so that features unify alike and nothing is rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ flavour=${1:?usage: scripts/test-compat.sh java4|rust}
 export RMQ_CLUSTER_FLAVOUR=$flavour
 exec cargo test --workspace \
   --test consumer --test consumer_modes --test wasm_cli --test topologies \
-  --test acl --test mixed_group_java -- \
+  --test acl --test mixed_group_java --test ops -- \
   clustering_members_split_queues_and_lose_nothing \
   a_failing_message_comes_back_with_growing_reconsume_times_then_succeeds \
   a_message_that_always_fails_ends_in_the_dlq \
@@ -24,4 +25,6 @@ exec cargo test --workspace \
   a_slave_that_serves_no_reads_is_not_polled_in_a_busy_loop \
   signed_requests_are_accepted_and_a_wrong_secret_is_refused_naming_the_access_key \
   our_consumer_and_the_java_push_consumer_split_a_group_and_hand_over_without_loss \
-  an_orderly_group_of_ours_and_the_java_consumer_never_runs_a_queue_on_both
+  an_orderly_group_of_ours_and_the_java_consumer_never_runs_a_queue_on_both \
+  peek_prints_every_field_and_follows_new_messages \
+  reset_offset_rewinds_running_consumers_ours_and_javas

@@ -3,7 +3,8 @@
 //!
 //! Layout follows the architecture, bottom up: [`protocol`] (pure wire codecs) → [`remoting`]
 //! (one task per TCP connection, request/response matching) → [`client`] (name server, broker
-//! admin and producer calls).
+//! admin and producer calls) → [`consumer`] → [`wasm`] (the sandbox); [`ops`] holds the
+//! operators' tools and [`cli`] the binary's commands.
 
 /// The target of the spans that give log lines their context (a listener, its consumer's
 /// group and topic, a queue): shown by `--log-format json`, left out of text lines.

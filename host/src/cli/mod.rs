@@ -2,8 +2,15 @@
 //! typed errors become messages for a person.
 
 mod cluster_choice;
+pub mod config_check;
+pub mod config_doc;
+mod config_map;
+pub mod env;
+pub mod ops;
 mod produce;
+mod reload;
 pub mod run;
+pub mod show;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,6 +85,25 @@ pub(crate) enum Command {
     /// Send messages: sample JSON bodies (for demos and load), or your own (`--body`,
     /// `--body-file`, stdin) with keys, a tag and properties.
     Produce(produce::ProduceArgs),
+    /// Print a topic's messages (every field) without touching any group's offsets.
+    #[command(alias = "tail")]
+    Peek(ops::PeekArgs),
+    /// A consumer group's dead letters: list them, re-deliver chosen ones.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// Move a group's offsets of a topic through the broker, so running consumers follow.
+    ResetOffset(ops::ResetOffsetArgs),
+    /// The `run` config file: check one, or list every key with its default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Report every problem of a config file (file:line: key: message); exit status 1 if any.
+    Check { file: PathBuf },
+    /// Every key with its default and meaning (Markdown), as the parser reads them.
+    Defaults,
 }
 
 /// A topic, as the positional `TOPIC` or `--topic TOPIC` (every verb accepts both).
@@ -192,6 +218,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (namesrv, broker) = clients(&args.namesrv)?;
             let producer = Producer::new(namesrv, broker, ProducerConfig::default());
             produce::produce(args, producer).await?;
+        }
+        Command::Peek(args) => ops::peek(args).await?,
+        Command::Dlq(command) => ops::dlq(command).await?,
+        Command::ResetOffset(args) => ops::reset(args).await?,
+        Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
+        Command::Config(ConfigCommand::Check { file }) => {
+            let problems = config_check::check_file(&file)?;
+            for p in &problems {
+                println!("{p}");
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{}: {} problem(s)", file.display(), problems.len());
+            }
+            println!("{}: ok", file.display());
         }
     }
     Ok(())

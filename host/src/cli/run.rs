@@ -2,7 +2,11 @@
 //! TOML file.
 //!
 //! ```toml
-//! namesrv = ["127.0.0.1:9876"]
+//! namesrv = ["${NAMESRV:-127.0.0.1:9876}"]   # ${VAR} / ${VAR:-default} from the environment
+//!
+//! [acl]                         # optional: brokers with authentication on
+//! access_key = "rocketmq2"
+//! secret_key_env = "RMQ_SECRET_KEY"   # or secret_key_file; never the secret itself
 //!
 //! [engine]                      # optional
 //! max_instances = 64            # sandboxes at once; default and minimum: the listeners' slots together
@@ -19,8 +23,12 @@
 //! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
 //! message_model = "clustering"  # or "broadcasting"
 //! consume_mode = "concurrently" # or "orderly"
-//! consume_from = "last"        # a new group's start: "last" (default: skips what the topic
+//! consume_from = "timestamp"    # a new group's start: "last" (default: skips what the topic
 //!                               # holds, and logs how many), "first" or "timestamp"
+//! consume_timestamp = "2026-12-05T17:00:00Z"
+//! allocate_strategy = "avg"     # or "avg_by_circle", "consistent_hash"
+//! pull_batch_size = 32          # and pull_threshold_* (flow control), shutdown_drain_timeout,
+//! instance_name = "blue"        # unit_name: see `rmq-wasm config defaults`
 //! wasm = "plugins/router.wasm"  # relative to this file
 //! fuel = 1000000000
 //! timeout = "2s"
@@ -34,7 +42,9 @@
 //! ```
 //!
 //! Every key is checked (`deny_unknown_fields`): a typo is an error naming the key, not a
-//! silently ignored setting. Unset consumer settings are the consumer's defaults
+//! silently ignored setting; `rmq-wasm config check FILE` lists every problem at once and
+//! `rmq-wasm config defaults` every key (from `config_doc`'s table, tested against these
+//! structs). Unset consumer settings are the consumer's defaults
 //! (`ConsumerConfig::new`), unset sandbox limits `ListenerLimits::default()`.
 
 use std::collections::BTreeMap;
@@ -50,6 +60,7 @@ use tracing::Instrument as _;
 use crate::client::{NameServerClient, Producer, ProducerConfig};
 use crate::consumer::PushConsumer;
 use crate::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
+use crate::protocol::EpochMillis;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel};
 use crate::remoting::ConnectionPool;
 use crate::wasm::{
@@ -67,8 +78,22 @@ pub struct RunConfig {
     pub engine: EngineSection,
     #[serde(rename = "listener", default)]
     pub listeners: Vec<ListenerSection>,
+    /// Credentials for brokers with authentication on (every consumer and the plugin producer).
+    pub acl: Option<AclSection>,
     /// The operators' endpoint (`/metrics`, `/livez`, `/readyz`, `/status`); none unless set.
     pub http: Option<crate::ops::HttpSection>,
+}
+
+/// `[acl]`: the access key inline, the secret only by reference (an environment variable or a
+/// file), so the config file itself never holds it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclSection {
+    pub access_key: String,
+    /// Name of the environment variable holding the secret key.
+    pub secret_key_env: Option<String>,
+    /// File holding the secret key (surrounding whitespace ignored); relative to the config file.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 /// Name-server addresses in either spelling.
@@ -138,8 +163,18 @@ pub enum ConsumeFrom {
     Timestamp,
 }
 
+/// `allocate_strategy`: Java's queue allocation strategies; every member of a group must use the
+/// same one.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Allocate {
+    Avg,
+    AvgByCircle,
+    ConsistentHash,
+}
+
 /// One `[[listener]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSection {
     /// Names the plugin in logs and DLQ properties; default: the group.
@@ -155,6 +190,26 @@ pub struct ListenerSection {
     #[serde(default)]
     pub consume_mode: Mode,
     pub consume_from: Option<ConsumeFrom>,
+    /// With `consume_from = "timestamp"`: where a new group starts, an RFC 3339 instant or
+    /// epoch milliseconds (default: 30 minutes before the start, Java's).
+    pub consume_timestamp: Option<Timestamp>,
+    /// How long in-flight listener calls may finish at shutdown.
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_drain_timeout: Option<Duration>,
+    pub allocate_strategy: Option<Allocate>,
+    /// Messages per pull.
+    pub pull_batch_size: Option<u32>,
+    /// Flow control: pause a queue's pulls past this many buffered messages.
+    pub pull_threshold_for_queue: Option<u32>,
+    /// Flow control: pause a queue's pulls past this many MiB of buffered bodies.
+    pub pull_threshold_size_for_queue_mib: Option<u32>,
+    /// Flow control across the listener's queues (split over them; replaces the per-queue one).
+    pub pull_threshold_for_topic: Option<u32>,
+    pub pull_threshold_size_for_topic_mib: Option<u32>,
+    /// Part of the client id (default: `<pid>#<nanos>` in clustering).
+    pub instance_name: Option<String>,
+    /// Appended to the client id.
+    pub unit_name: Option<String>,
     /// The component; relative paths are relative to the config file.
     pub wasm: PathBuf,
     pub fuel: Option<u64>,
@@ -189,6 +244,35 @@ pub struct ListenerSection {
     /// The plugin's own table: strings, numbers and booleans (passed as strings).
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+}
+
+/// An instant: an RFC 3339 string (`"2026-12-05T17:00:00Z"`) or epoch milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub EpochMillis);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) if ms >= 0 => Ok(Self(EpochMillis(ms))),
+            Raw::Millis(ms) => Err(serde::de::Error::custom(format!("{ms} is before 1970"))),
+            Raw::Text(s) => humantime::parse_rfc3339_weak(&s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| i64::try_from(d.as_millis()).ok())
+                .map(|ms| Self(EpochMillis(ms)))
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is not an instant like \"2026-12-05T17:00:00Z\""
+                    ))
+                }),
+        }
+    }
 }
 
 fn star() -> String {
@@ -241,8 +325,7 @@ fn parse_bytes(s: &str) -> Result<usize, String> {
 impl RunConfig {
     /// Reads and parses `path`; errors name the file and the offending key.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = super::env::read_interpolated(path)?;
         let mut config: Self =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -250,6 +333,11 @@ impl RunConfig {
             if l.wasm.is_relative() {
                 l.wasm = base.join(&l.wasm);
             }
+        }
+        if let Some(file) = config.acl.as_mut().and_then(|a| a.secret_key_file.as_mut())
+            && file.is_relative()
+        {
+            *file = base.join(&*file);
         }
         config.check()?;
         Ok(config)
@@ -263,6 +351,7 @@ impl RunConfig {
     }
 
     fn check(&self) -> anyhow::Result<()> {
+        super::config_map::check(self)?;
         if self.namesrv.to_vec().is_empty() {
             anyhow::bail!("namesrv: at least one name server address is needed");
         }
@@ -383,6 +472,7 @@ impl ListenerSection {
         if let Some(n) = self.slots {
             c.consume_thread_max = n;
         }
+        super::config_map::apply(self, &mut c);
         c
     }
 
@@ -448,46 +538,130 @@ impl ListenerSection {
 /// How often each listener's stats are logged while running.
 const STATS_INTERVAL: Duration = Duration::from_secs(30);
 
+/// What every listener of the process shares; listeners started by a reload get the same.
+pub(crate) struct Shared {
+    pub engine: SandboxEngine,
+    pub namesrv_addrs: Vec<String>,
+    pub producer: Arc<dyn PluginProducer>,
+    pub credentials: Option<crate::protocol::acl::AclCredentials>,
+    /// The engine's sandbox pool, fixed at start: a reload may not need more.
+    pub max_instances: u32,
+}
+
+/// One listener at work.
+pub(crate) struct Running {
+    pub section: ListenerSection,
+    pub listener: Arc<WasmListener>,
+    pub consumer: PushConsumer,
+    pub reloader: Option<crate::wasm::Reloader>,
+}
+
+/// Loads a listener's plugin and starts its consumer.
+pub(crate) async fn start_listener(
+    shared: &Shared,
+    section: &ListenerSection,
+) -> anyhow::Result<Running> {
+    let (consumer_config, listener) = load_listener(shared, section).await?;
+    start_consumer(shared, section, consumer_config, listener).await
+}
+
+/// The log context of everything a listener does (see [`crate::SPAN_TARGET`]).
+fn listener_span(section: &ListenerSection) -> tracing::Span {
+    tracing::info_span!(target: crate::SPAN_TARGET, "listener", listener = section.display_name(), group = %section.group, topic = %section.topic)
+}
+
+/// What the operators' endpoint reads of each running listener.
+pub(crate) fn endpoint_view(running: &[Running]) -> Vec<crate::ops::RunningListener> {
+    running
+        .iter()
+        .map(|r| crate::ops::RunningListener {
+            listener: Arc::clone(&r.listener),
+            consumer: r.consumer.probe(),
+            topic: r.section.topic.clone(),
+            // Computed as at the listener's start, which it passed.
+            limits: r
+                .section
+                .plugin_spec(&r.section.consumer_config())
+                .map(|spec| spec.limits)
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Compiles (or loads from the cache) a listener's plugin: the part of a start that takes
+/// seconds and can run beside the others.
+async fn load_listener(
+    shared: &Shared,
+    section: &ListenerSection,
+) -> anyhow::Result<(ConsumerConfig, Arc<WasmListener>)> {
+    let mut consumer_config = section.consumer_config();
+    consumer_config.credentials.clone_from(&shared.credentials);
+    let mut spec = section.plugin_spec(&consumer_config)?;
+    spec.producer = Some(Arc::clone(&shared.producer));
+    let listener = WasmListener::load(&shared.engine, &section.wasm, spec)
+        .instrument(listener_span(section))
+        .await
+        .with_context(|| format!("listener {}", section.display_name()))?;
+    Ok((consumer_config, Arc::new(listener)))
+}
+
+/// Starts the consumer of a loaded listener (and its file watch when hot reload is on).
+async fn start_consumer(
+    shared: &Shared,
+    section: &ListenerSection,
+    consumer_config: ConsumerConfig,
+    listener: Arc<WasmListener>,
+) -> anyhow::Result<Running> {
+    let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
+    let consumer = PushConsumer::start(
+        consumer_config,
+        shared.namesrv_addrs.clone(),
+        Arc::clone(&listener) as _,
+    )
+    .instrument(listener_span(section))
+    .await
+    .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
+    tracing::info!(
+        listener = section.display_name(),
+        group = %section.group,
+        topic = %section.topic,
+        version = %listener.version().hash.short(),
+        "listener running"
+    );
+    Ok(Running { section: section.clone(), listener, consumer, reloader })
+}
+
 /// Runs every listener until Ctrl-C or SIGTERM (or `duration`, when given), then shuts all
-/// consumers down gracefully and prints each listener's final stats.
+/// consumers down gracefully and prints each listener's final stats. SIGHUP re-reads the file
+/// and applies its listener changes (see `reload`).
 pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Result<()> {
     let config = RunConfig::load(config_path)?;
     let namesrv_addrs = config.namesrv.to_vec();
-    let engine = SandboxEngine::new(config.engine_config())?;
+    let engine_config = config.engine_config();
+    let max_instances = engine_config.max_instances;
+    let engine = SandboxEngine::new(engine_config)?;
 
+    let credentials = super::config_map::credentials(&config)?;
     // One producer for every plugin's `producer.send`.
-    let pool = ConnectionPool::default();
+    let mut pool_config = crate::remoting::pool::PoolConfig::default();
+    pool_config.connection.credentials = credentials.clone().map(Arc::new);
+    let pool = ConnectionPool::new(pool_config, Arc::new(crate::remoting::connection::RejectAll));
     let namesrv = NameServerClient::new(pool.clone(), namesrv_addrs.clone())?;
     let producer: Arc<dyn PluginProducer> = Arc::new(Producer::new(
         namesrv,
         crate::client::BrokerClient::new(pool),
         ProducerConfig { group: "RMQ_WASM_PLUGIN_PRODUCER".into(), ..Default::default() },
     ));
+    let shared = Shared { engine, namesrv_addrs, producer, credentials, max_instances };
 
     // Compile every listener's component at once: Cranelift is CPU-bound (seconds for an
     // 18 MiB Python component), so a cold start of several listeners one after another
     // takes their sum. Bounded by the cores; each compile runs on a blocking thread, and the
     // engine's artifact cache still makes a warm start a read and a MAC check.
     let parallel = std::thread::available_parallelism().map_or(2, usize::from).max(2);
-    let mut specs = Vec::with_capacity(config.listeners.len());
-    for section in &config.listeners {
-        let consumer_config = section.consumer_config();
-        let mut spec = section.plugin_spec(&consumer_config)?;
-        spec.producer = Some(Arc::clone(&producer));
-        specs.push((section, consumer_config, spec));
-    }
-    let loads = specs.into_iter().map(|(section, consumer_config, spec)| {
-        let engine = &engine;
-        // The log context of everything this listener does (see `crate::SPAN_TARGET`).
-        let span = tracing::info_span!(target: crate::SPAN_TARGET, "listener", listener = section.display_name(), group = %section.group, topic = %section.topic);
-        async move {
-            let limits = spec.limits.clone();
-            let listener = WasmListener::load(engine, &section.wasm, spec)
-                .instrument(span.clone())
-                .await
-                .with_context(|| format!("listener {}", section.display_name()))?;
-            anyhow::Ok((section, consumer_config, Arc::new(listener), limits, span))
-        }
+    let loads = config.listeners.iter().map(|section| {
+        let shared = &shared;
+        async move { anyhow::Ok((section, load_listener(shared, section).await?)) }
     });
     let loaded: Vec<_> = futures_util::stream::iter(loads)
         .buffered(parallel)
@@ -497,36 +671,17 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         .collect::<anyhow::Result<_>>()?;
 
     let mut running = Vec::new();
-    let mut probes = Vec::new();
-    for (section, consumer_config, listener, limits, span) in loaded {
-        let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
-        let consumer =
-            PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
-                .instrument(span)
-                .await
-                .with_context(|| format!("starting the consumer of {}", section.display_name()))?;
-        tracing::info!(
-            listener = section.display_name(),
-            group = %section.group,
-            topic = %section.topic,
-            version = %listener.version().hash.short(),
-            "listener running"
-        );
-        probes.push(crate::ops::RunningListener {
-            listener: Arc::clone(&listener),
-            consumer: consumer.probe(),
-            topic: section.topic.clone(),
-            limits,
-        });
-        running.push((listener, consumer, reloader));
+    for (section, (consumer_config, listener)) in loaded {
+        running.push(start_consumer(&shared, section, consumer_config, listener).await?);
     }
+    let endpoint_view = Arc::new(crate::ops::ListenerSet::new(shared.engine.clone()));
+    endpoint_view.set(self::endpoint_view(&running));
     let _endpoint = match &config.http {
         Some(http) => {
-            let source =
-                Arc::new(crate::ops::Running { engine: engine.clone(), listeners: probes });
-            let endpoint = crate::ops::Endpoint::start(http.listen, source)
-                .await
-                .with_context(|| format!("http.listen = {}: cannot listen", http.listen))?;
+            let endpoint =
+                crate::ops::Endpoint::start(http.listen, Arc::clone(&endpoint_view) as _)
+                    .await
+                    .with_context(|| format!("http.listen = {}: cannot listen", http.listen))?;
             tracing::info!(addr = %endpoint.local_addr(), "serving /metrics /livez /readyz /status");
             Some(endpoint)
         }
@@ -541,6 +696,7 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         ),
         None => tracing::info!("all {} listener(s) running; Ctrl-C to stop", running.len()),
     }
+    super::reload::notify_ready(running.len());
 
     let stop = async {
         match duration {
@@ -552,59 +708,68 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         }
     };
     tokio::pin!(stop);
+    let mut hangup = super::reload::Hangup::new();
     let mut ticker = tokio::time::interval(STATS_INTERVAL);
     ticker.tick().await;
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = hangup.recv() => {
+                super::reload::reload(config_path, &config, &shared, &mut running).await;
+                endpoint_view.set(self::endpoint_view(&running));
+            }
             _ = ticker.tick() => {
-                for (listener, _, _) in &running {
-                    tracing::info!(listener = listener.name(), stats = ?listener.stats(), "listener stats");
+                for r in &running {
+                    tracing::info!(listener = r.listener.name(), stats = ?r.listener.stats(), "listener stats");
                 }
             }
         }
     }
     tracing::info!("shutting down");
+    super::reload::notify_stopping();
     let mut tasks = tokio::task::JoinSet::new();
-    for (listener, consumer, reloader) in running {
-        drop(reloader);
-        tasks.spawn(async move {
-            consumer.shutdown().await;
-            listener
-        });
+    for r in running {
+        tasks.spawn(stop_listener(r));
     }
     while let Some(done) = tasks.join_next().await {
-        let listener = done.context("a consumer shutdown task failed")?;
-        let s = listener.stats();
-        let c = &s.counters;
-        let aborts: Vec<String> = c
-            .aborts
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(kind, n)| format!("{kind}={n}"))
-            .collect();
-        println!(
-            "{}: version {} | calls {} (warm {}, evicted {}) answered {} listener-errors {} \
-             aborts [{}] poison {} | sends {} (failed {}) | log lines {} (dropped {}) | \
-             reloads {} (failed {})",
-            listener.name(),
-            &s.version[..12],
-            c.calls,
-            c.warm_calls,
-            c.warm_evicted,
-            c.answered,
-            c.listener_errors,
-            aborts.join(" "),
-            c.poison,
-            c.sends,
-            c.send_failures,
-            c.log_lines,
-            c.log_dropped,
-            c.reloads,
-            c.reload_failures,
-        );
+        print_final_stats(&*done.context("a consumer shutdown task failed")?);
     }
     Ok(())
+}
+
+/// Shuts a listener's consumer down gracefully; returns the listener for its final stats.
+pub(crate) async fn stop_listener(r: Running) -> Arc<WasmListener> {
+    drop(r.reloader);
+    r.consumer.shutdown().await;
+    r.listener
+}
+
+/// The one-line summary of a listener printed when it stops.
+pub(crate) fn print_final_stats(listener: &WasmListener) {
+    let s = listener.stats();
+    let c = &s.counters;
+    let aborts: Vec<String> =
+        c.aborts.iter().filter(|(_, n)| *n > 0).map(|(kind, n)| format!("{kind}={n}")).collect();
+    println!(
+        "{}: version {} | calls {} (warm {}, evicted {}) answered {} listener-errors {} \
+         aborts [{}] poison {} | sends {} (failed {}) | log lines {} (dropped {}) | \
+         reloads {} (failed {})",
+        listener.name(),
+        &s.version[..12],
+        c.calls,
+        c.warm_calls,
+        c.warm_evicted,
+        c.answered,
+        c.listener_errors,
+        aborts.join(" "),
+        c.poison,
+        c.sends,
+        c.send_failures,
+        c.log_lines,
+        c.log_dropped,
+        c.reloads,
+        c.reload_failures,
+    );
 }
 
 async fn shutdown_signal() {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use tokio::time::Instant;
 
-use super::listener::{ConsumeContext, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for};
+use super::listener::{
+    ConsumeContext, DLQ_CONSUMED_AT, DLQ_REASON, ListenerError, MessageOutcome, outcomes_for,
+};
 use super::process_queue::ConsumeStart;
 use super::shared::ConsumeEnv;
 use super::stats::{OutcomeCounts, QueueStats};
@@ -158,7 +160,7 @@ async fn settle_outcomes(
             }
             MessageOutcome::DeadLetter { reason, properties } => {
                 tracing::info!(group = %env.group, %queue, offset = %msg.queue_offset, %reason, "listener sent message to the DLQ");
-                match send_to_dlq(env, &msg, &reason, &properties).await {
+                match send_to_dlq(env, queue, &msg, &reason, &properties).await {
                     Ok(()) => done.settled.push(msg.queue_offset),
                     Err(e) => {
                         tracing::warn!(group = %env.group, %queue, offset = %msg.queue_offset, error = %e, "direct DLQ send failed; sending back to the broker's DLQ path (without the reason properties)");
@@ -272,6 +274,7 @@ fn retry_topic_copy(env: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Messa
 /// send-back (without the extra properties) when this fails.
 pub(crate) async fn send_to_dlq(
     env: &ConsumeEnv,
+    queue: &MessageQueue,
     msg: &MessageExt,
     reason: &str,
     extra: &[(String, String)],
@@ -290,6 +293,10 @@ pub(crate) async fn send_to_dlq(
     if !reason.is_empty() {
         dlq.properties.insert(DLQ_REASON, reason);
     }
+    dlq.properties.insert(
+        DLQ_CONSUMED_AT,
+        format!("{}@{}/{}:{}", queue.topic, queue.broker_name, queue.queue_id, msg.queue_offset),
+    );
     for (k, v) in extra {
         if !v.is_empty() {
             dlq.properties.insert(k.clone(), v.clone());
@@ -328,7 +335,7 @@ pub(crate) async fn consume_orderly(scope: JobScope, mut msgs: Vec<MessageExt>) 
                 // The listener's own dead letter keeps its reason (see `send_to_dlq`); if that
                 // send fails, the broker's path below still takes it.
                 if env.message_model == MessageModel::Clustering
-                    && send_to_dlq(env, &msg, &reason, &properties).await.is_ok()
+                    && send_to_dlq(env, queue, &msg, &reason, &properties).await.is_ok()
                 {
                     done.settled_prefix = i + 1;
                     continue;

@@ -19,6 +19,11 @@ pub use super::config::ConsumeMode;
 /// (its other properties are added as given).
 pub const DLQ_REASON: &str = "DLQ_REASON";
 
+/// Property of the DLQ copy of a [`MessageOutcome::DeadLetter`] message: where it was consumed
+/// from, `<topic>@<broker>/<queue>:<offset>` (after retries, a `%RETRY%` queue), so `dlq list`
+/// can point at the stored original.
+pub const DLQ_CONSUMED_AT: &str = "RMQ_WASM_CONSUMED_AT";
+
 /// What the listener decided for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageOutcome {

@@ -68,17 +68,31 @@ pub struct RunningListener {
     pub limits: ListenerLimits,
 }
 
-/// The listeners of one `rmq-wasm run` and their engine.
+/// The listeners of one `rmq-wasm run` and their engine; `run` replaces the set when a SIGHUP
+/// reload adds, removes or changes listeners.
 #[derive(Debug)]
-pub struct Running {
-    pub engine: SandboxEngine,
-    pub listeners: Vec<RunningListener>,
+pub struct ListenerSet {
+    engine: SandboxEngine,
+    listeners: std::sync::RwLock<Vec<RunningListener>>,
 }
 
-impl Source for Running {
+impl ListenerSet {
+    pub fn new(engine: SandboxEngine) -> Self {
+        Self { engine, listeners: std::sync::RwLock::default() }
+    }
+
+    /// The listeners running now.
+    pub fn set(&self, listeners: Vec<RunningListener>) {
+        *self.listeners.write().unwrap_or_else(std::sync::PoisonError::into_inner) = listeners;
+    }
+}
+
+impl Source for ListenerSet {
     fn read(&self) -> Reading {
         let listeners = self
             .listeners
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .map(|l| {
                 let version = l.listener.version();

@@ -71,6 +71,8 @@ code_enum! {
         GetBrokerClusterInfo = 106,
         ResetConsumerClientOffset = 220,
         GetConsumerStatusFromClient = 221,
+        /// Admin → broker: reset a group's offsets of a topic and tell its running consumers.
+        InvokeBrokerToResetOffset = 222,
         GetConsumerRunningInfo = 307,
         ConsumeMessageDirectly = 309,
         SendMessageV2 = 310,
