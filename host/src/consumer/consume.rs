@@ -70,7 +70,7 @@ impl JobScope {
 /// queues, like Java's consume thread pool), after restoring what it should see; records the
 /// call in the queue's stats. Returns exactly one outcome per message, or `None` when the
 /// consumer is shutting down (the permits are closed).
-async fn call_listener(
+pub(crate) async fn call_listener(
     scope: &JobScope,
     msgs: &mut [MessageExt],
     start: Option<&ConsumeStart>,

@@ -96,6 +96,15 @@ impl QueueTaskHandle {
         Self { stats, stop, join }
     }
 
+    /// The handle of a task spawned elsewhere (a POP task) that obeys the same stop protocol.
+    pub(crate) fn from_parts(
+        stats: Arc<QueueStats>,
+        stop: tokio::sync::watch::Sender<Option<StopReason>>,
+        join: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self { stats, stop, join }
+    }
+
     /// Whether the task has ended on its own (it only does by a bug: a panic).
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
@@ -713,7 +722,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long an orderly queue being rebalanced away waits for its running batch.
 const ORDERLY_REMOVAL_WAIT: Duration = Duration::from_millis(500);
 
-fn far_future() -> Instant {
+pub(crate) fn far_future() -> Instant {
     // Far enough to never fire, near enough not to overflow.
     static FAR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *FAR.get_or_init(|| Instant::now() + Duration::from_secs(86_400 * 365))
