@@ -61,6 +61,23 @@ pub(crate) struct JobScope {
 }
 
 impl JobScope {
+    /// The scope of the jobs of `queue` (a pulled queue or a POP assignment).
+    pub fn new(
+        shared: &super::shared::Shared,
+        queue: &MessageQueue,
+        stats: &Arc<QueueStats>,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(ConsumeContext {
+                group: Arc::clone(&shared.group),
+                queue: queue.clone(),
+                mode: shared.consume_mode(),
+            }),
+            env: Arc::clone(&shared.consume),
+            stats: Arc::clone(stats),
+        }
+    }
+
     pub fn queue(&self) -> &MessageQueue {
         &self.ctx.queue
     }

@@ -20,7 +20,7 @@ use super::consume::{
     Completion, JobScope, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly,
     send_back,
 };
-use super::listener::{ConsumeContext, ConsumeMode};
+use super::listener::ConsumeMode;
 use super::offset_store::ReadFrom;
 use super::policy::{
     self, FlowLimits, PULL_DELAY_WHEN_EXCEPTION, PullDelayReason, StartOffsetDecision, StoredOffset,
@@ -67,15 +67,7 @@ impl QueueTaskHandle {
         let stats = Arc::new(QueueStats::default());
         stats.next_offset.store(start.0, Ordering::Relaxed);
         let (stop, stop_rx) = tokio::sync::watch::channel(None);
-        let scope = JobScope {
-            ctx: Arc::new(ConsumeContext {
-                group: Arc::clone(&shared.group),
-                queue: queue.clone(),
-                mode: shared.consume_mode(),
-            }),
-            env: Arc::clone(&shared.consume),
-            stats: Arc::clone(&stats),
-        };
+        let scope = JobScope::new(&shared, &queue, &stats);
         let task = QueueTask {
             shared,
             scope,

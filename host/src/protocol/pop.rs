@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use super::header::PopMessageResponseHeader;
 use super::message::MessageExt;
+use super::message::property::POP_CK;
 use super::types::{EpochMillis, QueueId, QueueOffset};
 
 /// `%RETRY%`: the prefix of every retry topic.
@@ -35,8 +36,16 @@ pub enum PopInfoError {
     Handle { text: String, problem: &'static str },
     #[error("POP response {field} {text:?}: {problem}")]
     Info { field: &'static str, text: String, problem: &'static str },
-    #[error("POP response has no {field} entry for message at {mark}@{queue_id} offset {offset}")]
-    Unmatched { field: &'static str, mark: TopicMark, queue_id: QueueId, offset: QueueOffset },
+    #[error(
+        "POP response has no {field} entry for message at {mark}@{queue_id} offset {offset} (info {info:?})"
+    )]
+    Unmatched {
+        field: &'static str,
+        mark: TopicMark,
+        queue_id: QueueId,
+        offset: QueueOffset,
+        info: String,
+    },
 }
 
 /// Where a popped message was stored: the topic itself or the group's POP retry topic.
@@ -217,8 +226,11 @@ pub fn parse_msg_offsets(
         .collect()
 }
 
-/// The handle of every message of a pop response, in order (Java `processPopResponse`): the
-/// i-th message of a (mark, queue) gets that queue's check point and the i-th popped offset.
+/// The handle of every message of a pop response, in order (Java `processPopResponse`).
+///
+/// A message the broker re-encoded from the POP retry topic carries its handle already (the
+/// broker sets `POP_CK` and rewrites the topic to the popped one); it is used as is. Any other
+/// message, the i-th of its (mark, queue), gets that queue's check point and i-th popped offset.
 /// Without `startOffsetInfo` (a broker before 5.0) the first message of each queue is its check
 /// point.
 pub fn pop_handles(
@@ -233,15 +245,25 @@ pub fn pop_handles(
     let mut first: HashMap<(TopicMark, QueueId), QueueOffset> = HashMap::new();
     msgs.iter()
         .map(|m| {
-            let key = (TopicMark::of_topic(&m.topic), m.queue_id);
+            let given = m.properties.get(POP_CK).map(PopHandle::parse).transpose()?;
+            let mark = given.as_ref().map_or_else(|| TopicMark::of_topic(&m.topic), |h| h.mark);
+            let key = (mark, m.queue_id);
             let index = seen.entry(key).or_default();
             let i = *index;
             *index += 1;
-            let unmatched = |field| PopInfoError::Unmatched {
+            if let Some(handle) = given {
+                return Ok(handle);
+            }
+            let unmatched = |field: &'static str| PopInfoError::Unmatched {
                 field,
                 mark: key.0,
                 queue_id: key.1,
                 offset: m.queue_offset,
+                info: format!(
+                    "{:?} / {:?}",
+                    header.start_offset_info.as_deref().unwrap_or_default(),
+                    header.msg_offset_info.as_deref().unwrap_or_default()
+                ),
             };
             let (ck, offset) = match &starts {
                 Some(starts) => {
@@ -385,6 +407,15 @@ mod tests {
                 handle(TopicMark::Retry, 0, 0, 0),
                 handle(TopicMark::Normal, 1, 5, 7)
             ]
+        );
+        // A message the broker re-encoded from the retry topic: its topic is the popped one, its
+        // handle given (and its offset counts in its retry queue, as Java's sort map does).
+        let mut revived = msg("orders", 0, 0);
+        revived.properties.insert(POP_CK, "0 1700000000000 60000 3 1 broker-a 0 0");
+        let handles = pop_handles(&[revived, msg("orders", 1, 5)], &header, "broker-a").unwrap();
+        assert_eq!(
+            handles,
+            [handle(TopicMark::Retry, 0, 0, 0), handle(TopicMark::Normal, 1, 5, 5)]
         );
         let missing = pop_handles(&[msg("orders", 2, 1)], &header, "broker-a").unwrap_err();
         assert!(matches!(missing, PopInfoError::Unmatched { field: "startOffsetInfo", .. }));

@@ -21,7 +21,6 @@ use super::policy::{init_mode, pop_budget};
 use super::settle::{PopDone, consume_popped};
 use crate::client::{ClientError, PopResult, PopStatus, PoppedMessage};
 use crate::consumer::consume::JobScope;
-use crate::consumer::listener::ConsumeContext;
 use crate::consumer::policy::PULL_DELAY_WHEN_EXCEPTION;
 use crate::consumer::queue_task::{QueueTaskHandle, StopReason, far_future};
 use crate::consumer::shared::Shared;
@@ -31,9 +30,6 @@ use crate::protocol::body::{ExpressionType, SubscriptionData};
 use crate::protocol::header::PopMessageRequestHeader;
 use crate::protocol::message::property;
 use crate::protocol::{EpochMillis, MessageQueue};
-
-/// Java's `BROKER_SUSPEND_MAX_TIME_MILLIS` for pops: the broker holds an empty pop this long.
-const POP_POLL_TIME: Duration = Duration::from_secs(15);
 
 /// Java's margin over the poll time before the client gives up on a pop.
 const POP_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -55,15 +51,7 @@ pub(crate) fn spawn(
 ) -> QueueTaskHandle {
     let stats = Arc::new(QueueStats::default());
     let (stop, stop_rx) = tokio::sync::watch::channel(None);
-    let scope = JobScope {
-        ctx: Arc::new(ConsumeContext {
-            group: Arc::clone(&shared.group),
-            queue: queue.clone(),
-            mode: shared.consume_mode(),
-        }),
-        env: Arc::clone(&shared.consume),
-        stats: Arc::clone(&stats),
-    };
+    let scope = JobScope::new(&shared, &queue, &stats);
     let task = PopTask {
         shared,
         scope,
@@ -175,10 +163,10 @@ impl PopTask {
         let header = pop_header(&self.shared, &self.queue, &sub, max);
         let broker = Arc::clone(&self.shared.broker);
         let broker_name = self.queue.broker_name.clone();
+        let timeout = cfg.broker_suspend_max + POP_TIMEOUT_MARGIN;
         Ok(Some(Box::pin(async move {
             let started = Instant::now();
-            let result =
-                broker.pop(&addr, &broker_name, &header, POP_POLL_TIME + POP_TIMEOUT_MARGIN).await;
+            let result = broker.pop(&addr, &broker_name, &header, timeout).await;
             (result, started.elapsed())
         })))
     }
@@ -264,7 +252,9 @@ pub(crate) fn pop_header(
         queue_id: queue.queue_id,
         max_msg_nums: max,
         invisible_time: i64::try_from(cfg.pop_invisible_time.as_millis()).unwrap_or(60_000),
-        poll_time: i64::try_from(POP_POLL_TIME.as_millis()).unwrap_or(15_000),
+        // The long poll, as for pulls (Java: 15 s for both). A message revived into the POP
+        // retry topic does not wake a pop suspended on the topic: retries wait for it to end.
+        poll_time: i64::try_from(cfg.broker_suspend_max.as_millis()).unwrap_or(15_000),
         born_time: EpochMillis::now(),
         init_mode: init_mode(cfg.consume_from_where),
         exp_type: Some(match sub.expression_type {
