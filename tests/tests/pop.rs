@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rmq_wasm::consumer::config::{ConsumerConfig, RequestMode, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
+use rmq_wasm::protocol::body::{MessageRequestMode, SetMessageRequestModeRequestBody};
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::{Cluster, Flavour};
 use rmq_wasm_tests::support::{
@@ -214,6 +215,9 @@ async fn a_pop_member_killed_mid_stream_loses_nothing_its_messages_come_back_to_
     for name in &names {
         let mut cfg = pop_config(&group, &topic, name);
         cfg.pop_invisible_time = INVISIBLE;
+        // A revived message does not wake a suspended pop: a short long poll picks it up sooner.
+        cfg.broker_suspend_max = Duration::from_secs(2);
+        cfg.pull_timeout = Duration::from_secs(5);
         survivors.push(start(cluster, cfg, recorder(name, &seen, Duration::from_millis(5))).await);
     }
     c.produce_numbered(&topic, 0, N).await;
@@ -248,4 +252,64 @@ async fn a_pop_member_killed_mid_stream_loses_nothing_its_messages_come_back_to_
     for m in survivors {
         m.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_mode_pulls_what_the_broker_assigns_and_pops_once_the_admin_says_so() {
+    if !java5_only() {
+        return;
+    }
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("pop_broker_mode");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("pop_broker_mode_group");
+    let seen: Seen = Arc::default();
+    let mut cfg = consumer_config(&group, Subscription::all(&topic), "b");
+    cfg.request_mode = RequestMode::Broker;
+    let consumer = start(cluster, cfg, recorder("b", &seen, Duration::ZERO)).await;
+    let queue_ids = || -> Vec<i32> {
+        let stats = consumer.stats();
+        stats.queues.keys().filter(|q| q.topic == topic).map(|q| q.queue_id.0).collect()
+    };
+
+    // The broker's default mode is PULL: QUERY_ASSIGNMENT allocates both queues to the member.
+    wait_for("the broker's PULL assignment", Duration::from_secs(30), || {
+        (queue_ids() == [0, 1]).then_some(())
+    })
+    .await;
+    c.produce_numbered(&topic, 0, 20).await;
+    wait_for("pulled", Duration::from_secs(30), || {
+        union(&seen).is_superset(&keys(0..20)).then_some(())
+    })
+    .await;
+
+    // The admin switches the group to POP: the next rebalance pops every queue (id -1).
+    let body = SetMessageRequestModeRequestBody {
+        topic: topic.clone(),
+        consumer_group: group.clone(),
+        mode: MessageRequestMode::Pop,
+        pop_share_queue_num: 0,
+    };
+    c.admin
+        .set_message_request_mode(&cluster.broker_addr, &body, Duration::from_secs(5))
+        .await
+        .unwrap();
+    wait_for("the broker's POP assignment", Duration::from_secs(30), || {
+        (queue_ids() == [-1]).then_some(())
+    })
+    .await;
+    c.produce_numbered(&topic, 20, 20).await;
+    wait_for("popped", Duration::from_secs(30), || {
+        union(&seen).is_superset(&keys(0..40)).then_some(())
+    })
+    .await;
+    // Acks follow the listener's return: wait for them rather than race them.
+    wait_for("20 acks", Duration::from_secs(10), || {
+        let acks: u64 = consumer.stats().queues.values().map(|q| q.pop_acks).sum();
+        (acks >= 20).then_some(())
+    })
+    .await;
+    consumer.shutdown().await;
 }

@@ -52,6 +52,19 @@ pub struct QueryAssignmentResponseBody {
     pub message_queue_assignments: Vec<MessageQueueAssignment>,
 }
 
+/// SET_MESSAGE_REQUEST_MODE (401), admin → broker: how `consumer_group` consumes `topic` from
+/// now on (refused for retry topics and for a group the broker does not know).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetMessageRequestModeRequestBody {
+    pub topic: String,
+    pub consumer_group: String,
+    pub mode: MessageRequestMode,
+    /// POP: how many members share each queue; 0 or ≥ members − 1: everyone pops every queue.
+    #[serde(default)]
+    pub pop_share_queue_num: i32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +87,19 @@ mod tests {
         };
         assert_eq!(&body.encode()[..], REQUEST.as_bytes());
         assert_eq!(QueryAssignmentRequestBody::decode(REQUEST.as_bytes()).unwrap(), body);
+    }
+
+    #[test]
+    fn set_mode_body_is_javas() {
+        let body = SetMessageRequestModeRequestBody {
+            topic: "T".into(),
+            consumer_group: "G".into(),
+            mode: MessageRequestMode::Pop,
+            pop_share_queue_num: 0,
+        };
+        let java = r#"{"consumerGroup":"G","mode":"POP","popShareQueueNum":0,"topic":"T"}"#;
+        assert_eq!(&body.encode()[..], java.as_bytes());
+        assert_eq!(SetMessageRequestModeRequestBody::decode(java.as_bytes()).unwrap(), body);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use bytes::Bytes;
 
 pub use assignment::{
     MessageQueueAssignment, MessageRequestMode, QueryAssignmentRequestBody,
-    QueryAssignmentResponseBody,
+    QueryAssignmentResponseBody, SetMessageRequestModeRequestBody,
 };
 pub use cluster_info::ClusterInfo;
 pub use consumer::{
@@ -106,5 +106,6 @@ json_bodies!(
     LockBatchRequestBody,
     LockBatchResponseBody,
     ResetOffsetBody,
+    SetMessageRequestModeRequestBody,
     UnlockBatchRequestBody,
 );
