@@ -313,3 +313,66 @@ async fn broker_mode_pulls_what_the_broker_assigns_and_pops_once_the_admin_says_
     .await;
     consumer.shutdown().await;
 }
+
+/// `rmq-wasm run` with `request_mode = "pop"`: the Wasm router plugin consumes through POP
+/// unchanged, beside a native POP member of the same group; together they lose nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
+    if !java5_only() {
+        return;
+    }
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("pop_wasm");
+    let out = unique("pop_wasm_out");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    c.create_topic(cluster, &out, 1).await.unwrap();
+    let group = unique("pop_wasm_group");
+    const N: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("listeners.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "namesrv = \"{namesrv}\"\n[engine]\ncache_dir = \"{cache}\"\n\n[[listener]]\n\
+             group = \"{group}\"\ntopic = \"{topic}\"\nconsume_from = \"first\"\n\
+             request_mode = \"pop\"\npop_invisible_time = \"30s\"\nwasm = \"{wasm}\"\n\
+             hot_reload = false\nproduce_topics = [\"{out}\"]\n\
+             [listener.config]\ntarget-topic = \"{out}\"\n",
+            namesrv = cluster.namesrv_addr,
+            cache = rmq_wasm_tests::wasm::cache_dir().display(),
+            wasm = rmq_wasm_tests::wasm::plugin("router").display(),
+        ),
+    )
+    .unwrap();
+    let host = tokio::spawn(async move {
+        rmq_wasm::cli::run::run(&config, Some(Duration::from_secs(15))).await
+    });
+    let seen: Seen = Arc::default();
+    let native = start(
+        cluster,
+        pop_config(&group, &topic, "n"),
+        recorder("n", &seen, Duration::from_millis(20)),
+    )
+    .await;
+    let produced: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    for k in &produced {
+        let m = Message::new(&topic, Bytes::from_static(b"{}")).with_keys([k.as_str()]);
+        c.producer.send(m).await.unwrap();
+    }
+    host.await.unwrap().unwrap();
+    native.shutdown().await;
+    let native_keys = union(&seen);
+    let rest: Vec<&str> =
+        produced.iter().filter(|k| !native_keys.contains(*k)).map(String::as_str).collect();
+    eprintln!(
+        "rmq-wasm run (POP) routed {}, the native POP member {}",
+        rest.len(),
+        native_keys.len()
+    );
+    assert!(!rest.is_empty(), "the Wasm host got nothing");
+    let routed =
+        rmq_wasm_tests::wasm::read_keys(&c, cluster, &out, &rest, Duration::from_secs(30)).await;
+    assert!(routed.iter().all(|m| m.property("ROUTED_FROM") == Some(topic.as_str())));
+}
