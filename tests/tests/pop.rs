@@ -13,6 +13,7 @@ use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::body::{MessageRequestMode, SetMessageRequestModeRequestBody};
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::{Cluster, Flavour};
+use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{
     Clients, consumer_config, init_tracing, read_topic_until, start_consumer as start, unique,
     wait_for,
@@ -375,4 +376,66 @@ async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
     let routed =
         rmq_wasm_tests::wasm::read_keys(&c, cluster, &out, &rest, Duration::from_secs(30)).await;
     assert!(routed.iter().all(|m| m.property("ROUTED_FROM") == Some(topic.as_str())));
+}
+
+/// Ours (following the broker's mode) and Apache RocketMQ's own Java push consumer in POP mode
+/// (`clientRebalance = false`) in one group: both pop both queues, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
+    if !java5_only() {
+        return;
+    }
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique("pop_java");
+    c.create_topic(cluster, &topic, 2).await.unwrap();
+    let group = unique("pop_java_group");
+    let seen: Seen = Arc::default();
+    let mut cfg = pop_config(&group, &topic, "ours");
+    cfg.request_mode = RequestMode::Broker;
+    let ours = start(cluster, cfg, recorder("ours", &seen, Duration::from_millis(10))).await;
+    // The group exists once ours has heartbeated (it then holds the broker's PULL assignment).
+    let assigned = |want: &[i32]| {
+        let ids: Vec<i32> =
+            ours.stats().queues.keys().filter(|q| q.topic == topic).map(|q| q.queue_id.0).collect();
+        (ids == want).then_some(())
+    };
+    wait_for("the group's PULL assignment", Duration::from_secs(30), || assigned(&[0, 1])).await;
+    let body = SetMessageRequestModeRequestBody {
+        topic: topic.clone(),
+        consumer_group: group.clone(),
+        mode: MessageRequestMode::Pop,
+        pop_share_queue_num: 0,
+    };
+    c.admin
+        .set_message_request_mode(&cluster.broker_addr, &body, Duration::from_secs(5))
+        .await
+        .unwrap();
+    wait_for("ours popping", Duration::from_secs(30), || assigned(&[-1])).await;
+    let mut peer = JavaPeer::start(&PeerOptions {
+        pop: true,
+        ..PeerOptions::new(&cluster.namesrv_addr, &group, &topic, "java")
+    })
+    .unwrap();
+    const N: usize = 200;
+    c.produce_numbered(&topic, 0, N).await;
+    let peer_keys = |peer: &JavaPeer| -> BTreeSet<String> {
+        peer.state().messages.iter().map(|m| m.keys.clone()).collect()
+    };
+    wait_for(
+        "every message consumed by ours or the Java consumer",
+        Duration::from_secs(90),
+        || {
+            let mut all = union(&seen);
+            all.extend(peer_keys(&peer));
+            all.is_superset(&keys(0..N)).then_some(())
+        },
+    )
+    .await;
+    let (ours_n, java_n) = (union(&seen).len(), peer_keys(&peer).len());
+    eprintln!("POP group of ours + the Java consumer, {N} messages: ours {ours_n}, Java {java_n}");
+    assert!(ours_n > 0 && java_n > 0, "ours {ours_n}, Java {java_n}");
+    peer.stop().unwrap();
+    ours.shutdown().await;
 }
