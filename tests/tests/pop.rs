@@ -19,8 +19,8 @@ use rmq_wasm_tests::support::{
     wait_for,
 };
 
-/// POP needs the 5.x broker: 4.9 has no QUERY_ASSIGNMENT / revive-to-retry flow for remoting
-/// push consumers, and rocketmq-rust 1.0.0 is not proven here.
+/// POP needs the 5.x broker: the 4.9.7 broker has no POP processors at all, and rocketmq-rust
+/// 1.0.0 is not proven here.
 fn java5_only() -> bool {
     let flavour = Flavour::from_env().expect("RMQ_CLUSTER_FLAVOUR");
     if flavour != Flavour::Java5 {
@@ -394,7 +394,9 @@ async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
     let seen: Seen = Arc::default();
     let mut cfg = pop_config(&group, &topic, "ours");
     cfg.request_mode = RequestMode::Broker;
-    let ours = start(cluster, cfg, recorder("ours", &seen, Duration::from_millis(10))).await;
+    // Ours works 100 ms a message (8 in flight: ~80/s), so that the Java consumer, whose JVM
+    // starts in seconds, still finds work.
+    let ours = start(cluster, cfg, recorder("ours", &seen, Duration::from_millis(100))).await;
     // The group exists once ours has heartbeated (it then holds the broker's PULL assignment).
     let assigned = |want: &[i32]| {
         let ids: Vec<i32> =
@@ -418,7 +420,7 @@ async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
         ..PeerOptions::new(&cluster.namesrv_addr, &group, &topic, "java")
     })
     .unwrap();
-    const N: usize = 200;
+    const N: usize = 400;
     c.produce_numbered(&topic, 0, N).await;
     let peer_keys = |peer: &JavaPeer| -> BTreeSet<String> {
         peer.state().messages.iter().map(|m| m.keys.clone()).collect()
