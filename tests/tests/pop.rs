@@ -29,6 +29,34 @@ fn java5_only() -> bool {
     flavour == Flavour::Java5
 }
 
+/// The shared cluster, clients and a new topic of `queues` queues; `None` (skip) unless java5.
+async fn setup(prefix: &str, queues: i32) -> Option<(&'static Cluster, Clients, String)> {
+    if !java5_only() {
+        return None;
+    }
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let topic = unique(prefix);
+    c.create_topic(cluster, &topic, queues).await.unwrap();
+    Some((cluster, c, topic))
+}
+
+/// The admin sets `group` to POP for `topic` (SET_MESSAGE_REQUEST_MODE, every member popping
+/// every queue).
+async fn set_pop_mode(c: &Clients, cluster: &Cluster, topic: &str, group: &str) {
+    let body = SetMessageRequestModeRequestBody {
+        topic: topic.to_owned(),
+        consumer_group: group.to_owned(),
+        mode: MessageRequestMode::Pop,
+        pop_share_queue_num: 0,
+    };
+    c.admin
+        .set_message_request_mode(&cluster.broker_addr, &body, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
 /// Who consumed what: consumer name → message keys, in order.
 type Seen = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
 
@@ -71,14 +99,9 @@ fn shares(seen: &Seen, names: &[String]) -> Vec<(String, usize)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_pop_members_share_a_two_queue_topic_where_pull_idles_four() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_scale", 2).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_scale");
-    c.create_topic(cluster, &topic, 2).await.unwrap();
+    };
     const N: usize = 300;
     let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
 
@@ -138,14 +161,9 @@ async fn six_pop_members_share_a_two_queue_topic_where_pull_idles_four() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pop_message_that_always_fails_grows_its_reconsume_times_then_goes_to_the_dlq() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_dlq", 1).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_dlq");
-    c.create_topic(cluster, &topic, 1).await.unwrap();
+    };
     let group = unique("pop_dlq_group");
     let deliveries: Arc<Mutex<Vec<(i32, Instant)>>> = Arc::default();
     let d = Arc::clone(&deliveries);
@@ -181,14 +199,9 @@ async fn a_pop_message_that_always_fails_grows_its_reconsume_times_then_goes_to_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pop_member_killed_mid_stream_loses_nothing_its_messages_come_back_to_the_others() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_kill", 2).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_kill");
-    c.create_topic(cluster, &topic, 2).await.unwrap();
+    };
     let group = unique("pop_kill_group");
     const N: usize = 200;
     const INVISIBLE: Duration = Duration::from_secs(5);
@@ -257,14 +270,9 @@ async fn a_pop_member_killed_mid_stream_loses_nothing_its_messages_come_back_to_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_mode_pulls_what_the_broker_assigns_and_pops_once_the_admin_says_so() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_broker_mode", 2).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_broker_mode");
-    c.create_topic(cluster, &topic, 2).await.unwrap();
+    };
     let group = unique("pop_broker_mode_group");
     let seen: Seen = Arc::default();
     let mut cfg = consumer_config(&group, Subscription::all(&topic), "b");
@@ -287,16 +295,7 @@ async fn broker_mode_pulls_what_the_broker_assigns_and_pops_once_the_admin_says_
     .await;
 
     // The admin switches the group to POP: the next rebalance pops every queue (id -1).
-    let body = SetMessageRequestModeRequestBody {
-        topic: topic.clone(),
-        consumer_group: group.clone(),
-        mode: MessageRequestMode::Pop,
-        pop_share_queue_num: 0,
-    };
-    c.admin
-        .set_message_request_mode(&cluster.broker_addr, &body, Duration::from_secs(5))
-        .await
-        .unwrap();
+    set_pop_mode(&c, cluster, &topic, &group).await;
     wait_for("the broker's POP assignment", Duration::from_secs(30), || {
         (queue_ids() == [-1]).then_some(())
     })
@@ -319,15 +318,10 @@ async fn broker_mode_pulls_what_the_broker_assigns_and_pops_once_the_admin_says_
 /// unchanged, beside a native POP member of the same group; together they lose nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_wasm", 2).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_wasm");
+    };
     let out = unique("pop_wasm_out");
-    c.create_topic(cluster, &topic, 2).await.unwrap();
     c.create_topic(cluster, &out, 1).await.unwrap();
     let group = unique("pop_wasm_group");
     const N: usize = 60;
@@ -382,14 +376,9 @@ async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
 /// (`clientRebalance = false`) in one group: both pop both queues, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
-    if !java5_only() {
+    let Some((cluster, c, topic)) = setup("pop_java", 2).await else {
         return;
-    }
-    init_tracing();
-    let cluster = Cluster::shared();
-    let c = Clients::new(cluster);
-    let topic = unique("pop_java");
-    c.create_topic(cluster, &topic, 2).await.unwrap();
+    };
     let group = unique("pop_java_group");
     let seen: Seen = Arc::default();
     let mut cfg = pop_config(&group, &topic, "ours");
@@ -404,16 +393,7 @@ async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
         (ids == want).then_some(())
     };
     wait_for("the group's PULL assignment", Duration::from_secs(30), || assigned(&[0, 1])).await;
-    let body = SetMessageRequestModeRequestBody {
-        topic: topic.clone(),
-        consumer_group: group.clone(),
-        mode: MessageRequestMode::Pop,
-        pop_share_queue_num: 0,
-    };
-    c.admin
-        .set_message_request_mode(&cluster.broker_addr, &body, Duration::from_secs(5))
-        .await
-        .unwrap();
+    set_pop_mode(&c, cluster, &topic, &group).await;
     wait_for("ours popping", Duration::from_secs(30), || assigned(&[-1])).await;
     let mut peer = JavaPeer::start(&PeerOptions {
         pop: true,
