@@ -181,7 +181,7 @@ pub(crate) struct ScriptedBroker {
     pops: mpsc::Sender<PopCall>,
     /// The stream of pops, for the test to take once.
     pub pop_calls: Mutex<Option<mpsc::Receiver<PopCall>>>,
-    /// QUERY_ASSIGNMENT's answer.
+    /// QUERY_ASSIGNMENT's answers (each query gets those of its topic).
     pub assignment: Mutex<Vec<MessageQueueAssignment>>,
 }
 
@@ -438,10 +438,11 @@ impl BrokerApi for ScriptedBroker {
     fn query_assignment<'a>(
         &'a self,
         _addr: &'a str,
-        _body: &'a QueryAssignmentRequestBody,
+        body: &'a QueryAssignmentRequestBody,
         _timeout: Duration,
     ) -> BrokerFuture<'a, Vec<MessageQueueAssignment>> {
-        let answer = self.assignment.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let all = self.assignment.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let answer = all.into_iter().filter(|a| a.message_queue.topic == body.topic).collect();
         Box::pin(async move { Ok(answer) })
     }
 
