@@ -17,22 +17,23 @@ case "${RMQ_CLUSTER_FLAVOUR:-java5}" in
   *) scripts/install-java-cluster.sh ;;
 esac
 scripts/build-plugins.sh
-cargo build -q --release -p rmq-wasm -p rmq-wasm-tests --bins
+cargo build -q --release -p rmq-wasm --bins
 BIN=target/release
 
-"$BIN/cluster" start --dir "$DIR"
+scripts/cluster.sh start --dir "$DIR"
 if [[ "${KEEP_CLUSTER:-0}" != 1 ]]; then
-  trap '"$BIN/cluster" stop --dir "$DIR" || true' EXIT
+  trap 'scripts/cluster.sh stop --dir "$DIR" || true' EXIT
 fi
+# NAMESRV_ADDR and CLUSTER_NAME, which rmq-wasm reads from the environment.
 # shellcheck disable=SC1090,SC1091
 set -a; source "$DIR/cluster.env"; set +a
 
-"$BIN/rmq-wasm" create-topic --namesrv "$NAMESRV_ADDR" --cluster "${CLUSTER_NAME:-DefaultCluster}" --topic "$TOPIC" --queues 8
-"$BIN/rmq-wasm" produce --namesrv "$NAMESRV_ADDR" --topic "$TOPIC" --count "$COUNT" --tags TagA,TagB --body-size 1024 --batch 16
-"$BIN/rmq-wasm" route --namesrv "$NAMESRV_ADDR" "$TOPIC"
+"$BIN/rmq-wasm" create-topic "$TOPIC" --queues 8
+"$BIN/rmq-wasm" produce "$TOPIC" --count "$COUNT" --tags TagA,TagB --body-size 1024 --batch 16
+"$BIN/rmq-wasm" route "$TOPIC"
 
 # Consume them with a Wasm plugin, through the binary, for RUN_FOR (default 20 s).
-"$BIN/rmq-wasm" create-topic --namesrv "$NAMESRV_ADDR" --cluster "${CLUSTER_NAME:-DefaultCluster}" --topic "${TOPIC}Routed" --queues 4
+"$BIN/rmq-wasm" create-topic "${TOPIC}Routed" --queues 4
 cat >"$DIR/listeners.toml" <<EOF
 namesrv = "$NAMESRV_ADDR"
 
@@ -40,7 +41,7 @@ namesrv = "$NAMESRV_ADDR"
 name = "demo-router"
 group = "demo_router_$$"
 topic = "$TOPIC"
-consume_from = "first"
+consume_from = "first"               # a new group reads what is there (default "last" skips it)
 wasm = "$PWD/target/plugins/router.wasm"
 batch_size = 32
 timeout = "2s"

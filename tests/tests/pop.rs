@@ -341,9 +341,6 @@ async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
         ),
     )
     .unwrap();
-    let host = tokio::spawn(async move {
-        rmq_wasm::cli::run::run(&config, Some(Duration::from_secs(15))).await
-    });
     let seen: Seen = Arc::default();
     let native = start(
         cluster,
@@ -352,11 +349,17 @@ async fn rmq_wasm_run_pops_with_a_wasm_plugin_beside_a_native_member() {
     )
     .await;
     let produced: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
-    for k in &produced {
-        let m = Message::new(&topic, Bytes::from_static(b"{}")).with_keys([k.as_str()]);
-        c.producer.send(m).await.unwrap();
-    }
-    host.await.unwrap().unwrap();
+    let produce = async {
+        for k in &produced {
+            let m = Message::new(&topic, Bytes::from_static(b"{}")).with_keys([k.as_str()]);
+            c.producer.send(m).await.unwrap();
+        }
+    };
+    // The host runs for 15 s while the messages arrive (its future is not `Send + 'static`:
+    // joined here rather than spawned).
+    let (host, ()) =
+        tokio::join!(rmq_wasm::cli::run::run(&config, Some(Duration::from_secs(15))), produce);
+    host.unwrap();
     native.shutdown().await;
     let native_keys = union(&seen);
     let rest: Vec<&str> =

@@ -1,30 +1,30 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+mod cluster_choice;
+mod produce;
 pub mod run;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
 
 use crate::client::admin::TopicSpec;
 use crate::client::{Admin, BrokerClient, NameServerClient, Producer, ProducerConfig};
-use crate::protocol::message::Message;
 use crate::remoting::ConnectionPool;
 
 /// A RocketMQ push-consumer host for WebAssembly listeners.
 #[derive(Debug, Parser)]
 #[command(name = "rmq-wasm", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Run push consumers whose listeners are Wasm components, as a TOML file describes them
     /// (see `rmq_wasm::cli::run`); Ctrl-C or SIGTERM shuts them down gracefully.
     Run {
@@ -39,37 +39,43 @@ enum Command {
         /// Name servers, `host:port[;host:port…]`.
         #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
         namesrv: String,
-        topic: String,
+        #[command(flatten)]
+        topic: TopicArg,
     },
     /// Create (or update) a topic on every master of a cluster and wait for its route.
     CreateTopic {
         #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
         namesrv: String,
-        #[arg(long, default_value = "DefaultCluster")]
-        cluster: String,
-        #[arg(long)]
-        topic: String,
+        /// Default: the only cluster the name server knows.
+        #[arg(long, env = "CLUSTER_NAME")]
+        cluster: Option<String>,
+        #[command(flatten)]
+        topic: TopicArg,
         #[arg(long, default_value_t = 8)]
         queues: i32,
     },
-    /// Send sample messages (for demos and load).
-    Produce {
-        #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
-        namesrv: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, default_value_t = 100)]
-        count: usize,
-        /// Tags to rotate through, comma-separated.
-        #[arg(long, default_value = "TagA,TagB")]
-        tags: String,
-        /// Body size in bytes; bodies are JSON with padding up to this size.
-        #[arg(long, default_value_t = 128)]
-        body_size: usize,
-        /// Messages per SEND_BATCH_MESSAGE (1 = single sends).
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-    },
+    /// Send messages: sample JSON bodies (for demos and load), or your own (`--body`,
+    /// `--body-file`, stdin) with keys, a tag and properties.
+    Produce(produce::ProduceArgs),
+}
+
+/// A topic, as the positional `TOPIC` or `--topic TOPIC` (every verb accepts both).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct TopicArg {
+    /// The topic.
+    #[arg(value_name = "TOPIC")]
+    topic: Option<String>,
+    /// The topic (the same as the positional TOPIC).
+    #[arg(long = "topic", value_name = "TOPIC")]
+    topic_flag: Option<String>,
+}
+
+impl TopicArg {
+    pub(crate) fn get(&self) -> &str {
+        // clap's group makes exactly one of them present.
+        self.topic.as_deref().or(self.topic_flag.as_deref()).unwrap_or_default()
+    }
 }
 
 /// Runs the binary.
@@ -109,53 +115,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run { config, duration } => run::run(&config, duration).await?,
         Command::Route { namesrv, topic } => {
             let (namesrv, _) = clients(&namesrv)?;
-            match namesrv.route(&topic).await? {
+            let topic = topic.get();
+            match namesrv.route(topic).await? {
                 Some(route) => println!("{}", serde_json::to_string_pretty(&route)?),
                 None => anyhow::bail!("topic {topic} has no route"),
             }
         }
-        Command::CreateTopic { namesrv, cluster, topic, queues } => {
-            let (namesrv, broker) = clients(&namesrv)?;
+        Command::CreateTopic { namesrv: addrs, cluster, topic, queues } => {
+            let (namesrv, broker) = clients(&addrs)?;
+            let topic = topic.get();
+            let info =
+                namesrv.cluster_info().await.context("reading the name server's clusters")?;
+            let cluster = cluster_choice::choose_cluster(cluster.as_deref(), &info, &addrs)?;
             let admin = Admin::new(namesrv, broker);
             let route = admin
-                .create_topic(&cluster, &TopicSpec::new(&topic, queues), Duration::from_secs(30))
+                .create_topic(&cluster, &TopicSpec::new(topic, queues), Duration::from_secs(30))
                 .await
-                .with_context(|| format!("creating topic {topic}"))?;
-            println!("topic {topic}: {} queues", route.subscribe_queues(&topic).len());
+                .with_context(|| format!("creating topic {topic} in cluster {cluster}"))?;
+            println!(
+                "topic {topic}: {} queues in cluster {cluster}",
+                route.subscribe_queues(topic).len()
+            );
         }
-        Command::Produce { namesrv, topic, count, tags, body_size, batch } => {
-            let (namesrv, broker) = clients(&namesrv)?;
+        Command::Produce(args) => {
+            let (namesrv, broker) = clients(&args.namesrv)?;
             let producer = Producer::new(namesrv, broker, ProducerConfig::default());
-            let tags: Vec<&str> =
-                tags.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
-            let make = |i: usize| {
-                let mut body = format!("{{\"seq\":{i},\"pad\":\"");
-                while body.len() + 2 < body_size {
-                    body.push('x');
-                }
-                body.push_str("\"}");
-                let mut msg =
-                    Message::new(&topic, Bytes::from(body)).with_keys([format!("seq-{i}")]);
-                if let Some(tag) = tags.get(i % tags.len().max(1)) {
-                    msg = msg.with_tags(*tag);
-                }
-                msg
-            };
-            let started = std::time::Instant::now();
-            let batch = batch.max(1);
-            let mut sent = 0;
-            while sent < count {
-                let n = batch.min(count - sent);
-                if n == 1 {
-                    producer.send(make(sent)).await?;
-                } else {
-                    let msgs = (sent..sent + n).map(make).collect();
-                    producer.send_batch(msgs, crate::client::QueueSelector::RoundRobin).await?;
-                }
-                sent += n;
-            }
-            let secs = started.elapsed().as_secs_f64();
-            println!("sent {count} messages to {topic} in {secs:.2} s");
+            produce::produce(args, producer).await?;
         }
     }
     Ok(())

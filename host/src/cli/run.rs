@@ -18,6 +18,8 @@
 //! consume_mode = "concurrently" # or "orderly"
 //! request_mode = "pull"         # or "pop" (5.x POP), "broker" (QUERY_ASSIGNMENT decides)
 //! pop_invisible_time = "60s"    # POP: how long a popped message stays hidden (5 s..=300 s)
+//! consume_from = "last"        # a new group's start: "last" (default: skips what the topic
+//!                               # holds, and logs how many), "first" or "timestamp"
 //! wasm = "plugins/router.wasm"  # relative to this file
 //! fuel = 1000000000
 //! timeout = "2s"
@@ -40,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 
 use crate::client::{NameServerClient, Producer, ProducerConfig};
@@ -479,16 +482,36 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
         ProducerConfig { group: "RMQ_WASM_PLUGIN_PRODUCER".into(), ..Default::default() },
     ));
 
-    let mut running = Vec::new();
+    // Compile every listener's component at once: Cranelift is CPU-bound (seconds for an
+    // 18 MiB Python component), so a cold start of several listeners one after another
+    // takes their sum. Bounded by the cores; each compile runs on a blocking thread, and the
+    // engine's artifact cache still makes a warm start a read and a MAC check.
+    let parallel = std::thread::available_parallelism().map_or(2, usize::from).max(2);
+    let mut specs = Vec::with_capacity(config.listeners.len());
     for section in &config.listeners {
         let consumer_config = section.consumer_config();
         let mut spec = section.plugin_spec(&consumer_config)?;
         spec.producer = Some(Arc::clone(&producer));
-        let listener = Arc::new(
-            WasmListener::load(&engine, &section.wasm, spec)
+        specs.push((section, consumer_config, spec));
+    }
+    let loads = specs.into_iter().map(|(section, consumer_config, spec)| {
+        let engine = &engine;
+        async move {
+            let listener = WasmListener::load(engine, &section.wasm, spec)
                 .await
-                .with_context(|| format!("listener {}", section.display_name()))?,
-        );
+                .with_context(|| format!("listener {}", section.display_name()))?;
+            anyhow::Ok((section, consumer_config, Arc::new(listener)))
+        }
+    });
+    let loaded: Vec<_> = futures_util::stream::iter(loads)
+        .buffered(parallel)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+
+    let mut running = Vec::new();
+    for (section, consumer_config, listener) in loaded {
         let reloader = if section.hot_reload { Some(listener.watch()?) } else { None };
         let consumer =
             PushConsumer::start(consumer_config, namesrv_addrs.clone(), Arc::clone(&listener) as _)
@@ -502,6 +525,15 @@ pub async fn run(config_path: &Path, duration: Option<Duration>) -> anyhow::Resu
             "listener running"
         );
         running.push((listener, consumer, reloader));
+    }
+    // `--duration` counts from here: compile time is not run time.
+    match duration {
+        Some(d) => tracing::info!(
+            "all {} listener(s) running; stopping in {}",
+            running.len(),
+            humantime::format_duration(d)
+        ),
+        None => tracing::info!("all {} listener(s) running; Ctrl-C to stop", running.len()),
     }
 
     let stop = async {

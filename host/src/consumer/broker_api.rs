@@ -20,9 +20,9 @@ use crate::protocol::body::{
 };
 use crate::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
-    GetMaxOffsetRequestHeader, PopMessageRequestHeader, PullMessageRequestHeader,
-    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PopMessageRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::{MessageQueue, QueueOffset};
 
@@ -78,6 +78,15 @@ pub(crate) trait BrokerApi: Send + Sync + 'static {
         &'a self,
         addr: &'a str,
         header: &'a GetMaxOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset>;
+
+    /// GET_MIN_OFFSET: how far back a queue's messages go (what a new group starting at the
+    /// max offset skips).
+    fn min_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMinOffsetRequestHeader,
         timeout: Duration,
     ) -> BrokerFuture<'a, QueueOffset>;
 
@@ -228,6 +237,15 @@ impl BrokerApi for BrokerClient {
         timeout: Duration,
     ) -> BrokerFuture<'a, QueueOffset> {
         Box::pin(BrokerClient::max_offset(self, addr, header, timeout))
+    }
+
+    fn min_offset<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a GetMinOffsetRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset> {
+        Box::pin(BrokerClient::min_offset(self, addr, header, timeout))
     }
 
     fn search_offset<'a>(

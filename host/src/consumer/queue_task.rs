@@ -32,8 +32,8 @@ use super::throttle::Throttle;
 use crate::client::{ClientError, PullResult, PullStatus};
 use crate::protocol::body::{ExpressionType, MessageModel, SubscriptionData};
 use crate::protocol::header::{
-    GetMaxOffsetRequestHeader, PullMessageRequestHeader, SearchOffsetRequestHeader,
-    UpdateConsumerOffsetRequestHeader, pull_sys_flag,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PullMessageRequestHeader,
+    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader, pull_sys_flag,
 };
 use crate::protocol::message::{MessageExt, property};
 use crate::protocol::{MessageQueue, QueueOffset, ResponseCode};
@@ -750,12 +750,28 @@ pub(crate) fn pull_header(
     }
 }
 
+/// Where a newly assigned queue starts, and what starting there skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueStart {
+    pub offset: QueueOffset,
+    /// Messages the queue already holds below `offset` that this group will never see: a
+    /// group with no offset starting at the last one (Java's default) skips the backlog, which
+    /// surprises everyone trying a new listener on a topic with test data in it.
+    pub skipped: u64,
+}
+
+impl QueueStart {
+    fn at(offset: QueueOffset) -> Self {
+        Self { offset, skipped: 0 }
+    }
+}
+
 /// Where a newly assigned queue starts (reference 4.10): the stored offset, or the policy's
 /// choice when the group has none. An error means "not now": the next rebalance retries.
 pub(crate) async fn start_offset(
     shared: &Shared,
     queue: &MessageQueue,
-) -> Result<QueueOffset, StartOffsetError> {
+) -> Result<QueueStart, StartOffsetError> {
     let stored = match shared.offsets.read(queue, ReadFrom::Store).await {
         Ok(Some(offset)) => StoredOffset::Found(offset),
         Ok(None) => StoredOffset::NotFound,
@@ -781,16 +797,34 @@ pub(crate) async fn start_offset(
     };
     let timeout = shared.config.mq_client_api_timeout;
     match decision {
-        StartOffsetDecision::Use(offset) => Ok(offset),
+        StartOffsetDecision::Use(offset) => Ok(QueueStart::at(offset)),
         StartOffsetDecision::GiveUp => Err(StartOffsetError::QueryFailed),
         StartOffsetDecision::AskMaxOffset => {
+            let addr = master()?;
             let header = GetMaxOffsetRequestHeader {
                 topic: queue.topic.clone(),
                 queue_id: queue.queue_id,
                 committed: Some(true),
                 bname: Some(queue.broker_name.clone()),
             };
-            Ok(shared.broker.max_offset(&master()?, &header, timeout).await?)
+            let max = shared.broker.max_offset(&addr, &header, timeout).await?;
+            if max.0 <= 0 {
+                return Ok(QueueStart::at(max));
+            }
+            // Only to tell the user what was skipped: a failure here must not hold the queue.
+            let header = GetMinOffsetRequestHeader {
+                topic: queue.topic.clone(),
+                queue_id: queue.queue_id,
+                bname: Some(queue.broker_name.clone()),
+            };
+            let skipped = match shared.broker.min_offset(&addr, &header, timeout).await {
+                Ok(min) => u64::try_from(max.0 - min.0).unwrap_or(0),
+                Err(e) => {
+                    tracing::debug!(%queue, error = %e, "min offset query failed");
+                    0
+                }
+            };
+            Ok(QueueStart { offset: max, skipped })
         }
         StartOffsetDecision::AskByTimestamp(ts) => {
             let header = SearchOffsetRequestHeader {
@@ -800,7 +834,7 @@ pub(crate) async fn start_offset(
                 boundary_type: None,
                 bname: Some(queue.broker_name.clone()),
             };
-            Ok(shared.broker.search_offset(&master()?, &header, timeout).await?)
+            Ok(QueueStart::at(shared.broker.search_offset(&master()?, &header, timeout).await?))
         }
     }
 }

@@ -123,6 +123,7 @@ impl Rebalancer {
             tracing::info!(group = %shared.group, %queue, "queue rebalanced away");
             self.remove(shared, &queue, StopReason::Removed).await;
         }
+        let mut skipped = Skipped::default();
         for (queue, mode) in target {
             if let Some((handle, _)) = self.owned.get(&queue) {
                 if !handle.is_finished() {
@@ -152,8 +153,9 @@ impl Rebalancer {
             shared.offsets.remove(&queue);
             match start_offset(shared, &queue).await {
                 Ok(start) => {
-                    tracing::info!(group = %shared.group, %queue, %start, "queue assigned");
-                    self.adopt(shared, queue, start, cancel);
+                    tracing::info!(group = %shared.group, %queue, start = %start.offset, "queue assigned");
+                    skipped.add(start.skipped);
+                    self.adopt(shared, queue, start.offset, cancel);
                     changed = true;
                 }
                 Err(e) => {
@@ -166,6 +168,7 @@ impl Rebalancer {
                 }
             }
         }
+        skipped.report(shared, topic);
         changed
     }
 
@@ -269,4 +272,38 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
         set.spawn(f);
     }
     while set.join_next().await.is_some() {}
+}
+
+/// What a new group skipped by starting at the last offset, over one topic's newly assigned
+/// queues.
+#[derive(Debug, Default)]
+struct Skipped {
+    messages: u64,
+    queues: usize,
+}
+
+impl Skipped {
+    fn add(&mut self, messages: u64) {
+        if messages > 0 {
+            self.messages += messages;
+            self.queues += 1;
+        }
+    }
+
+    /// Says once per consumer, at INFO, what was skipped and how to read it: a group that
+    /// silently starts past the test data it was meant to consume looks like a broken listener.
+    fn report(&self, shared: &Shared, topic: &str) {
+        if self.messages == 0 {
+            return;
+        }
+        let notice = format!(
+            "group {} has no committed offset and starts at the last offset \
+             (consume_from = \"last\", the default): skipped {} message(s) already in {topic} \
+             ({} queue(s)); to read them, start a new group with consume_from = \"first\"",
+            shared.group, self.messages, self.queues
+        );
+        if shared.skip_notice.set(notice.clone()).is_ok() {
+            tracing::info!(group = %shared.group, topic, skipped = self.messages, "{notice}");
+        }
+    }
 }

@@ -167,3 +167,45 @@ async fn an_orderly_queue_whose_lock_cannot_be_renewed_stops_within_the_lock_lif
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
 }
+
+/// A new group starting at the last offset (the default) says what it skipped and how to read
+/// it; one that has an offset, or starts at the first, says nothing.
+#[tokio::test(start_paused = true)]
+async fn a_new_group_starting_at_the_last_offset_says_what_it_skipped() {
+    use crate::protocol::body::ConsumeFromWhere;
+    for (from, stored, notice) in [
+        (ConsumeFromWhere::LastOffset, None, true),
+        (ConsumeFromWhere::LastOffset, Some(9), false),
+        (ConsumeFromWhere::FirstOffset, None, false),
+    ] {
+        let (broker, mut pulls) = ScriptedBroker::new();
+        *broker.queue_range.lock().unwrap() = 5..22;
+        *broker.stored_offset.lock().unwrap() = stored.map(crate::protocol::QueueOffset);
+        let (listener, _calls) = ScriptedListener::new();
+        let shared = shared(ConsumeMode::Concurrently, Arc::clone(&broker), listener, |c| {
+            c.consume_from_where = from;
+        });
+        let (_commands, command_rx) = mpsc::channel(1);
+        let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+        let run =
+            tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+        let first = next(&mut pulls).await;
+        let expected_start = match (stored, notice) {
+            (Some(offset), _) => offset,
+            (None, true) => 22,
+            (None, false) => 0,
+        };
+        assert_eq!(first.header.queue_offset.0, expected_start, "{from:?} {stored:?}");
+        match shared.skip_notice.get() {
+            Some(text) if notice => {
+                assert!(text.contains("skipped 17 message(s) already in T (1 queue(s))"), "{text}");
+                assert!(text.contains("consume_from = \"first\""), "{text}");
+            }
+            None if !notice => {}
+            other => panic!("{from:?} {stored:?}: notice {other:?}"),
+        }
+        stop.cancel();
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(60), run).await.expect("shutdown ends").unwrap();
+    }
+}

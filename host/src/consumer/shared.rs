@@ -42,6 +42,9 @@ pub(crate) struct Shared {
     /// Orderly: when each queue's broker lock was last confirmed. Written by the rebalance and
     /// the periodic lock-all, read by queue tasks before pulling and consuming.
     pub locks: std::sync::Mutex<HashMap<MessageQueue, tokio::time::Instant>>,
+    /// The "skipped N messages" notice of a new group starting at the last offset, once set:
+    /// logged the first time only (rebalances come every 20 s).
+    pub skip_notice: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -126,6 +129,7 @@ impl Shared {
             consume,
             started_at: crate::protocol::EpochMillis::now(),
             locks: std::sync::Mutex::default(),
+            skip_notice: std::sync::OnceLock::new(),
             config,
             group,
             client_id,

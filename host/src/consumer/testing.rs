@@ -27,9 +27,9 @@ use crate::protocol::body::{
 };
 use crate::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
-    GetMaxOffsetRequestHeader, PopMessageRequestHeader, PullMessageRequestHeader,
-    QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
-    UpdateConsumerOffsetRequestHeader,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PopMessageRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use crate::protocol::message::MessageExt;
 use crate::protocol::{MessageQueue, QueueId, QueueOffset};
@@ -174,6 +174,8 @@ pub(crate) struct ScriptedBroker {
     pub fail_offset_queries: AtomicBool,
     /// Heartbeats never return while set: each costs the caller its whole timeout.
     pub hang_heartbeats: AtomicBool,
+    /// What GET_MIN_OFFSET and GET_MAX_OFFSET answer for every queue (default 0..0: empty).
+    pub queue_range: Mutex<std::ops::Range<i64>>,
     /// The group's offset as the broker stores it (the last update; `None`: not found).
     pub stored_offset: Mutex<Option<QueueOffset>>,
     /// Wakes tests waiting on [`calls`](Self::calls).
@@ -202,6 +204,7 @@ impl ScriptedBroker {
             hang_heartbeats: AtomicBool::new(false),
             fail_offset_queries: AtomicBool::new(false),
             stored_offset: Mutex::new(None),
+            queue_range: Mutex::new(0..0),
             changed: Notify::new(),
         });
         (broker, rx)
@@ -307,7 +310,18 @@ impl BrokerApi for ScriptedBroker {
         _header: &'a GetMaxOffsetRequestHeader,
         _timeout: Duration,
     ) -> BrokerFuture<'a, QueueOffset> {
-        Box::pin(async { Ok(QueueOffset(0)) })
+        let max = self.queue_range.lock().unwrap_or_else(PoisonError::into_inner).end;
+        Box::pin(async move { Ok(QueueOffset(max)) })
+    }
+
+    fn min_offset<'a>(
+        &'a self,
+        _addr: &'a str,
+        _header: &'a GetMinOffsetRequestHeader,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, QueueOffset> {
+        let min = self.queue_range.lock().unwrap_or_else(PoisonError::into_inner).start;
+        Box::pin(async move { Ok(QueueOffset(min)) })
     }
 
     fn search_offset<'a>(

@@ -369,7 +369,10 @@ impl SandboxEngine {
         if let Some(cache) = cache {
             match cache.get(&name) {
                 Ok(Some(artifact)) => match deserialize_verified(engine, &artifact) {
-                    Ok(component) => return Ok((component, true)),
+                    Ok(component) => {
+                        tracing::info!(plugin = %file_name(path), "{} loaded from cache", file_name(path));
+                        return Ok((component, true));
+                    }
                     // Ours, but from an incompatible build: recompile.
                     Err(e) => cache.refuse(&name, &format!("{e:#}")),
                 },
@@ -377,8 +380,18 @@ impl SandboxEngine {
                 Err(e) => tracing::warn!(error = %e, "not using the compiled-artifact cache"),
             }
         }
+        // A Python component (~18 MiB) takes seconds of Cranelift: say so before, not after.
+        let started = Instant::now();
+        let mib = bytes.len() as f64 / f64::from(1 << 20);
+        tracing::info!(plugin = %file_name(path), "compiling {} ({mib:.1} MiB)…", file_name(path));
         let component = Component::new(engine, bytes)
             .map_err(|e| WasmError::Compile { path: path.into(), reason: format!("{e:#}") })?;
+        tracing::info!(
+            plugin = %file_name(path),
+            "compiled {} in {:.1} s",
+            file_name(path),
+            started.elapsed().as_secs_f64()
+        );
         if let Some(cache) = cache {
             let stored = component
                 .serialize()
@@ -391,6 +404,11 @@ impl SandboxEngine {
         }
         Ok((component, false))
     }
+}
+
+/// The file name of a plugin path, for progress lines.
+fn file_name(path: &Path) -> std::borrow::Cow<'_, str> {
+    path.file_name().unwrap_or(path.as_os_str()).to_string_lossy()
 }
 
 /// Increments the engine's epoch every `tick` on a plain thread (not a tokio task: a busy
