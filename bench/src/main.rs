@@ -61,6 +61,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use rmq_wasm::client::{BrokerClient, PullStatus, QueueSelector};
+use rmq_wasm::consumer::config::RequestMode;
 use rmq_wasm::consumer::listener::{ListenerFuture, MessageListener};
 use rmq_wasm::consumer::{
     ConsumeContext, ConsumerConfig, MessageOutcome, PushConsumer, Subscription,
@@ -109,7 +110,8 @@ struct Args {
     send_batch: usize,
     /// Which runs, in this order: ours (a, batch 1), ours32 (a', batch 32), peer (b,
     /// rocketmq-client-rust), raw (c), java (d, Java DefaultMQPushConsumer), wasm (e, Wasm filter,
-    /// fresh instances), wasm-warm (e', Wasm filter, warm instances).
+    /// fresh instances), wasm-warm (e', Wasm filter, warm instances), pop (f, ours in POP mode,
+    /// batch 32; 5.x only, not in the default list).
     #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw,java,wasm,wasm-warm")]
     runs: Vec<RunKind>,
     /// Untimed raw pull passes over the whole topic before the rows: a Java broker runs its pull
@@ -163,6 +165,8 @@ enum RunKind {
     Wasm,
     /// (e') as (e) with warm instances (`--warm-reuse` calls each).
     WasmWarm,
+    /// (f) as (a') in POP mode (5.x brokers only; opt-in: `--runs ours32,pop`).
+    Pop,
 }
 
 impl RunKind {
@@ -175,6 +179,7 @@ impl RunKind {
             Self::Java => "(d)  Java DefaultMQPushConsumer",
             Self::Wasm => "(e)  ours + Wasm filter, b. 32",
             Self::WasmWarm => "(e') ours + Wasm filter, warm",
+            Self::Pop => "(f)  ours, POP, batch 32",
         }
     }
 
@@ -188,6 +193,7 @@ impl RunKind {
             Self::Java => "d",
             Self::Wasm => "e",
             Self::WasmWarm => "e'",
+            Self::Pop => "f",
         }
     }
 }
@@ -413,6 +419,7 @@ struct Ours {
     group: String,
     batch: u32,
     plugin: Option<Arc<WasmListener>>,
+    request_mode: RequestMode,
 }
 
 impl Subject {
@@ -480,10 +487,13 @@ impl Bench<'_> {
 
     /// Builds a row's subject; returns it with a note on what the set-up took.
     async fn prepare(&self, kind: RunKind) -> Result<(Subject, String)> {
-        let ours = |batch| Subject::Ours(Ours { group: unique("bench_ours"), batch, plugin: None });
+        let ours = |batch, request_mode| {
+            Subject::Ours(Ours { group: unique("bench_ours"), batch, plugin: None, request_mode })
+        };
         Ok(match kind {
-            RunKind::Ours => (ours(1), String::new()),
-            RunKind::Ours32 => (ours(32), String::new()),
+            RunKind::Ours => (ours(1, RequestMode::Pull), String::new()),
+            RunKind::Ours32 => (ours(32, RequestMode::Pull), String::new()),
+            RunKind::Pop => (ours(32, RequestMode::Pop), String::new()),
             RunKind::Peer => (Subject::RustPeer, String::new()),
             RunKind::Raw => (Subject::Raw, String::new()),
             RunKind::Wasm | RunKind::WasmWarm => {
@@ -535,7 +545,12 @@ impl Bench<'_> {
             loading.elapsed().as_millis(),
         );
         Ok((
-            Subject::Ours(Ours { group, batch: WASM_BATCH, plugin: Some(Arc::new(listener)) }),
+            Subject::Ours(Ours {
+                group,
+                batch: WASM_BATCH,
+                plugin: Some(Arc::new(listener)),
+                request_mode: RequestMode::Pull,
+            }),
             note,
         ))
     }
@@ -547,6 +562,7 @@ impl Bench<'_> {
         config.instance_name = ours.group.clone();
         config.consume_from_where = ConsumeFromWhere::FirstOffset;
         config.consume_message_batch_max_size = ours.batch;
+        config.request_mode = ours.request_mode;
         let listener = Arc::new(CountingListener {
             tally: Arc::clone(tally),
             plugin: ours.plugin.clone(),

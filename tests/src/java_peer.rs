@@ -59,6 +59,9 @@ pub struct PeerOptions {
     pub threads: Option<u32>,
     /// Which client version: the Java version of this flavour (`Java5` unless the cluster is 4.9).
     pub flavour: Flavour,
+    /// 5.x only: follow the broker's QUERY_ASSIGNMENT (`clientRebalance = false`), i.e. POP for
+    /// a topic and group the admin set to POP.
+    pub pop: bool,
 }
 
 impl PeerOptions {
@@ -75,6 +78,7 @@ impl PeerOptions {
             quiet: false,
             threads: None,
             flavour: Flavour::Java5,
+            pop: false,
         }
     }
 }
@@ -164,6 +168,9 @@ impl JavaPeer {
         }
         if opts.quiet {
             command.arg("--quiet");
+        }
+        if opts.pop {
+            command.arg("--pop");
         }
         let mut child = command.spawn().context("spawning the Java peer consumer")?;
         let stdin = child.stdin.take();

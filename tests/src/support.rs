@@ -180,3 +180,30 @@ pub fn read_back_header(
         bname: None,
     }
 }
+
+/// Pulls every queue of `topic` from 0 until a message matching `pred` shows up.
+pub async fn read_topic_until(
+    c: &Clients,
+    cluster: &Cluster,
+    topic: &str,
+    timeout: Duration,
+    pred: impl Fn(&rmq_wasm::protocol::message::MessageExt) -> bool,
+) -> rmq_wasm::protocol::message::MessageExt {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(route) = c.namesrv.route(topic).await.unwrap() {
+            for q in route.subscribe_queues(topic) {
+                let header =
+                    read_back_header(topic, q.queue_id, rmq_wasm::protocol::QueueOffset(0));
+                if let Ok(r) =
+                    c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
+                    && let Some(m) = r.messages.into_iter().find(|m| pred(m))
+                {
+                    return m;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no matching message in {topic}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

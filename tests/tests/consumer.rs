@@ -11,11 +11,10 @@ use rmq_wasm::consumer::PushConsumer;
 use rmq_wasm::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::MessageQueue;
-use rmq_wasm::protocol::QueueOffset;
 use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::support::{
-    Clients, consumer_config, init_tracing, read_back_header, start_consumer as start, unique,
+    Clients, consumer_config, init_tracing, read_topic_until, start_consumer as start, unique,
     wait_for, wait_for_all,
 };
 
@@ -329,32 +328,6 @@ async fn a_message_that_always_fails_ends_in_the_dlq() {
     assert_eq!(found.uniq_key(), Some(sent.msg_id.as_str()));
     assert_eq!(*deliveries.lock().unwrap(), vec![0, 1, 2], "initial delivery + 2 retries");
     consumer.shutdown().await;
-}
-
-/// Pulls every queue of `topic` from 0 until a message matching `pred` shows up.
-async fn read_topic_until(
-    c: &Clients,
-    cluster: &Cluster,
-    topic: &str,
-    timeout: Duration,
-    pred: impl Fn(&MessageExt) -> bool,
-) -> MessageExt {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(route) = c.namesrv.route(topic).await.unwrap() {
-            for q in route.subscribe_queues(topic) {
-                let header = read_back_header(topic, q.queue_id, QueueOffset(0));
-                if let Ok(r) =
-                    c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
-                    && let Some(m) = r.messages.into_iter().find(|m| pred(m))
-                {
-                    return m;
-                }
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no matching message in {topic}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,18 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key!(
         Listener,
+        "request_mode",
+        || "pull".to_owned(),
+        "`pull`, `pop` (5.x: the broker hands out messages) or `broker` (QUERY_ASSIGNMENT decides)"
+    ),
+    key!(
+        Listener,
+        "pop_invisible_time",
+        || secs(consumer().pop_invisible_time),
+        "POP: how long a popped message stays hidden before it comes back (5s..=300s)"
+    ),
+    key!(
+        Listener,
         "consume_from",
         || "last".to_owned(),
         "where a new group starts: `last`, `first` or `timestamp`"

@@ -23,6 +23,8 @@
 //! expression = "TagA || TagB"   # default "*"; with expression_type = "sql92" an SQL92 filter
 //! message_model = "clustering"  # or "broadcasting"
 //! consume_mode = "concurrently" # or "orderly"
+//! request_mode = "pull"         # or "pop" (5.x POP), "broker" (QUERY_ASSIGNMENT decides)
+//! pop_invisible_time = "60s"    # POP: how long a popped message stays hidden (5 s..=300 s)
 //! consume_from = "timestamp"    # a new group's start: "last" (default: skips what the topic
 //!                               # holds, and logs how many), "first" or "timestamp"
 //! consume_timestamp = "2026-12-05T17:00:00Z"
@@ -59,7 +61,7 @@ use tracing::Instrument as _;
 
 use crate::client::{NameServerClient, Producer, ProducerConfig};
 use crate::consumer::PushConsumer;
-use crate::consumer::config::{ConsumeMode, ConsumerConfig, Subscription};
+use crate::consumer::config::{ConsumeMode, ConsumerConfig, RequestMode, Subscription};
 use crate::protocol::EpochMillis;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel};
 use crate::remoting::ConnectionPool;
@@ -155,6 +157,16 @@ pub enum Mode {
     Orderly,
 }
 
+/// How messages are fetched (`consumer::config::RequestMode`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Request {
+    #[default]
+    Pull,
+    Pop,
+    Broker,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsumeFrom {
@@ -189,6 +201,10 @@ pub struct ListenerSection {
     pub message_model: Model,
     #[serde(default)]
     pub consume_mode: Mode,
+    #[serde(default)]
+    pub request_mode: Request,
+    #[serde(default, with = "humantime_serde")]
+    pub pop_invisible_time: Option<Duration>,
     pub consume_from: Option<ConsumeFrom>,
     /// With `consume_from = "timestamp"`: where a new group starts, an RFC 3339 instant or
     /// epoch milliseconds (default: 30 minutes before the start, Java's).
@@ -456,6 +472,14 @@ impl ListenerSection {
             Mode::Concurrently => ConsumeMode::Concurrently,
             Mode::Orderly => ConsumeMode::Orderly,
         };
+        c.request_mode = match self.request_mode {
+            Request::Pull => RequestMode::Pull,
+            Request::Pop => RequestMode::Pop,
+            Request::Broker => RequestMode::Broker,
+        };
+        if let Some(t) = self.pop_invisible_time {
+            c.pop_invisible_time = t;
+        }
         if let Some(from) = self.consume_from {
             c.consume_from_where = match from {
                 ConsumeFrom::Last => ConsumeFromWhere::LastOffset,
@@ -803,7 +827,7 @@ mod tests {
 namesrv = "127.0.0.1:9876;127.0.0.1:9877"
 
 [engine]
-max_instances = 8
+max_instances = 9
 max_memory = "128MiB"
 max_module_size = "10MiB"
 
@@ -835,6 +859,14 @@ group = "g2"
 topic = "t2"
 slots = 4
 wasm = "/abs/filter.wasm"
+
+[[listener]]
+group = "g3"
+topic = "t3"
+slots = 1
+request_mode = "pop"
+pop_invisible_time = "10s"
+wasm = "pop.wasm"
 "#;
 
     /// Every listener gets its slots from the pool, whatever the others do: a pool smaller
@@ -861,7 +893,7 @@ wasm = "/abs/filter.wasm"
     fn a_full_config_maps_onto_consumer_and_sandbox_settings() {
         let c = RunConfig::parse(FULL).unwrap();
         assert_eq!(c.namesrv.to_vec(), ["127.0.0.1:9876", "127.0.0.1:9877"]);
-        assert_eq!(c.engine_config().max_instances, 8);
+        assert_eq!(c.engine_config().max_instances, 9);
         assert_eq!(c.engine_config().max_memory_size, 128 << 20);
         assert_eq!(c.engine_config().max_module_size, 10 << 20);
         let l = &c.listeners[0];
@@ -886,6 +918,17 @@ wasm = "/abs/filter.wasm"
         assert_eq!(spec.config["limit"], "7");
         assert_eq!(spec.config["verbose"], "true");
         assert_eq!(spec.name, "g1");
+    }
+
+    #[test]
+    fn request_modes_map_onto_the_consumer() {
+        let c = RunConfig::parse(FULL).unwrap();
+        let pop = c.listeners[2].consumer_config();
+        assert_eq!(pop.request_mode, RequestMode::Pop);
+        assert_eq!(pop.pop_invisible_time, Duration::from_secs(10));
+        let pull = c.listeners[1].consumer_config();
+        assert_eq!(pull.request_mode, RequestMode::Pull);
+        assert_eq!(pull.pop_invisible_time, ConsumerConfig::new("g2").pop_invisible_time);
     }
 
     #[test]
@@ -934,7 +977,7 @@ wasm = "/abs/filter.wasm"
         let text = FULL.replace("batch_size = 32", "batch_sise = 32");
         let e = format!("{:#}", RunConfig::parse(&text).unwrap_err());
         assert!(e.contains("batch_sise"), "{e}");
-        let text = FULL.replace("max_instances = 8", "max_instance = 8");
+        let text = FULL.replace("max_instances = 9", "max_instance = 9");
         let e = format!("{:#}", RunConfig::parse(&text).unwrap_err());
         assert!(e.contains("max_instance"), "{e}");
     }

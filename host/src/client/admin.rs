@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{BrokerClient, ClientError, NameServerClient};
-use crate::protocol::body::{TopicRouteData, perm};
+use crate::protocol::body::{SetMessageRequestModeRequestBody, TopicRouteData, perm};
 use crate::protocol::header::CreateTopicRequestHeader;
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
@@ -66,6 +66,22 @@ impl Admin {
             force: None,
         };
         let cmd = RemotingCommand::request(RequestCode::UpdateAndCreateTopic, &header);
+        self.broker
+            .request_expecting(broker_addr, cmd, &[ResponseCode::Success], timeout)
+            .await
+            .map(drop)
+    }
+
+    /// SET_MESSAGE_REQUEST_MODE (401) on one broker: PULL or POP for a topic and group, which
+    /// QUERY_ASSIGNMENT then reports to the group's `request_mode = "broker"` members.
+    pub async fn set_message_request_mode(
+        &self,
+        broker_addr: &str,
+        body: &SetMessageRequestModeRequestBody,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let cmd = RemotingCommand::request_without_header(RequestCode::SetMessageRequestMode)
+            .with_body(body.encode());
         self.broker
             .request_expecting(broker_addr, cmd, &[ResponseCode::Success], timeout)
             .await

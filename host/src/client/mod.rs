@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod broker;
 pub mod namesrv;
+pub mod pop;
 pub mod producer;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use crate::remoting::{ConnectionPool, RemotingError};
 pub use admin::Admin;
 pub use broker::{BrokerClient, PullResult, PullStatus};
 pub use namesrv::NameServerClient;
+pub use pop::{PopResult, PopStatus, PoppedMessage};
 pub use producer::{Producer, ProducerConfig, QueueSelector, SendResult, SendStatus};
 
 /// Java's `mqClientApiTimeout`: route, heartbeat, consumer list, unregister.
@@ -53,6 +55,9 @@ pub enum ClientError {
     RouteNotReady { topic: String, brokers: usize, queues: i32, waited: Duration },
     #[error("no name server address is configured")]
     NoNameServer,
+    /// A POP response whose check point info does not fit its messages.
+    #[error("POP_MESSAGE response from {addr}: {source}")]
+    PopInfo { addr: String, source: crate::protocol::pop::PopInfoError },
     #[error("message rejected before sending: {0}")]
     InvalidMessage(String),
 }

@@ -13,12 +13,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::client::{BrokerClient, ClientError, PullResult};
+use crate::client::{BrokerClient, ClientError, PopResult, PullResult};
 use crate::protocol::body::{
-    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, UnlockBatchRequestBody,
+    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, MessageQueueAssignment,
+    QueryAssignmentRequestBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
-    ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PopMessageRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
     UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
@@ -144,6 +146,39 @@ pub(crate) trait BrokerApi: Send + Sync + 'static {
         body: &'a CheckClientRequestBody,
         timeout: Duration,
     ) -> BrokerFuture<'a, ()>;
+
+    /// POP_MESSAGE to `broker_name`'s master, long-polling; `timeout` exceeds the poll time.
+    fn pop<'a>(
+        &'a self,
+        addr: &'a str,
+        broker_name: &'a str,
+        header: &'a PopMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, PopResult>;
+
+    /// ACK_MESSAGE.
+    fn ack<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a AckMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// CHANGE_MESSAGE_INVISIBLETIME.
+    fn change_invisible_time<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a ChangeInvisibleTimeRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// QUERY_ASSIGNMENT.
+    fn query_assignment<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a QueryAssignmentRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Vec<MessageQueueAssignment>>;
 
     /// Closes every connection (the last step of shutdown).
     fn close_all(&self);
@@ -275,6 +310,45 @@ impl BrokerApi for BrokerClient {
         timeout: Duration,
     ) -> BrokerFuture<'a, ()> {
         Box::pin(BrokerClient::check_client_config(self, addr, body, timeout))
+    }
+
+    fn pop<'a>(
+        &'a self,
+        addr: &'a str,
+        broker_name: &'a str,
+        header: &'a PopMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, PopResult> {
+        Box::pin(BrokerClient::pop(self, addr, broker_name, header, timeout))
+    }
+
+    fn ack<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a AckMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::ack(self, addr, header, timeout))
+    }
+
+    fn change_invisible_time<'a>(
+        &'a self,
+        addr: &'a str,
+        header: &'a ChangeInvisibleTimeRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(async move {
+            BrokerClient::change_invisible_time(self, addr, header, timeout).await.map(drop)
+        })
+    }
+
+    fn query_assignment<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a QueryAssignmentRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, Vec<MessageQueueAssignment>> {
+        Box::pin(BrokerClient::query_assignment(self, addr, body, timeout))
     }
 
     fn close_all(&self) {

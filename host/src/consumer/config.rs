@@ -47,6 +47,24 @@ pub enum ConsumeMode {
     Orderly,
 }
 
+/// How the subscribed topics' messages are fetched (`docs/pop.md`). The group's own
+/// `%RETRY%<group>` topic is always pulled, as the 5.x broker requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RequestMode {
+    /// Each member owns whole queues (client-side allocation) and pulls them: members past the
+    /// queue count stay idle.
+    #[default]
+    Pull,
+    /// 5.x POP: the broker hands messages to any member that asks, hides them until acked or
+    /// their invisible time passes, and redelivers what was not acked. Every member pops every
+    /// broker's queues (queue id -1), so a group can outnumber the queues.
+    Pop,
+    /// Whatever the broker's QUERY_ASSIGNMENT says per queue (the admin sets it per topic and
+    /// group with SET_MESSAGE_REQUEST_MODE; the broker's default is PULL, allocated by the
+    /// broker).
+    Broker,
+}
+
 /// How the queues of a topic are split among the live consumers of a group (reference 4.3).
 ///
 /// Every member of a group must use the same strategy, Java clients included, or two members
@@ -156,6 +174,11 @@ pub enum ConfigError {
          {broker_suspend_max:?}"
     )]
     PullTimeoutNotAboveSuspend { pull_timeout: Duration, broker_suspend_max: Duration },
+    /// POP is implemented for concurrent clustering consumers only (orderly POP is not yet).
+    #[error(
+        "request_mode pop/broker needs consume_mode = concurrently and message_model = clustering"
+    )]
+    PopNeedsConcurrentClustering,
 }
 
 /// What is wrong with a group or topic name (Java `Validators`).
@@ -260,6 +283,16 @@ pub struct ConsumerConfig {
     /// every in-flight message into a redelivery. 10 s leaves room for persisting offsets,
     /// unlocking and unregistering inside a typical 30 s termination grace period.
     pub shutdown_drain_timeout: Duration,
+    /// Pull, POP, or the broker's choice; see [`RequestMode`].
+    pub request_mode: RequestMode,
+    /// POP: how long a popped message stays hidden from the group; unacked by then, the broker
+    /// delivers it again (to any member). Java's range 5 s..=300 s, default 60 s.
+    pub pop_invisible_time: Duration,
+    /// POP: at most this many messages per pop (Java `popBatchNums`: 1..=32, default 32).
+    pub pop_batch_size: u32,
+    /// POP: stop popping a queue while this many of its messages wait for their ack (Java
+    /// `popThresholdForQueue`, default 96). `pull_threshold_size_for_queue_mib` also applies.
+    pub pop_threshold_for_queue: u32,
 }
 
 impl Default for ConsumerConfig {
@@ -310,6 +343,10 @@ impl ConsumerConfig {
             unit_name: None,
             local_offset_store_dir: None,
             shutdown_drain_timeout: Duration::from_secs(10),
+            request_mode: RequestMode::Pull,
+            pop_invisible_time: Duration::from_secs(60),
+            pop_batch_size: 32,
+            pop_threshold_for_queue: 96,
         }
     }
 
@@ -371,6 +408,15 @@ impl ConsumerConfig {
         // A queue's lock counts as expired 30 s after its last renewal: renewing less often
         // pauses every orderly queue until the next renewal.
         check_duration("lock_interval", self.lock_interval, ms(1)..=LOCK_MAX_LIVE_TIME - ms(1))?;
+        check_duration("pop_invisible_time", self.pop_invisible_time, ms(5_000)..=ms(300_000))?;
+        check("pop_batch_size", self.pop_batch_size, 1..=32)?;
+        check("pop_threshold_for_queue", self.pop_threshold_for_queue, 1..=65535)?;
+        if self.request_mode != RequestMode::Pull
+            && (self.consume_mode == ConsumeMode::Orderly
+                || self.message_model == MessageModel::Broadcasting)
+        {
+            return Err(ConfigError::PopNeedsConcurrentClustering);
+        }
         if self.pull_timeout <= self.broker_suspend_max {
             return Err(ConfigError::PullTimeoutNotAboveSuspend {
                 pull_timeout: self.pull_timeout,

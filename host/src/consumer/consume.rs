@@ -63,6 +63,23 @@ pub(crate) struct JobScope {
 }
 
 impl JobScope {
+    /// The scope of the jobs of `queue` (a pulled queue or a POP assignment).
+    pub fn new(
+        shared: &super::shared::Shared,
+        queue: &MessageQueue,
+        stats: &Arc<QueueStats>,
+    ) -> Self {
+        Self {
+            ctx: Arc::new(ConsumeContext {
+                group: Arc::clone(&shared.group),
+                queue: queue.clone(),
+                mode: shared.consume_mode(),
+            }),
+            env: Arc::clone(&shared.consume),
+            stats: Arc::clone(stats),
+        }
+    }
+
     pub fn queue(&self) -> &MessageQueue {
         &self.ctx.queue
     }
@@ -72,7 +89,7 @@ impl JobScope {
 /// queues, like Java's consume thread pool), after restoring what it should see; records the
 /// call in the queue's stats. Returns exactly one outcome per message, or `None` when the
 /// consumer is shutting down (the permits are closed).
-async fn call_listener(
+pub(crate) async fn call_listener(
     scope: &JobScope,
     msgs: &mut [MessageExt],
     start: Option<&ConsumeStart>,

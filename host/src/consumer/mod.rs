@@ -17,6 +17,7 @@ pub mod listener;
 mod locking;
 pub(crate) mod offset_store;
 pub(crate) mod policy;
+mod pop;
 pub(crate) mod process_queue;
 pub mod push;
 mod queue_task;

@@ -21,7 +21,7 @@ use super::consume::{
     Completion, JobScope, LOCAL_RETRY_DELAY, OrderlyDone, consume_concurrently, consume_orderly,
     send_back,
 };
-use super::listener::{ConsumeContext, ConsumeMode};
+use super::listener::ConsumeMode;
 use super::offset_store::ReadFrom;
 use super::policy::{
     self, FlowLimits, PULL_DELAY_WHEN_EXCEPTION, PullDelayReason, StartOffsetDecision, StoredOffset,
@@ -68,15 +68,7 @@ impl QueueTaskHandle {
         let stats = Arc::new(QueueStats::new(shared.topic_stats(&queue.topic)));
         stats.next_offset.store(start.0, Ordering::Relaxed);
         let (stop, stop_rx) = tokio::sync::watch::channel(None);
-        let scope = JobScope {
-            ctx: Arc::new(ConsumeContext {
-                group: Arc::clone(&shared.group),
-                queue: queue.clone(),
-                mode: shared.consume_mode(),
-            }),
-            env: Arc::clone(&shared.consume),
-            stats: Arc::clone(&stats),
-        };
+        let scope = JobScope::new(&shared, &queue, &stats);
         let span = tracing::info_span!(target: crate::SPAN_TARGET, "queue", topic = %queue.topic, broker = %queue.broker_name, queue_id = queue.queue_id.0);
         let task = QueueTask {
             shared,
@@ -95,6 +87,15 @@ impl QueueTaskHandle {
         };
         let cancel = parent.child_token();
         let join = tokio::spawn(task.run(stop_rx, cancel).instrument(span));
+        Self { stats, stop, join }
+    }
+
+    /// The handle of a task spawned elsewhere (a POP task) that obeys the same stop protocol.
+    pub(crate) fn from_parts(
+        stats: Arc<QueueStats>,
+        stop: tokio::sync::watch::Sender<Option<StopReason>>,
+        join: tokio::task::JoinHandle<()>,
+    ) -> Self {
         Self { stats, stop, join }
     }
 
@@ -716,7 +717,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long an orderly queue being rebalanced away waits for its running batch.
 const ORDERLY_REMOVAL_WAIT: Duration = Duration::from_millis(500);
 
-fn far_future() -> Instant {
+pub(crate) fn far_future() -> Instant {
     // Far enough to never fire, near enough not to overflow.
     static FAR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     *FAR.get_or_init(|| Instant::now() + Duration::from_secs(86_400 * 365))

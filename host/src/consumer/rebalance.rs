@@ -11,15 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::allocate::allocate;
 use super::locking;
+use super::pop;
 use super::queue_task::{QueueTaskHandle, StopReason, start_offset};
 use super::shared::Shared;
 use crate::protocol::MessageQueue;
-use crate::protocol::body::MessageModel;
+use crate::protocol::body::{MessageModel, MessageRequestMode};
 
 /// The queue tasks this client runs.
 #[derive(Debug)]
 pub(crate) struct Rebalancer {
-    owned: BTreeMap<MessageQueue, QueueTaskHandle>,
+    /// Each owned queue's task and whether it pulls or pops.
+    owned: BTreeMap<MessageQueue, (QueueTaskHandle, MessageRequestMode)>,
     /// The owned set as the lock keeper sees it. Updated on every change, and on removal before
     /// the unlock, so the keeper cannot renew the lock of a queue already given up.
     published: watch::Sender<BTreeSet<MessageQueue>>,
@@ -47,9 +49,16 @@ impl Rebalancer {
         let mut changed = false;
         let mut placed_all = true;
         for topic in &topics {
-            match self.target_for(shared, topic).await {
+            let target = if pop::assign::decides(shared, topic) {
+                pop::assign::assignment(shared, topic).await
+            } else {
+                self.target_for(shared, topic)
+                    .await
+                    .map(|set| set.into_iter().map(|q| (q, MessageRequestMode::Pull)).collect())
+            };
+            match target {
                 Some(target) => {
-                    let wanted = target.clone();
+                    let wanted: Vec<MessageQueue> = target.keys().cloned().collect();
                     changed |= self.reconcile(shared, topic, target, cancel).await;
                     placed_all &= wanted.iter().all(|q| self.owned.contains_key(q));
                 }
@@ -105,15 +114,16 @@ impl Rebalancer {
         &mut self,
         shared: &Arc<Shared>,
         topic: &str,
-        target: BTreeSet<MessageQueue>,
+        target: pop::assign::Assignment,
         cancel: &CancellationToken,
     ) -> bool {
         let mut changed = false;
+        // Gone, or switched between pull and POP (the admin changed the request mode).
         let gone: Vec<MessageQueue> = self
             .owned
-            .keys()
-            .filter(|q| q.topic == topic && !target.contains(*q))
-            .cloned()
+            .iter()
+            .filter(|(q, (_, mode))| q.topic == topic && target.get(*q) != Some(mode))
+            .map(|(q, _)| q.clone())
             .collect();
         for queue in gone {
             changed = true;
@@ -121,8 +131,8 @@ impl Rebalancer {
             self.remove(shared, &queue, StopReason::Removed).await;
         }
         let mut skipped = Skipped::default();
-        for queue in target {
-            if let Some(handle) = self.owned.get(&queue) {
+        for (queue, mode) in target {
+            if let Some((handle, _)) = self.owned.get(&queue) {
                 if !handle.is_finished() {
                     continue;
                 }
@@ -131,6 +141,13 @@ impl Rebalancer {
                 // from its stored offset rather than leave it unconsumed until a restart.
                 tracing::error!(group = %shared.group, %queue, "queue task ended unexpectedly; restarting the queue");
                 self.remove(shared, &queue, StopReason::Removed).await;
+            }
+            if mode == MessageRequestMode::Pop {
+                tracing::info!(group = %shared.group, %queue, "POP assignment");
+                let handle = pop::task::spawn(Arc::clone(shared), queue.clone(), cancel);
+                self.adopt_handle(shared, queue, handle, mode);
+                changed = true;
+                continue;
             }
             // Orderly: the broker lock comes first; a queue locked by another member is skipped
             // and retried at the next rebalance.
@@ -171,17 +188,28 @@ impl Rebalancer {
         cancel: &CancellationToken,
     ) {
         let handle = QueueTaskHandle::spawn(Arc::clone(shared), queue.clone(), start, cancel);
+        self.adopt_handle(shared, queue, handle, MessageRequestMode::Pull);
+    }
+
+    /// Records a started task and publishes its counters.
+    fn adopt_handle(
+        &mut self,
+        shared: &Shared,
+        queue: MessageQueue,
+        handle: QueueTaskHandle,
+        mode: MessageRequestMode,
+    ) {
         shared
             .stats
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(queue.clone(), Arc::clone(&handle.stats));
-        self.owned.insert(queue, handle);
+        self.owned.insert(queue, (handle, mode));
         self.publish();
     }
 
     async fn remove(&mut self, shared: &Shared, queue: &MessageQueue, reason: StopReason) {
-        if let Some(handle) = self.owned.remove(queue) {
+        if let Some((handle, _)) = self.owned.remove(queue) {
             self.publish();
             handle.stop(reason).await;
         }
@@ -205,8 +233,13 @@ impl Rebalancer {
         cancel: &CancellationToken,
     ) {
         for (queue, offset) in table {
+            // A POP assignment has no client offset: the broker's consume offset is the one an
+            // admin reset changes, and the broker applies it itself.
+            if matches!(self.owned.get(&queue), Some((_, MessageRequestMode::Pop))) {
+                continue;
+            }
             let was_owned = match self.owned.remove(&queue) {
-                Some(handle) => {
+                Some((handle, _)) => {
                     self.publish();
                     handle.stop(StopReason::Removed).await;
                     true
@@ -231,7 +264,7 @@ impl Rebalancer {
     pub async fn stop_all(&mut self, shared: &Shared, deadline: tokio::time::Instant) {
         let handles: Vec<_> = std::mem::take(&mut self.owned).into_values().collect();
         self.publish();
-        let stops = handles.into_iter().map(|h| h.stop(StopReason::Shutdown { deadline }));
+        let stops = handles.into_iter().map(|(h, _)| h.stop(StopReason::Shutdown { deadline }));
         futures_join_all(stops).await;
         shared.stats.write().unwrap_or_else(PoisonError::into_inner).clear();
     }

@@ -8,9 +8,40 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::config::ConsumeMode;
+use super::config::{ConsumeMode, RequestMode};
 use super::scheduler;
-use super::testing::{Call, ScriptedBroker, ScriptedListener, next, queue, shared};
+use super::testing::{BROKER, Call, ScriptedBroker, ScriptedListener, TOPIC, next, queue, shared};
+use crate::protocol::body::{MessageQueueAssignment, MessageRequestMode};
+use crate::protocol::{MessageQueue, QueueId};
+
+#[tokio::test(start_paused = true)]
+async fn broker_mode_follows_the_assignment_from_pull_to_pop() {
+    let (broker, mut pulls) = ScriptedBroker::new();
+    let mut pops = broker.pop_calls.lock().unwrap().take().unwrap();
+    let assign = |queue: MessageQueue, mode| {
+        *broker.assignment.lock().unwrap() =
+            vec![MessageQueueAssignment { message_queue: queue, mode, attachments: None }];
+    };
+    assign(queue(), MessageRequestMode::Pull);
+    let (listener, _calls) = ScriptedListener::new();
+    let shared = shared(ConsumeMode::Concurrently, Arc::clone(&broker), listener, |c| {
+        c.request_mode = RequestMode::Broker;
+    });
+    let (_commands, command_rx) = mpsc::channel(1);
+    let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
+    let run = tokio::spawn(scheduler::run(Arc::clone(&shared), command_rx, stop.clone(), abort));
+    assert_eq!(next(&mut pulls).await.header.queue_id, QueueId(0), "PULL: the assigned queue");
+
+    // The admin switched the group to POP: the next rebalance replaces the pull task.
+    let all_queues = MessageQueue::new(TOPIC, BROKER, QueueId(-1));
+    assign(all_queues.clone(), MessageRequestMode::Pop);
+    shared.rebalance_now.notify_one();
+    assert_eq!(next(&mut pops).await.header.queue_id, QueueId(-1), "POP: every queue");
+    let owned: Vec<MessageQueue> = shared.stats.read().unwrap().keys().cloned().collect();
+    assert_eq!(owned, [all_queues]);
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run).await.expect("shutdown ends").unwrap();
+}
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_lets_a_running_call_finish_commits_it_then_unregisters() {

@@ -169,6 +169,14 @@ pub struct QueueStats {
     /// Wall-clock ms of the last pull and consume, for the admin tools' running info.
     pub last_pull_ms: AtomicI64,
     pub last_consume_ms: AtomicI64,
+    /// POP (see `consumer::pop`): acks sent, acks or invisible-time changes that failed (the
+    /// message comes back after its invisible time), retries by invisible-time change, and
+    /// messages whose invisible time passed before they were settled (not acked late: the
+    /// broker delivers them again).
+    pub pop_acks: AtomicU64,
+    pub pop_settle_failures: AtomicU64,
+    pub pop_retries: AtomicU64,
+    pub pop_expired: AtomicU64,
 }
 
 impl QueueStats {
@@ -238,6 +246,10 @@ impl QueueStats {
             committed_offset: QueueOffset(self.committed_offset.load(Ordering::Relaxed)),
             max_offset: QueueOffset(max),
             lag: (max - next).max(0),
+            pop_acks: get(&self.pop_acks),
+            pop_settle_failures: get(&self.pop_settle_failures),
+            pop_retries: get(&self.pop_retries),
+            pop_expired: get(&self.pop_expired),
         }
     }
 }
@@ -265,6 +277,10 @@ pub struct QueueStatsSnapshot {
     pub max_offset: QueueOffset,
     /// Messages in the queue past the next pull offset (max − next).
     pub lag: i64,
+    pub pop_acks: u64,
+    pub pop_settle_failures: u64,
+    pub pop_retries: u64,
+    pub pop_expired: u64,
 }
 
 /// Every owned queue's counters.

@@ -16,15 +16,18 @@ use super::offset_store::{BrokerAddrs, OffsetStore, RemoteOffsetStore};
 use super::route::RouteTable;
 use super::shared::{Clients, Shared};
 use crate::client::{
-    BrokerClient, ClientError, NameServerClient, Producer, ProducerConfig, PullResult, PullStatus,
+    BrokerClient, ClientError, NameServerClient, PopResult, Producer, ProducerConfig, PullResult,
+    PullStatus,
 };
 use crate::protocol::RequestCode;
 use crate::protocol::body::route::{BrokerData, QueueData, TopicRouteData};
 use crate::protocol::body::{
-    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, UnlockBatchRequestBody,
+    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, MessageQueueAssignment,
+    QueryAssignmentRequestBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
-    ConsumerSendMsgBackRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PopMessageRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, SearchOffsetRequestHeader,
     UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
@@ -129,12 +132,33 @@ pub(crate) fn queue() -> MessageQueue {
 /// Everything the scripted broker was asked, in order, besides pulls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
-    SendBack { offset: i64, delay_level: i32 },
-    UpdateOffset { queue_id: i32, offset: i64 },
+    SendBack {
+        offset: i64,
+        delay_level: i32,
+    },
+    UpdateOffset {
+        queue_id: i32,
+        offset: i64,
+    },
     Lock(usize),
     Unlock(usize),
     Heartbeat,
     Unregister,
+    /// POP: an ack of the message at this queue offset.
+    Ack {
+        offset: i64,
+    },
+    /// POP: the message at this queue offset hidden for `invisible` more.
+    ChangeInvisible {
+        offset: i64,
+        invisible: Duration,
+    },
+}
+
+/// A pop the test answers (or leaves pending, as a long poll would).
+pub(crate) struct PopCall {
+    pub header: PopMessageRequestHeader,
+    pub reply: oneshot::Sender<Result<PopResult, ClientError>>,
 }
 
 /// A broker that hands every pull to the test and answers the rest itself.
@@ -156,13 +180,22 @@ pub(crate) struct ScriptedBroker {
     pub stored_offset: Mutex<Option<QueueOffset>>,
     /// Wakes tests waiting on [`calls`](Self::calls).
     changed: Notify,
+    pops: mpsc::Sender<PopCall>,
+    /// The stream of pops, for the test to take once.
+    pub pop_calls: Mutex<Option<mpsc::Receiver<PopCall>>>,
+    /// QUERY_ASSIGNMENT's answers (each query gets those of its topic).
+    pub assignment: Mutex<Vec<MessageQueueAssignment>>,
 }
 
 impl ScriptedBroker {
     /// The broker and the stream of pulls it receives.
     pub fn new() -> (Arc<Self>, mpsc::Receiver<PullCall>) {
         let (pulls, rx) = mpsc::channel(16);
+        let (pops, pop_rx) = mpsc::channel(16);
         let broker = Arc::new(Self {
+            pops,
+            pop_calls: Mutex::new(Some(pop_rx)),
+            assignment: Mutex::default(),
             pulls,
             calls: Mutex::default(),
             fail_locks: AtomicBool::new(false),
@@ -374,6 +407,57 @@ impl BrokerApi for ScriptedBroker {
         _timeout: Duration,
     ) -> BrokerFuture<'a, ()> {
         Box::pin(async { Ok(()) })
+    }
+
+    fn pop<'a>(
+        &'a self,
+        _addr: &'a str,
+        _broker_name: &'a str,
+        header: &'a PopMessageRequestHeader,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, PopResult> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            if self.pops.send(PopCall { header: header.clone(), reply }).await.is_err() {
+                return std::future::pending().await;
+            }
+            match answer.await {
+                Ok(result) => result,
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        _addr: &'a str,
+        header: &'a AckMessageRequestHeader,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        self.record(Call::Ack { offset: header.offset.0 });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn change_invisible_time<'a>(
+        &'a self,
+        _addr: &'a str,
+        header: &'a ChangeInvisibleTimeRequestHeader,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        let invisible = Duration::from_millis(u64::try_from(header.invisible_time).unwrap_or(0));
+        self.record(Call::ChangeInvisible { offset: header.offset.0, invisible });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn query_assignment<'a>(
+        &'a self,
+        _addr: &'a str,
+        body: &'a QueryAssignmentRequestBody,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, Vec<MessageQueueAssignment>> {
+        let all = self.assignment.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let answer = all.into_iter().filter(|a| a.message_queue.topic == body.topic).collect();
+        Box::pin(async move { Ok(answer) })
     }
 
     fn close_all(&self) {}

@@ -77,6 +77,15 @@ code_enum! {
         ConsumeMessageDirectly = 309,
         SendMessageV2 = 310,
         SendBatchMessage = 320,
+        /// 5.x: the broker's assignment of a topic's queues (and its request mode) to a client.
+        QueryAssignment = 400,
+        /// 5.x admin: sets a (topic, group)'s request mode (PULL or POP).
+        SetMessageRequestMode = 401,
+        /// 5.x POP consumption (see `docs/pop.md`).
+        PopMessage = 200050,
+        AckMessage = 200051,
+        ChangeMessageInvisibleTime = 200053,
+        BatchAckMessage = 200151,
     }
 }
 
@@ -109,6 +118,10 @@ code_enum! {
         FilterDataNotLatest = 28,
         InvalidParameter = 29,
         ConsumerNotOnline = 206,
+        /// POP: too many long-polling requests suspended on the broker; retry later.
+        PollingFull = 209,
+        /// POP: the long poll ended with nothing to deliver.
+        PollingTimeout = 210,
         FlowControl = 215,
         NotLeaderForQueue = 501,
         GoAway = 1500,

@@ -464,6 +464,81 @@ header! {
     }
 }
 
+header! {
+    /// POP_MESSAGE (200050): the broker picks up to `max_msg_nums` messages of the group and
+    /// hides them from the rest of the group for `invisible_time` ms unless acked.
+    pub struct PopMessageRequestHeader {
+        consumer_group: String = "consumerGroup",
+        topic: String = "topic",
+        /// A queue id, or -1 for every queue of the topic on this broker.
+        queue_id: QueueId = "queueId",
+        max_msg_nums: i32 = "maxMsgNums",
+        /// ms.
+        invisible_time: i64 = "invisibleTime",
+        /// How long the broker may hold the request open (long polling), in ms.
+        poll_time: i64 = "pollTime",
+        born_time: EpochMillis = "bornTime",
+        /// Where a group with no offset starts: 0 = min offset, 1 = max offset.
+        init_mode: i32 = "initMode",
+        exp_type: Option<String> = "expType",
+        exp: Option<String> = "exp",
+        order: Option<bool> = "order",
+        attempt_id: Option<String> = "attemptId",
+        bname: Option<String> = "bname",
+    }
+}
+
+header! {
+    /// Response to POP_MESSAGE; the info strings let the client build each message's check
+    /// point handle (`POP_CK`, see [`crate::protocol::pop`]).
+    pub struct PopMessageResponseHeader {
+        pop_time: EpochMillis = "popTime",
+        invisible_time: i64 = "invisibleTime",
+        revive_qid: i32 = "reviveQid",
+        rest_num: i64 = "restNum",
+        start_offset_info: Option<String> = "startOffsetInfo",
+        msg_offset_info: Option<String> = "msgOffsetInfo",
+        order_count_info: Option<String> = "orderCountInfo",
+    }
+}
+
+header! {
+    /// ACK_MESSAGE (200051): one popped message is consumed.
+    pub struct AckMessageRequestHeader {
+        consumer_group: String = "consumerGroup",
+        /// The topic the message was popped from (the POP retry topic for a retried one).
+        topic: String = "topic",
+        queue_id: QueueId = "queueId",
+        /// The message's `POP_CK` handle.
+        extra_info: String = "extraInfo",
+        offset: QueueOffset = "offset",
+        bname: Option<String> = "bname",
+    }
+}
+
+header! {
+    /// CHANGE_MESSAGE_INVISIBLETIME (200053): hide a popped message for `invisible_time` ms
+    /// from now; when that passes unacked, the broker redelivers it with reconsume times + 1.
+    pub struct ChangeInvisibleTimeRequestHeader {
+        consumer_group: String = "consumerGroup",
+        topic: String = "topic",
+        queue_id: QueueId = "queueId",
+        extra_info: String = "extraInfo",
+        offset: QueueOffset = "offset",
+        invisible_time: i64 = "invisibleTime",
+        bname: Option<String> = "bname",
+    }
+}
+
+header! {
+    /// Response to CHANGE_MESSAGE_INVISIBLETIME: the new check point's times.
+    pub struct ChangeInvisibleTimeResponseHeader {
+        pop_time: EpochMillis = "popTime",
+        invisible_time: i64 = "invisibleTime",
+        revive_qid: i32 = "reviveQid",
+    }
+}
+
 /// Strategies producing well-formed wire values per field type.
 #[cfg(test)]
 pub(crate) mod arb {

@@ -148,6 +148,10 @@ pub mod property {
     pub const CRC32: &str = "__CRC32#";
     pub const DLQ_ORIGIN_TOPIC: &str = "DLQ_ORIGIN_TOPIC";
     pub const DLQ_ORIGIN_MESSAGE_ID: &str = "DLQ_ORIGIN_MESSAGE_ID";
+    /// POP: the message's check point handle, set by the client (see `protocol::pop`).
+    pub const POP_CK: &str = "POP_CK";
+    /// POP: when the message was first popped (ms), set by the client unless the broker did.
+    pub const FIRST_POP_TIME: &str = "1ST_POP_TIME";
     /// Separator inside the KEYS value (`MessageConst.KEY_SEPARATOR`).
     pub const KEY_SEPARATOR: char = ' ';
 }

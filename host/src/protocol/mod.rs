@@ -13,6 +13,7 @@ pub mod command;
 pub mod frame;
 pub mod header;
 pub mod message;
+pub mod pop;
 pub mod serialize;
 pub mod types;
 

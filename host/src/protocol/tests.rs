@@ -283,6 +283,11 @@ header_round_trips! {
     rt_send_v1: SendMessageRequestHeader,
     rt_send_response: SendMessageResponseHeader,
     rt_create_topic: CreateTopicRequestHeader,
+    rt_pop: PopMessageRequestHeader,
+    rt_pop_response: PopMessageResponseHeader,
+    rt_ack: AckMessageRequestHeader,
+    rt_change_invisible: ChangeInvisibleTimeRequestHeader,
+    rt_change_invisible_response: ChangeInvisibleTimeResponseHeader,
 }
 
 proptest! {

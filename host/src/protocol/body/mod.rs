@@ -16,6 +16,7 @@
 #[macro_use]
 mod java_enum;
 
+pub mod assignment;
 pub mod cluster_info;
 pub mod consumer;
 pub mod heartbeat;
@@ -28,6 +29,10 @@ pub mod running_info;
 
 use bytes::Bytes;
 
+pub use assignment::{
+    MessageQueueAssignment, MessageRequestMode, QueryAssignmentRequestBody,
+    QueryAssignmentResponseBody, SetMessageRequestModeRequestBody,
+};
 pub use cluster_info::ClusterInfo;
 pub use consumer::{
     CMResult, CheckClientRequestBody, ConsumeMessageDirectlyResult,
@@ -92,6 +97,8 @@ json_bodies!(
     CheckClientRequestBody,
     ClusterInfo,
     ConsumeMessageDirectlyResult,
+    QueryAssignmentRequestBody,
+    QueryAssignmentResponseBody,
     ConsumerRunningInfo,
     GetConsumerListByGroupResponseBody,
     GetConsumerStatusBody,
@@ -99,5 +106,6 @@ json_bodies!(
     LockBatchRequestBody,
     LockBatchResponseBody,
     ResetOffsetBody,
+    SetMessageRequestModeRequestBody,
     UnlockBatchRequestBody,
 );

@@ -26,7 +26,11 @@ import org.apache.rocketmq.common.message.MessageQueue;
  * {@code DefaultMQPushConsumer} with a no-op (or recording) listener, started as a subprocess.
  *
  * <p>Arguments: {@code --namesrv A --group G --topic T [--expression E] [--mode
- * concurrently|orderly] [--from first|last] [--batch N] [--instance NAME] [--quiet]}.
+ * concurrently|orderly] [--from first|last] [--batch N] [--instance NAME] [--quiet] [--pop]}.
+ *
+ * <p>{@code --pop} (5.x clients): {@code clientRebalance = false}, so the consumer follows the
+ * broker's QUERY_ASSIGNMENT — POP for a topic and group the admin set to POP. Set by reflection,
+ * so the peer still compiles against the 4.9 client, which has no POP.
  *
  * <p>Protocol on stdout, one line each (the test reads it): {@code STARTED <clientId>} once
  * running; {@code ASSIGNED <broker>:<queue> ...} whenever the set of queues it holds changes
@@ -58,6 +62,10 @@ public final class PeerConsumer {
             int threads = Integer.parseInt(opts.get("threads"));
             consumer.setConsumeThreadMin(threads);
             consumer.setConsumeThreadMax(threads);
+        }
+        if (opts.containsKey("pop")) {
+            DefaultMQPushConsumer.class.getMethod("setClientRebalance", boolean.class).invoke(consumer, false);
+            DefaultMQPushConsumer.class.getMethod("setPopBatchNums", int.class).invoke(consumer, 4);
         }
         if ("orderly".equals(opts.getOrDefault("mode", "concurrently"))) {
             consumer.registerMessageListener((MessageListenerOrderly) (msgs, context) -> {
@@ -154,7 +162,7 @@ public final class PeerConsumer {
                 throw new IllegalArgumentException("unexpected argument " + arg);
             }
             String key = arg.substring(2);
-            if ("quiet".equals(key)) {
+            if ("quiet".equals(key) || "pop".equals(key)) {
                 opts.put(key, "true");
             } else if (i + 1 < rest.size()) {
                 opts.put(key, rest.get(++i));

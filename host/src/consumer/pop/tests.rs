@@ -1,0 +1,141 @@
+//! The POP task against a scripted broker and listener, under tokio's paused clock: how each
+//! outcome is settled, what is never acked, and flow control by messages waiting for their ack.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{PopResult, PopStatus, PoppedMessage};
+use crate::consumer::config::{ConsumeMode, RequestMode};
+use crate::consumer::listener::MessageOutcome;
+use crate::consumer::queue_task::QueueTaskHandle;
+use crate::consumer::testing::{
+    BROKER, Call, PopCall, ScriptedBroker, ScriptedListener, TOPIC, message_at, next, shared,
+};
+use crate::protocol::pop::{PopHandle, TopicMark};
+use crate::protocol::{EpochMillis, MessageQueue, QueueId, QueueOffset};
+
+fn all_queues() -> MessageQueue {
+    MessageQueue::new(TOPIC, BROKER, QueueId(-1))
+}
+
+/// A message at `offset`, retried `reconsume` times, popped `age` ago with 60 s invisibility.
+fn popped(offset: i64, reconsume: i32, age: Duration) -> PoppedMessage {
+    let mut message = message_at(offset);
+    message.reconsume_times = reconsume;
+    let handle = PopHandle {
+        ck_queue_offset: QueueOffset(0),
+        pop_time: EpochMillis(EpochMillis::now().0 - age.as_millis() as i64),
+        invisible_time: Duration::from_secs(60),
+        revive_qid: 0,
+        mark: TopicMark::Normal,
+        broker_name: BROKER.into(),
+        queue_id: QueueId(0),
+        queue_offset: QueueOffset(offset),
+    };
+    PoppedMessage { message, handle }
+}
+
+fn answer(call: PopCall, messages: Vec<PoppedMessage>) {
+    let status = if messages.is_empty() { PopStatus::NoNewMsg } else { PopStatus::Found };
+    let _ = call.reply.send(Ok(PopResult { status, messages, undecodable: None }));
+}
+
+struct Fixture {
+    broker: Arc<ScriptedBroker>,
+    pops: tokio::sync::mpsc::Receiver<PopCall>,
+    task: QueueTaskHandle,
+}
+
+fn start(
+    configure: impl FnOnce(&mut crate::consumer::ConsumerConfig),
+) -> (Fixture, tokio::sync::mpsc::Receiver<crate::consumer::testing::ListenerCall>) {
+    let (broker, _pulls) = ScriptedBroker::new();
+    let (listener, calls) = ScriptedListener::new();
+    let pops = broker.pop_calls.lock().unwrap().take().unwrap();
+    let shared = shared(ConsumeMode::Concurrently, Arc::clone(&broker), listener, |c| {
+        c.request_mode = RequestMode::Pop;
+        configure(c);
+    });
+    let task = super::task::spawn(shared, all_queues(), &CancellationToken::new());
+    (Fixture { broker, pops, task }, calls)
+}
+
+#[tokio::test(start_paused = true)]
+async fn outcomes_settle_by_ack_invisible_time_or_dlq() {
+    let (mut f, mut calls) = start(|c| c.max_reconsume_times = Some(3));
+    let pop = next(&mut f.pops).await;
+    assert_eq!(pop.header.queue_id, QueueId(-1));
+    assert_eq!(pop.header.max_msg_nums, 32);
+    assert_eq!(pop.header.invisible_time, 60_000);
+    let fresh = Duration::ZERO;
+    answer(
+        pop,
+        vec![popped(0, 0, fresh), popped(1, 0, fresh), popped(2, 2, fresh), popped(3, 3, fresh)],
+    );
+    let outcomes = [
+        MessageOutcome::Success,
+        MessageOutcome::RetryLater { delay_level: Some(1) },
+        MessageOutcome::RetryLater { delay_level: None },
+        MessageOutcome::RetryLater { delay_level: None },
+    ];
+    for outcome in outcomes {
+        next(&mut calls).await.answer(outcome);
+    }
+    f.broker.wait_for(|calls| calls.len() >= 5).await;
+    let mut got = f.broker.calls();
+    got.sort_by_key(|c| format!("{c:?}"));
+    let mut expected = vec![
+        Call::Ack { offset: 0 },
+        // Delay level 1 is the broker's 1 s; no level: Java's POP table by reconsume times.
+        Call::ChangeInvisible { offset: 1, invisible: Duration::from_secs(1) },
+        Call::ChangeInvisible { offset: 2, invisible: Duration::from_secs(60) },
+        // Retries exhausted: dead-lettered through the broker, then acked.
+        Call::SendBack { offset: 3, delay_level: -1 },
+        Call::Ack { offset: 3 },
+    ];
+    expected.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, expected);
+    let stats = &f.task.stats;
+    assert_eq!(stats.pop_acks.load(Ordering::Relaxed), 2);
+    assert_eq!(stats.pop_retries.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_past_its_invisible_time_is_never_acked() {
+    let (mut f, mut calls) = start(|_| {});
+    let stats = Arc::clone(&f.task.stats);
+    // Popped 61 s ago with 60 s invisibility: the broker has handed it out again already.
+    answer(
+        next(&mut f.pops).await,
+        vec![popped(0, 0, Duration::from_secs(61)), popped(1, 0, Duration::ZERO)],
+    );
+    let call = next(&mut calls).await;
+    assert_eq!(call.offsets, [1], "only the live message reaches the listener");
+    call.succeed();
+    f.broker.wait_for(|calls| !calls.is_empty()).await;
+    assert_eq!(f.broker.calls(), [Call::Ack { offset: 1 }]);
+    assert_eq!(stats.pop_expired.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.pop_acks.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_pop_while_the_threshold_of_unacked_messages_is_reached() {
+    let (mut f, mut calls) = start(|c| c.pop_threshold_for_queue = 3);
+    let first = next(&mut f.pops).await;
+    assert_eq!(first.header.max_msg_nums, 3, "the batch is capped by the threshold");
+    answer(first, (0..3).map(|o| popped(o, 0, Duration::ZERO)).collect());
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(next(&mut calls).await);
+    }
+    // Three messages wait for their ack: no pop for as long as they do.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(f.pops.try_recv().is_err(), "popped while at the threshold");
+    held.pop().unwrap().succeed();
+    let again = next(&mut f.pops).await;
+    assert_eq!(again.header.max_msg_nums, 1, "one slot freed");
+    assert!(f.task.stats.flow_control_pauses.load(Ordering::Relaxed) >= 1);
+}
