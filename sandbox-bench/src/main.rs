@@ -50,6 +50,15 @@ struct Args {
     /// and print how much the host process's resident memory grew.
     #[arg(long)]
     hostile: bool,
+    /// Instead of the table: run only fresh-instance calls at this batch size, `--iterations`
+    /// of them, and print their p50. For a profiler (`perf record`, `valgrind --tool=callgrind`)
+    /// to see the fresh-call path alone.
+    #[arg(long, value_name = "BATCH")]
+    profile_fresh: Option<usize>,
+    /// The engine's pool size (`EngineConfig::max_instances`): small under valgrind, which
+    /// cannot reserve the default pool's address space.
+    #[arg(long, default_value_t = EngineConfig::default().max_instances)]
+    max_instances: u32,
 }
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
@@ -214,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cache = tempdir("cache")?;
     let engine = SandboxEngine::new(EngineConfig {
         cache_dir: Some(cache.clone()),
+        max_instances: args.max_instances,
         ..EngineConfig::default()
     })?;
     if args.hostile {
@@ -226,6 +236,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<u8>>(),
     );
     let ctx = ctx();
+    if let Some(n) = args.profile_fresh {
+        let fresh = WasmListener::load(&engine, &filter, spec(1, args.tag_only)).await?;
+        let msgs: Vec<MessageExt> = (0..n).map(|i| message(i, &body)).collect();
+        let mut s = Samples::new();
+        for _ in 0..args.iterations {
+            let t = Instant::now();
+            let (out, _) = fresh.consume_traced(&ctx, &msgs).await;
+            s.push(t.elapsed());
+            ensure!(out.context("the guest did not answer")?.len() == n);
+        }
+        println!("fresh calls at batch {n}: p50 {:.2} µs", s.quantile(0.5) / 1e3);
+        return Ok(());
+    }
     println!(
         "sandbox-bench: plugin filter ({} bytes, {}), {} B bodies, {} iterations, 1 tokio worker",
         std::fs::metadata(&filter)?.len(),
