@@ -59,6 +59,10 @@ struct Args {
     /// cannot reserve the default pool's address space.
     #[arg(long, default_value_t = EngineConfig::default().max_instances)]
     max_instances: u32,
+    /// Instead of the table: per language (the Rust `filter`, the Python and JavaScript
+    /// `json-router` plugins), store + instantiation alone and an empty call, fresh and warm.
+    #[arg(long)]
+    languages: bool,
 }
 
 /// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
@@ -136,6 +140,69 @@ async fn hostile_rss(engine: &SandboxEngine, plugins: &Path) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// What a call costs before the guest does any work, per language: store + instantiation
+/// alone, and a call with no messages on a fresh and on a warm instance.
+async fn languages(engine: &SandboxEngine, plugins: &Path, iterations: u32) -> anyhow::Result<()> {
+    println!("per language: p50 (p99) µs of {iterations} runs each");
+    println!(
+        "{:<12} {:<16} {:>10} {:>22} {:>22} {:>22}",
+        "language",
+        "plugin",
+        "size KiB",
+        "instantiate alone",
+        "empty call, fresh",
+        "empty call, warm"
+    );
+    let ctx = ctx();
+    for (language, name) in
+        [("Rust", "filter"), ("Python", "py-json-router"), ("JavaScript", "js-json-router")]
+    {
+        let path = plugin(plugins, name)?;
+        let load = |reuse| {
+            let mut spec = PluginSpec::new(name, "bench_group");
+            // What each needs to answer: filter a condition, js-json-router a target.
+            spec.config.insert("tag".to_owned(), "never".to_owned());
+            spec.config.insert("target-topic".to_owned(), "bench_out".to_owned());
+            spec.limits.instance_reuse = reuse;
+            WasmListener::load(engine, &path, spec)
+        };
+        let (fresh, warm) = (load(1).await?, load(1000).await?);
+        let mut alone = Samples::new();
+        for _ in 0..iterations {
+            alone.push(fresh.instantiate_probe().await?);
+        }
+        let mut f = empty_calls(&fresh, &ctx, iterations).await.context(name)?;
+        let mut w = empty_calls(&warm, &ctx, iterations).await.context(name)?;
+        let cell = |s: &mut Samples| {
+            format!("{:.1} ({:.1})", s.quantile(0.5) / 1e3, s.quantile(0.99) / 1e3)
+        };
+        println!(
+            "{language:<12} {name:<16} {:>10} {:>22} {:>22} {:>22}",
+            std::fs::metadata(&path)?.len() / 1024,
+            cell(&mut alone),
+            cell(&mut f),
+            cell(&mut w)
+        );
+    }
+    Ok(())
+}
+
+/// `iterations` calls with no messages.
+async fn empty_calls(
+    l: &WasmListener,
+    ctx: &ConsumeContext,
+    iterations: u32,
+) -> anyhow::Result<Samples> {
+    let mut s = Samples::new();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        let (out, _) = l.consume_traced(ctx, &[]).await;
+        s.push(t.elapsed());
+        out.context("empty call")?;
+    }
+    Ok(s)
 }
 
 /// Timings of one row, in nanoseconds.
@@ -228,6 +295,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })?;
     if args.hostile {
         return hostile_rss(&engine, &args.plugins).await;
+    }
+    if args.languages {
+        return languages(&engine, &args.plugins, args.iterations).await;
     }
     let filter = plugin(&args.plugins, "filter")?;
     let body = Bytes::from(
