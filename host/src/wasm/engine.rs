@@ -34,6 +34,7 @@ use super::WasmError;
 use super::bindings::{Listener, ListenerPre};
 use super::cache::{ARTIFACT_EXT, ArtifactCache, deserialize_verified};
 use super::host::HostState;
+use super::lower::TypeChecked;
 
 /// Engine-wide limits. Per-listener limits (fuel, timeout, memory cap) live in
 /// [`super::ListenerLimits`] and must fit inside these.
@@ -342,6 +343,7 @@ impl SandboxEngine {
         let pre = ListenerPre::new(pre).map_err(invalid)?;
         let version = PluginVersion {
             pre,
+            consume_checked: TypeChecked::default(),
             hash,
             path: path.to_path_buf(),
             load_time: started.elapsed(),
@@ -440,6 +442,8 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
 /// A compiled, linked and validated plugin: what a consume call instantiates.
 pub struct PluginVersion {
     pub(crate) pre: ListenerPre<HostState>,
+    /// Whether `consume` passed its type check as `lower::ConsumeFunc` (on the first call).
+    pub(crate) consume_checked: TypeChecked,
     /// sha256 of the `.wasm` file: the version's identity in stats and DLQ properties.
     pub hash: ContentHash,
     pub path: PathBuf,

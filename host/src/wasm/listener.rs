@@ -66,6 +66,7 @@ use super::convert::{self, MAX_GUEST_TEXT, PROP_ABORT, PROP_FUEL_USED, PROP_PLUG
 use super::engine::{IdleInstances, PluginVersion, SandboxEngine};
 use super::host::{HostState, LimitExceeded, PluginEnv, PluginProducer};
 use super::limits::{ListenerLimits, RateLimit};
+use super::lower::{self, BatchView};
 use super::reload::{self, Reloader};
 use super::stats::{RecentAbort, SandboxStats, SandboxStatsSnapshot};
 use crate::consumer::listener::{
@@ -630,7 +631,8 @@ impl<'a> Call<'a> {
             None => (new_store(engine, env, Arc::clone(&self.topic), self.queue_id), None, 0),
         };
 
-        let pre = &self.version.pre;
+        let version = self.version;
+        let pre = &version.pre;
         let wctx = &self.wctx;
         let guarded = tokio::time::timeout(limits.timeout, async {
             let instance = match kept {
@@ -639,9 +641,12 @@ impl<'a> Call<'a> {
                     pre.instantiate_async(&mut store).await.map_err(|e| (e, Stage::Instantiate))?
                 }
             };
-            let answer = instance
-                .rmq_listener_handler()
-                .call_consume(&mut store, wctx, &batch)
+            // `call_consume` with the batch lowered by `lower.rs` instead of field by field.
+            let func = *instance.rmq_listener_handler().func_consume().func();
+            let consume = lower::consume_func(func, &store, &version.consume_checked)
+                .map_err(|e| (e, Stage::Call))?;
+            let (answer,) = consume
+                .call_async(&mut store, (wctx, BatchView::of(&batch)))
                 .await
                 .map_err(|e| (e, Stage::Call))?;
             Ok((instance, answer))

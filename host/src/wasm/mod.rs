@@ -18,6 +18,7 @@ pub mod engine;
 mod host;
 pub mod limits;
 pub mod listener;
+mod lower;
 mod reload;
 pub mod stats;
 

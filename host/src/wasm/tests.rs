@@ -1088,6 +1088,7 @@ async fn a_reused_pool_slot_leaks_nothing_to_the_next_listener() {
     let version = engine.load(&plugin("probe")).await.unwrap();
     let same = |v: &PluginVersion| PluginVersion {
         pre: v.pre.clone(),
+        consume_checked: Default::default(),
         hash: v.hash,
         path: v.path.clone(),
         load_time: v.load_time,
