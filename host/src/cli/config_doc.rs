@@ -288,6 +288,12 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key!(
         Listener,
+        "log_level",
+        || limits().log_level.to_string().to_lowercase(),
+        "most verbose level of the plugin's own lines kept (`trace` … `error`, `off`)"
+    ),
+    key!(
+        Listener,
         "hot_reload",
         || "true".to_owned(),
         "watch the `.wasm` and swap in new versions"

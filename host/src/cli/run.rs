@@ -252,6 +252,9 @@ pub struct ListenerSection {
     pub produce_to_input: bool,
     /// Messages the plugin may send per second across all its calls (default 1000).
     pub max_sends_per_second: Option<u32>,
+    /// The most verbose level of the plugin's own log lines kept (`trace` … `error`, `off`);
+    /// unset: all of them, and `RUST_LOG` decides.
+    pub log_level: Option<String>,
     /// Watch the `.wasm` and swap in new versions (default on).
     #[serde(default = "yes")]
     pub hot_reload: bool,
@@ -526,6 +529,15 @@ impl ListenerSection {
         l.produce_topics = self.produce_grants()?;
         if let Some(n) = self.max_sends_per_second {
             l.max_sends_per_second = n;
+        }
+        if let Some(level) = &self.log_level {
+            l.log_level = level.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "listener {}: log_level {level:?} is not one of trace, debug, info, warn, \
+                     error, off",
+                    self.display_name()
+                )
+            })?;
         }
         l.poison_isolation = self.poison_isolation;
         l.max_reconsume_times =
@@ -970,6 +982,21 @@ wasm = "pop.wasm"
         assert!(e.contains("listener g1") && e.contains("system topics cannot be granted"), "{e}");
         let e = spec_error(r#"["a*b"]"#, "").unwrap();
         assert!(e.contains("\"a*b\""), "{e}");
+        let e = spec_error("[]", r#"log_level = "loud""#).unwrap();
+        assert!(e.contains("listener g1: log_level \"loud\" is not one of"), "{e}");
+    }
+
+    #[test]
+    fn log_level_sets_the_plugins_line_filter() {
+        let level = |line: &str| {
+            let c = RunConfig::parse(&FULL.replace("max_sends_per_second = 50", line)).unwrap();
+            let l = &c.listeners[0];
+            l.plugin_spec(&l.consumer_config()).unwrap().limits.log_level
+        };
+        use tracing::level_filters::LevelFilter;
+        assert_eq!(level(""), LevelFilter::TRACE);
+        assert_eq!(level(r#"log_level = "warn""#), LevelFilter::WARN);
+        assert_eq!(level(r#"log_level = "off""#), LevelFilter::OFF);
     }
 
     #[test]

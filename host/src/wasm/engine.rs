@@ -345,6 +345,7 @@ impl SandboxEngine {
             pre,
             consume_checked: TypeChecked::default(),
             hash,
+            tag: hash.short().into(),
             path: path.to_path_buf(),
             load_time: started.elapsed(),
             from_cache: cached,
@@ -446,6 +447,9 @@ pub struct PluginVersion {
     pub(crate) consume_checked: TypeChecked,
     /// sha256 of the `.wasm` file: the version's identity in stats and DLQ properties.
     pub hash: ContentHash,
+    /// `hash.short()`, built once: every plugin log line, abort line and DLQ property of this
+    /// version carries it, and a call clones the `Arc` instead of formatting the hash again.
+    pub(crate) tag: Arc<str>,
     pub path: PathBuf,
     /// Read + compile (or cache load) + link + validate.
     pub load_time: Duration,

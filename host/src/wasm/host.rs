@@ -236,7 +236,10 @@ pub(crate) struct SendMeter {
 /// The data of one store: one consume call (or one isolated retry).
 pub(crate) struct HostState {
     pub env: Arc<PluginEnv>,
-    /// Labels for the plugin's log lines.
+    /// Labels for the plugin's log lines: the version (`PluginVersion::tag`, shared, so a
+    /// line costs no formatting of the hash; a warm store only ever serves its own version),
+    /// topic and queue.
+    pub version: Arc<str>,
     pub topic: Arc<str>,
     pub queue_id: i32,
     /// Built on the first WASI call: most calls make none (Rust plugins import WASI but only
@@ -254,6 +257,7 @@ impl fmt::Debug for HostState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostState")
             .field("plugin", &self.env.name)
+            .field("version", &self.version)
             .field("topic", &self.topic)
             .field("queue_id", &self.queue_id)
             .finish_non_exhaustive()
@@ -264,12 +268,13 @@ impl fmt::Debug for HostState {
 const STDERR_CAPACITY: usize = 4096;
 
 impl HostState {
-    pub fn new(env: Arc<PluginEnv>, topic: Arc<str>, queue_id: i32) -> Self {
+    pub fn new(env: Arc<PluginEnv>, version: Arc<str>, topic: Arc<str>, queue_id: i32) -> Self {
         let limiter = StoreLimiter::new(env.limits.memory, env.limits.table_elements);
         let mut table = ResourceTable::new();
         table.set_max_capacity(env.limits.max_wasi_resources);
         Self {
             env,
+            version,
             topic,
             queue_id,
             wasi: None,
@@ -359,6 +364,11 @@ impl log::Host for HostState {
     /// so a flood costs the host a counter increment per line.
     fn log(&mut self, level: log::Level, message: String) {
         let limits = &self.env.limits;
+        // Below the listener's `log_level`: not a line the operator asked for, so neither kept
+        // nor counted as dropped, and it spends none of the rate.
+        if tracing_level(level) > limits.log_level {
+            return;
+        }
         if self.log.lines >= limits.max_log_lines || !take_token(&self.env.log_rate) {
             self.log.dropped += 1;
             return;
@@ -368,13 +378,14 @@ impl log::Host for HostState {
         if truncated {
             self.log.truncated += 1;
         }
-        let (plugin, group, topic, queue) =
-            (&*self.env.name, &*self.env.group, &*self.topic, self.queue_id);
+        let (plugin, version, group, topic, queue) =
+            (&*self.env.name, &*self.version, &*self.env.group, &*self.topic, self.queue_id);
         macro_rules! emit {
             ($lvl:expr) => {
-                tracing::event!(target: "rmq_wasm::plugin", $lvl, plugin, group, topic, queue, "{message}")
+                tracing::event!(target: "rmq_wasm::plugin", $lvl, plugin, version, group, topic, queue, "{message}")
             };
         }
+        // `event!` wants its level as a constant (one callsite per level).
         match level {
             log::Level::Trace => emit!(tracing::Level::TRACE),
             log::Level::Debug => emit!(tracing::Level::DEBUG),
@@ -382,6 +393,16 @@ impl log::Host for HostState {
             log::Level::Warn => emit!(tracing::Level::WARN),
             log::Level::Error => emit!(tracing::Level::ERROR),
         }
+    }
+}
+
+fn tracing_level(level: log::Level) -> tracing::Level {
+    match level {
+        log::Level::Trace => tracing::Level::TRACE,
+        log::Level::Debug => tracing::Level::DEBUG,
+        log::Level::Info => tracing::Level::INFO,
+        log::Level::Warn => tracing::Level::WARN,
+        log::Level::Error => tracing::Level::ERROR,
     }
 }
 

@@ -50,6 +50,10 @@ pub struct ListenerLimits {
     /// Log lines the listener may emit per second across all its calls (a burst of one
     /// second's worth); the WIT promises a rate, and retries must not renew it.
     pub max_log_lines_per_second: u32,
+    /// The most verbose level of the plugin's own lines that is logged; lines above it are
+    /// skipped in the `log` import before any other accounting (not counted as dropped).
+    /// Default `trace`: the process's filter (`RUST_LOG`) alone decides.
+    pub log_level: tracing::level_filters::LevelFilter,
     /// Messages a call may send through the `producer` import.
     pub max_sends: u32,
     /// Messages the listener may send per second across all its calls (retries and poison
@@ -94,6 +98,7 @@ impl Default for ListenerLimits {
             max_log_lines: 256,
             max_log_line: 4096,
             max_log_lines_per_second: 1000,
+            log_level: tracing::level_filters::LevelFilter::TRACE,
             max_sends: 1024,
             max_sends_per_second: 1000,
             produce_topics: Vec::new(),

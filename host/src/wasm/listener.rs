@@ -405,7 +405,7 @@ impl WasmListener {
         let _instance = self.engine.instance_slot().await;
         let version = self.active.load_full();
         let started = Instant::now();
-        let mut store = new_store(&self.engine, &self.env, "probe".into(), 0);
+        let mut store = new_store(&self.engine, &self.env, &version.tag, "probe".into(), 0);
         version.pre.instantiate_async(&mut store).await.map_err(|e| WasmError::Invalid {
             path: version.path.clone(),
             reason: format!("{e:#}"),
@@ -460,7 +460,7 @@ impl WasmListener {
         let mut call = Call {
             listener: self,
             version,
-            version_tag: version.hash.short(),
+            version_tag: Arc::clone(&version.tag),
             wctx: convert::context(ctx, self.env.limits.max_reconsume_times),
             topic: ctx.queue.topic.as_str().into(),
             queue_id: ctx.queue.queue_id.0,
@@ -557,11 +557,12 @@ fn epoch_micros() -> u64 {
 fn new_store(
     engine: &SandboxEngine,
     env: &Arc<PluginEnv>,
+    version: &Arc<str>,
     topic: Arc<str>,
     queue_id: i32,
 ) -> Store<HostState> {
     let limits = &env.limits;
-    let state = HostState::new(Arc::clone(env), topic, queue_id);
+    let state = HostState::new(Arc::clone(env), Arc::clone(version), topic, queue_id);
     let mut store = Store::new(engine.engine(), state);
     store.limiter(|s| &mut s.limiter);
     store.set_hostcall_fuel(limits.max_hostcall_bytes);
@@ -585,8 +586,8 @@ fn arm(store: &mut Store<HostState>, engine: &SandboxEngine, limits: &ListenerLi
 struct Call<'a> {
     listener: &'a WasmListener,
     version: &'a PluginVersion,
-    /// `version.hash.short()`, computed once per consume call.
-    version_tag: String,
+    /// `version.tag`.
+    version_tag: Arc<str>,
     wctx: wit::ConsumeContext,
     topic: Arc<str>,
     queue_id: i32,
@@ -628,7 +629,16 @@ impl<'a> Call<'a> {
                 arm(&mut store, engine, limits);
                 (store, Some(instance), calls)
             }
-            None => (new_store(engine, env, Arc::clone(&self.topic), self.queue_id), None, 0),
+            None => {
+                let store = new_store(
+                    engine,
+                    env,
+                    &self.version_tag,
+                    Arc::clone(&self.topic),
+                    self.queue_id,
+                );
+                (store, None, 0)
+            }
         };
 
         let version = self.version;
@@ -737,7 +747,7 @@ impl<'a> Call<'a> {
                     kind: abort.kind,
                     topic: topic.to_owned(),
                     queue_id: queue,
-                    version: version.clone(),
+                    version: version.to_string(),
                     batch,
                     fuel_used,
                     detail: abort.detail.clone(),
@@ -873,7 +883,7 @@ impl<'a> Call<'a> {
             properties: vec![
                 (PROP_ABORT.to_owned(), abort.kind.as_str().to_owned()),
                 (PROP_FUEL_USED.to_owned(), fuel_used.to_string()),
-                (PROP_VERSION.to_owned(), self.version_tag.clone()),
+                (PROP_VERSION.to_owned(), self.version_tag.to_string()),
                 (PROP_PLUGIN.to_owned(), self.env().name.to_string()),
             ],
         }

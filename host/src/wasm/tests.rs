@@ -369,6 +369,66 @@ async fn the_log_rate_holds_across_calls() {
     assert_eq!(c.log_lines + c.log_dropped, 3 * 1001);
 }
 
+/// What a `tracing` subscriber writes, kept for a test to read.
+#[derive(Clone, Default)]
+struct CapturedLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLines {
+    fn plugin_lines(&self) -> Vec<String> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines().filter(|l| l.contains("rmq_wasm::plugin")).map(str::to_owned).collect()
+    }
+}
+
+/// A listener's `log_level` skips its plugin's lines above it before any accounting (neither
+/// kept nor counted as dropped); the lines it lets through name the plugin and its version.
+#[tokio::test]
+async fn log_level_filters_plugin_lines_and_lines_carry_the_version() {
+    use tracing::level_filters::LevelFilter;
+    let captured = CapturedLines::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    // Four `error` lines per call: an empty "huge" one and three more.
+    let at = |level| {
+        let mut s =
+            spec("log-flood", &[("lines", "3"), ("huge-line-kib", "0"), ("line-bytes", "8")]);
+        s.limits.log_level = level;
+        s
+    };
+
+    let off = listener("log-flood", at(LevelFilter::OFF)).await;
+    off.consume(&ctx(), &batch(1)).await.unwrap();
+    let c = off.stats().counters;
+    assert_eq!((c.log_lines, c.log_dropped), (0, 0));
+    assert_eq!(captured.plugin_lines(), Vec::<String>::new());
+
+    let errors = listener("log-flood", at(LevelFilter::ERROR)).await;
+    errors.consume(&ctx(), &batch(1)).await.unwrap();
+    assert_eq!(errors.stats().counters.log_lines, 4);
+    let lines = captured.plugin_lines();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let version = format!("version=\"{}\"", errors.version().hash.short());
+    assert!(
+        lines.iter().all(|l| l.contains("plugin=\"log-flood\"") && l.contains(&version)),
+        "{lines:#?}"
+    );
+}
+
 #[tokio::test]
 async fn sends_are_bounded_and_reach_the_producer() {
     let producer = Arc::new(TestProducer::default());
@@ -1090,6 +1150,7 @@ async fn a_reused_pool_slot_leaks_nothing_to_the_next_listener() {
         pre: v.pre.clone(),
         consume_checked: Default::default(),
         hash: v.hash,
+        tag: Arc::clone(&v.tag),
         path: v.path.clone(),
         load_time: v.load_time,
         from_cache: v.from_cache,
