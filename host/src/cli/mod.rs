@@ -61,6 +61,10 @@ pub(crate) enum Command {
         /// Print the endpoint's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Print one line per listener every interval (e.g. `1s`) until Ctrl-C: messages per
+        /// second, outcomes, aborts, lag, plugin version and reloads.
+        #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration, conflicts_with = "json")]
+        watch: Option<Duration>,
     },
     /// Print a topic's route as the name server reports it.
     Route {
@@ -175,18 +179,14 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
-        Command::Status { addr, json } => {
-            let (code, body) = crate::ops::http::get(&addr, "/status", Duration::from_secs(10))
-                .await
-                .context("rmq-wasm status")?;
-            if !code.is_success() {
-                anyhow::bail!("{addr}/status answered {code}: {body}");
-            }
+        Command::Status { addr, json: _, watch: Some(every) } => {
+            ops::watch_status(&addr, every).await?
+        }
+        Command::Status { addr, json, watch: None } => {
+            let (body, status) = ops::fetch_status(&addr).await?;
             if json {
                 println!("{body}");
             } else {
-                let status: crate::ops::Status = serde_json::from_str(&body)
-                    .with_context(|| format!("{addr}/status is not an rmq-wasm status"))?;
                 print!("{}", status.table());
             }
         }

@@ -1,4 +1,4 @@
-//! The operators' verbs: `peek` (alias `tail`), `dlq list|resend`, `reset-offset`. Argument
+//! The operators' verbs: `status`, `peek` (alias `tail`), `dlq list|resend`, `reset-offset`. Argument
 //! parsing and printing only; the work is in [`crate::ops`].
 
 use std::io::Write as _;
@@ -20,6 +20,51 @@ const FOLLOW_SUSPEND: Duration = Duration::from_secs(15);
 
 /// Pause after a failed pull while following, so a broker restart is not hammered.
 const FOLLOW_RETRY: Duration = Duration::from_secs(1);
+
+/// A running host's `/status`: the body as it came and parsed.
+pub async fn fetch_status(addr: &str) -> anyhow::Result<(String, crate::ops::Status)> {
+    let (code, body) = crate::ops::http::get(addr, "/status", Duration::from_secs(10))
+        .await
+        .with_context(|| format!("rmq-wasm status: {addr}"))?;
+    if !code.is_success() {
+        anyhow::bail!("{addr}/status answered {code}: {body}");
+    }
+    let status = serde_json::from_str(&body)
+        .with_context(|| format!("{addr}/status is not an rmq-wasm status"))?;
+    Ok((body, status))
+}
+
+/// `status --watch`: a line per listener every `every`, until Ctrl-C. An endpoint that does not
+/// answer (not started yet, restarting, gone) is reported on its line and asked again at the
+/// next tick: a watch outlives the process it watches.
+pub async fn watch_status(addr: &str, every: Duration) -> anyhow::Result<()> {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut previous: Option<(std::time::Instant, crate::ops::Status)> = None;
+    let mut out = std::io::stdout();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = &mut ctrl_c => return Ok(()),
+        }
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        match fetch_status(addr).await {
+            Ok((_, status)) => {
+                let taken = std::time::Instant::now();
+                let elapsed = previous.as_ref().map_or(Duration::ZERO, |(at, _)| taken - *at);
+                let lines = status.watch_lines(previous.as_ref().map(|(_, s)| s), elapsed);
+                for line in lines.lines() {
+                    writeln!(out, "{now} {line}")?;
+                }
+                previous = Some((taken, status));
+            }
+            Err(e) => writeln!(out, "{now} {e:#}")?,
+        }
+        out.flush()?;
+    }
+}
 
 /// `peek`: print a topic's messages without touching any group's offsets.
 #[derive(Debug, Args)]

@@ -33,6 +33,9 @@ pub struct ListenerStatus {
     pub plugin: PluginStatus,
     pub limits: LimitsStatus,
     pub queues: Vec<QueueStatus>,
+    /// Messages by the listener's decision since start, over its topic and retry topic.
+    #[serde(default)]
+    pub outcomes: OutcomeStatus,
     pub calls: u64,
     pub listener_errors: u64,
     /// Aborts by kind (`trap`, `fuel`, `timeout`, `memory`, `stack`, `unavailable`), since start.
@@ -40,6 +43,22 @@ pub struct ListenerStatus {
     /// The last aborts (at most 16), oldest first.
     pub recent_aborts: Vec<RecentAbort>,
     pub poison: u64,
+}
+
+/// `rmq_wasm_consumed_messages_total` by outcome, summed over a listener's topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeStatus {
+    pub success: u64,
+    /// Sent back to be redelivered later.
+    pub retry: u64,
+    /// Dead-lettered: by the plugin's decision or as poison.
+    pub dead_letter: u64,
+}
+
+impl OutcomeStatus {
+    pub fn total(&self) -> u64 {
+        self.success + self.retry + self.dead_letter
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +136,14 @@ impl Status {
                             cached_messages: s.cached_count,
                         })
                         .collect(),
+                    outcomes: l.topics.iter().fold(OutcomeStatus::default(), |sum, (_, t)| {
+                        let o = t.snapshot().outcomes;
+                        OutcomeStatus {
+                            success: sum.success + o.success,
+                            retry: sum.retry + o.retry,
+                            dead_letter: sum.dead_letter + o.dead_letter,
+                        }
+                    }),
                     calls: c.calls,
                     listener_errors: c.listener_errors,
                     aborts: ABORT_KINDS
@@ -139,6 +166,42 @@ impl Status {
     /// The listeners that are not ready, by name.
     pub fn not_ready(&self) -> Vec<&str> {
         self.listeners.iter().filter(|l| !l.ready).map(|l| l.name.as_str()).collect()
+    }
+
+    /// One line per listener for `rmq-wasm status --watch`: messages per second since
+    /// `previous` (taken `elapsed` earlier; `-` without one, or for a listener it lacks),
+    /// outcomes and aborts since start, lag, and the serving plugin version with its reload
+    /// count — so a hot reload shows as the version changing on the next line.
+    pub fn watch_lines(&self, previous: Option<&Status>, elapsed: Duration) -> String {
+        let mut out = String::new();
+        for l in &self.listeners {
+            let before = previous.and_then(|p| p.listeners.iter().find(|b| b.name == l.name));
+            let rate = match before {
+                Some(b) if !elapsed.is_zero() => format!(
+                    "{:.0}",
+                    l.outcomes.total().saturating_sub(b.outcomes.total()) as f64
+                        / elapsed.as_secs_f64()
+                ),
+                _ => "-".to_owned(),
+            };
+            let o = &l.outcomes;
+            let _ = writeln!(
+                out,
+                "{}{}: {rate:>6} msg/s | success {} retry {} dead-letter {} | aborts {} poison {} \
+                 | lag {} | plugin {} reloads {}",
+                l.name,
+                if l.ready { "" } else { " (NOT READY)" },
+                o.success,
+                o.retry,
+                o.dead_letter,
+                l.aborts.values().sum::<u64>(),
+                l.poison,
+                l.queues.iter().map(|q| q.lag).sum::<i64>(),
+                l.plugin.version.get(..12).unwrap_or(&l.plugin.version),
+                l.plugin.reloads,
+            );
+        }
+        out
     }
 
     /// A table for a person.
@@ -179,6 +242,11 @@ impl Status {
                 l.limits.memory_bytes >> 20,
                 l.limits.slots,
                 l.limits.instance_reuse
+            );
+            let _ = writeln!(
+                out,
+                "  messages: success {} retry {} dead-letter {}",
+                l.outcomes.success, l.outcomes.retry, l.outcomes.dead_letter
             );
             let _ = writeln!(
                 out,

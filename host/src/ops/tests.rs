@@ -227,6 +227,32 @@ fn status_lists_owned_queues_with_offsets_and_lag() {
     assert_eq!(cells, ["Orders", "broker-a", "15", "110", "115", "5", "2"], "{row}");
 }
 
+/// `status --watch`: the rate is the outcomes' growth over the interval, per listener.
+#[test]
+fn watch_lines_show_the_rate_since_the_previous_reading() {
+    let before = Status::of(&reading(true));
+    let mut now = before.clone();
+    now.listeners[0].outcomes.success += 30;
+    now.listeners[0].outcomes.dead_letter += 2;
+    now.listeners[0].plugin.reloads += 1;
+    let lines = now.watch_lines(Some(&before), Duration::from_secs(2));
+    let orders = lines.lines().find(|l| l.starts_with("orders:")).expect(&lines);
+    let o = &now.listeners[0].outcomes;
+    assert!(orders.contains("    16 msg/s"), "(30 + 2) / 2 s: {orders}");
+    assert!(
+        orders.contains(&format!(
+            "success {} retry {} dead-letter {}",
+            o.success, o.retry, o.dead_letter
+        )),
+        "{orders}"
+    );
+    assert!(orders.contains("reloads 1"), "{orders}");
+    let audit = lines.lines().find(|l| l.starts_with("audit:")).expect(&lines);
+    assert!(audit.contains("     0 msg/s"), "{audit}");
+    let first = now.watch_lines(None, Duration::from_secs(1));
+    assert!(first.lines().all(|l| l.contains("     - msg/s")), "{first}");
+}
+
 #[tokio::test]
 async fn the_endpoint_serves_over_http_and_stops_when_dropped() {
     let source: Arc<dyn Source> = Arc::new(Fixed(Mutex::new(reading(true))));
