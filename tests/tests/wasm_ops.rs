@@ -8,7 +8,9 @@
 //!   `%RETRY%<group>`); the `trap-on-key` listener traps on one poison message, which isolation
 //!   dead-letters alone;
 //! - `rmq-wasm status --addr` prints the owned queues;
-//! - `--log-format json` lines carry their listener and queue (spans).
+//! - `--log-format json` lines carry their listener and queue (spans);
+//! - `/readyz` answers 503 as soon as a graceful shutdown (SIGTERM) begins, while in-flight
+//!   calls still drain and the endpoint still answers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -50,6 +52,13 @@ impl HostProc {
         Self { child, log }
     }
 
+    /// SIGTERM: the graceful shutdown `systemctl stop` or Kubernetes starts.
+    fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -77,6 +86,15 @@ impl Drop for HostProc {
         self.child.kill().ok();
         self.child.wait().ok();
     }
+}
+
+/// The top of a run config: the cluster, the shared artifact cache, `[http]` on a free port.
+fn config_head(cluster: &Cluster) -> String {
+    format!(
+        "namesrv = \"{}\"\n[engine]\ncache_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        cluster.namesrv_addr,
+        cache_dir().display()
+    )
 }
 
 /// The value of the one series of `name` whose labels include all of `labels` (0 if absent).
@@ -120,13 +138,7 @@ async fn metrics_count_exactly_what_two_listeners_consumed_retried_and_dead_lett
 
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        r#"
-namesrv = "{namesrv}"
-[engine]
-cache_dir = "{cache}"
-[http]
-listen = "127.0.0.1:0"
-
+        r#"{head}
 [[listener]]
 name = "ops-filter"
 group = "{group_f}"
@@ -150,8 +162,7 @@ hot_reload = false
 [listener.config]
 key = "poison"
 "#,
-        namesrv = cluster.namesrv_addr,
-        cache = cache_dir().display(),
+        head = config_head(cluster),
         filter = plugin("filter").display(),
         trap = plugin("trap-on-key").display(),
     );
@@ -260,8 +271,84 @@ key = "poison"
     assert_eq!(span("listener")["group"], group_t.as_str(), "{plugin_line}");
     assert_eq!(span("queue")["topic"], topic_t.as_str(), "{plugin_line}");
     assert!(span("queue")["queue_id"].is_i64(), "{plugin_line}");
+    // ... and the plugin version that wrote it, as /status names the serving one.
+    let (_, status) = get(&addr, "/status", TIMEOUT).await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let serving = status["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "ops-trap")
+        .map(|l| l["plugin"]["version"].as_str().unwrap().to_owned())
+        .unwrap();
+    let version = plugin_line["version"].as_str().expect("version on the plugin's line");
+    assert!(version.len() == 12 && serving.starts_with(version), "{version} vs {serving}");
 
     // Nothing was counted twice in the meantime.
     let (_, text) = get(&addr, "/metrics", TIMEOUT).await.unwrap();
     assert!(expected(&text), "{text}");
+}
+
+/// A load balancer must stop sending before the process goes: `/readyz` turns 503 when SIGTERM
+/// starts the graceful shutdown, while a call still runs (the `infinite-loop` plugin, stopped by
+/// its 3 s deadline) and the endpoint still answers; then the process exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_not_ready_when_a_graceful_shutdown_starts() {
+    init_tracing();
+    let cluster = Cluster::shared();
+    let c = Clients::new(cluster);
+    let (topic, group) = (unique("ops_drain"), unique("ops_drain_g"));
+    c.create_topic(cluster, &topic, 1).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"{head}
+[[listener]]
+name = "ops-drain"
+group = "{group}"
+topic = "{topic}"
+consume_from = "first"
+wasm = "{spin}"
+hot_reload = false
+poison_isolation = false
+timeout = "3s"
+fuel = 100000000000000
+"#,
+        head = config_head(cluster),
+        spin = plugin("infinite-loop").display(),
+    );
+    let mut host = HostProc::start(dir.path(), &config);
+    let addr = host.endpoint().await;
+    wait_body(&addr, "/readyz", Duration::from_secs(60), |code, _| code == 200).await;
+    c.producer.send(Message::new(&topic, Bytes::from_static(b"spin"))).await.unwrap();
+    // A call is running: the sandbox holds a pool slot.
+    wait_body(&addr, "/metrics", Duration::from_secs(30), |_, body| {
+        body.lines()
+            .filter_map(|l| l.strip_prefix("rmq_wasm_instances_active "))
+            .any(|n| n.parse::<f64>().is_ok_and(|n| n >= 1.0))
+    })
+    .await;
+
+    host.terminate();
+    let signalled = Instant::now();
+    let (code, body) = loop {
+        let (code, body) = get(&addr, "/readyz", TIMEOUT).await.unwrap_or_else(|e| {
+            panic!("the endpoint stopped answering before /readyz said 503: {e}")
+        });
+        if code.as_u16() == 503 {
+            break (code, body);
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(2), "/readyz still {code} after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("/readyz {code} {:?} after SIGTERM: {body}", signalled.elapsed());
+    assert!(body.contains("ops-drain"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = host.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM:\n{}", host.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}:\n{}", host.log_text());
 }
