@@ -568,3 +568,55 @@ async fn read_queue0(c: &Clients, cluster: &Cluster, topic: &str) -> Vec<Message
         msgs.extend(r.messages);
     }
 }
+
+/// Batch ack on the real broker: the acks of a listener batch go as one BATCH_ACK_MESSAGE whose
+/// bit set names the acked offsets of their check point. Ten messages are popped at once (one
+/// check point); the listener takes them three at a time, succeeds for nine and holds the last
+/// (`hold`) forever. When the broker revives that check point after the invisible time, it
+/// writes exactly the offsets not acked into `%RETRY%<group>_<topic>`: only `hold` if every
+/// bit landed on its offset (the sets span a byte boundary: bits 0–2, 3–5, 6–8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_acks_ack_exactly_their_offsets_and_the_held_one_comes_back() {
+    let Some((cluster, c, topic)) = setup("pop_batch_ack", 1).await else {
+        return;
+    };
+    let group = unique("pop_batch_ack_group");
+    let keys: Vec<String> = (0..9).map(|i| format!("k{i}")).chain(["hold".to_owned()]).collect();
+    for k in &keys {
+        let m = Message::new(&topic, Bytes::from_static(b"{}")).with_keys([k.as_str()]);
+        c.producer.send(m).await.unwrap();
+    }
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| async move {
+        if msgs.iter().any(|m| m.keys().any(|k| k == "hold")) {
+            std::future::pending::<()>().await;
+        }
+        Ok(vec![MessageOutcome::Success; msgs.len()])
+    }));
+    let mut cfg = pop_config(&group, &topic, "b");
+    cfg.pop_batch_size = 32;
+    cfg.pop_threshold_for_queue = 96;
+    cfg.consume_message_batch_max_size = 3;
+    cfg.pop_invisible_time = Duration::from_secs(5);
+    cfg.broker_suspend_max = Duration::from_secs(2);
+    let consumer = start(cluster, cfg, listener).await;
+    wait_for("nine acks", Duration::from_secs(30), || {
+        let acks: u64 = consumer.stats().queues.values().map(|q| q.pop_acks).sum();
+        (acks >= 9).then_some(())
+    })
+    .await;
+    let pops: u64 = consumer.stats().queues.values().map(|q| q.pulls).sum();
+    let retry_topic = format!("%RETRY%{group}_{topic}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let revived = loop {
+        let revived = read_queue0(&c, cluster, &retry_topic).await;
+        if !revived.is_empty() {
+            break revived;
+        }
+        assert!(Instant::now() < deadline, "the held message never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let revived_keys: Vec<&str> = revived.iter().flat_map(|m| m.keys()).collect();
+    eprintln!("batch acks: {pops} pops; revived {revived_keys:?}");
+    assert!(revived_keys.iter().all(|k| *k == "hold"), "acked messages revived: {revived_keys:?}");
+    consumer.shutdown().await;
+}
