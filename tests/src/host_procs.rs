@@ -93,12 +93,17 @@ impl HostProc {
         }
     }
 
+    /// Sends `signal` (`TERM`, `STOP`: frozen with its sockets open, …) through kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").arg(format!("-{signal}")).arg(&pid).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid} failed");
+    }
+
     /// SIGTERM, then waits (bounded) for the graceful shutdown to finish.
     pub async fn terminate(&mut self) -> ExitStatus {
+        self.signal("TERM");
         let child = self.child.as_mut().expect("running");
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
