@@ -1,6 +1,7 @@
 //! Test support.
 
 pub mod cluster;
+pub mod host_procs;
 pub mod java_peer;
 pub mod proxy;
 pub mod support;

@@ -31,123 +31,25 @@
 //! leaves none behind; each also runs with `--duration 180s`, so not even a killed test process
 //! leaves one running for long.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rmq_wasm::client::QueueSelector;
-use rmq_wasm::protocol::QueueOffset;
-use rmq_wasm::protocol::message::{Message, MessageExt};
+use rmq_wasm::protocol::message::MessageExt;
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, init_tracing, read_back_header, unique};
-use rmq_wasm_tests::wasm::{cache_dir, plugin};
+use rmq_wasm_tests::host_procs::{
+    HostProc, Reader, now_millis, report, router_config, spawn_stream, tally,
+};
+use rmq_wasm_tests::support::{Clients, init_tracing, unique};
 
 /// `ConsumerConfig::persist_consumer_offset_interval`'s default, which `rmq-wasm run` keeps.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(5);
 /// Messages per second the test stream sends: well under what one host consumes here, so the
 /// backlog stays small and "consumed in the last persist interval" is about this rate.
 const RATE: f64 = 400.0;
+/// The host binary (only an integration test can name it).
+const BIN: &str = env!("CARGO_BIN_EXE_rmq-wasm-proc");
 
-/// One `rmq-wasm run` process; SIGKILLed (and reaped) on drop unless it already ended.
-#[derive(Debug)]
-struct HostProc {
-    name: String,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl HostProc {
-    /// Starts `rmq-wasm run` on `config`, stdout and stderr into `<dir>/<name>.log`, with the
-    /// per-call DEBUG line on.
-    fn start(dir: &Path, name: &str, config: &str) -> Self {
-        let config_path = dir.join(format!("{name}.toml"));
-        std::fs::write(&config_path, config).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"))
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            // The second watchdog: should the test process itself be killed (no drop runs), the
-            // host still ends by itself, well after any test here would have.
-            .args(["--duration", "180s"])
-            .env("RUST_LOG", "info,rmq_wasm::calls=debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("starting rmq-wasm");
-        Self { name: name.to_owned(), child: Some(child), log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    /// Waits (bounded) for "listener running": the consumer is started and registered.
-    async fn wait_running(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.log_text().contains("listener running") {
-                return;
-            }
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("{} exited during startup ({status}):\n{}", self.name, self.tail());
-            }
-            assert!(Instant::now() < deadline, "{} did not start:\n{}", self.name, self.tail());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGKILL: no shutdown path runs (no offset persist, no unregister, no unlock).
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-
-    /// SIGTERM, then waits (bounded) for the graceful shutdown to finish.
-    async fn terminate(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not shut down within 40 s:\n{}",
-                self.name,
-                self.tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// The listeners.toml of host `name`: the router, copying to `out` with tag `name`.
+/// The router host `name` in `mode` (`concurrently`, `orderly`).
 fn host_config(
     cluster: &Cluster,
     name: &str,
@@ -156,203 +58,7 @@ fn host_config(
     out: &str,
     mode: &str,
 ) -> String {
-    format!(
-        r#"
-namesrv = "{namesrv}"
-[engine]
-cache_dir = "{cache}"
-
-[[listener]]
-name = "{name}"
-group = "{group}"
-topic = "{topic}"
-consume_from = "first"
-consume_mode = "{mode}"
-wasm = "{wasm}"
-batch_size = 8
-timeout = "10s"
-hot_reload = false
-produce_topics = ["{out}"]
-# The default (1000/s across the listener) would refuse sends in a catch-up burst, and the
-# router dead-letters a refused send: a loss of the test's making.
-max_sends_per_second = 1000000
-[listener.config]
-target-topic = "{out}"
-tags = "{name}"
-"#,
-        namesrv = cluster.namesrv_addr,
-        cache = cache_dir().display(),
-        wasm = plugin("router").display(),
-    )
-}
-
-/// Reads a topic's every queue incrementally from offset 0.
-#[derive(Debug)]
-struct Reader {
-    topic: String,
-    next: BTreeMap<i32, i64>,
-    msgs: Vec<MessageExt>,
-}
-
-impl Reader {
-    fn new(topic: &str) -> Self {
-        Self { topic: topic.to_owned(), next: BTreeMap::new(), msgs: Vec::new() }
-    }
-
-    /// Appends whatever is new in every queue (queue by queue, each in offset order).
-    async fn poll(&mut self, c: &Clients, cluster: &Cluster) {
-        let Ok(Some(route)) = c.namesrv.route(&self.topic).await else { return };
-        for q in route.subscribe_queues(&self.topic) {
-            let offset = self.next.entry(q.queue_id.0).or_insert(0);
-            loop {
-                let header = read_back_header(&self.topic, q.queue_id, QueueOffset(*offset));
-                let Ok(r) =
-                    c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
-                else {
-                    break;
-                };
-                if r.messages.is_empty() || r.next_begin_offset.0 <= *offset {
-                    break;
-                }
-                *offset = r.next_begin_offset.0;
-                self.msgs.extend(r.messages);
-            }
-        }
-    }
-
-    /// Polls until at least `n` copies are in (bounded).
-    async fn wait_copies(&mut self, c: &Clients, cluster: &Cluster, n: usize, hosts: &[&HostProc]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            self.poll(c, cluster).await;
-            if self.msgs.len() >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: {} copies after 60 s, waiting for {n}\n{}",
-                self.topic,
-                self.msgs.len(),
-                tails(hosts)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Polls until a copy of every key in `sent` is in (bounded).
-    async fn wait_keys(
-        &mut self,
-        c: &Clients,
-        cluster: &Cluster,
-        sent: &[String],
-        hosts: &[&HostProc],
-    ) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            self.poll(c, cluster).await;
-            let seen: BTreeSet<&str> = self.msgs.iter().flat_map(|m| m.keys()).collect();
-            let missing = sent.iter().filter(|k| !seen.contains(k.as_str())).count();
-            if missing == 0 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: {missing} of {} keys still missing after 60 s\n{}",
-                self.topic,
-                sent.len(),
-                tails(hosts)
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn tails(hosts: &[&HostProc]) -> String {
-    hosts.iter().map(|h| format!("--- {} ---\n{}\n", h.name, h.tail())).collect()
-}
-
-/// Sends `keys` to `topic` in the background (by sharding key when given): the first `burst` as
-/// fast as they go (a backlog), the rest at [`RATE`]; yields the keys the broker acknowledged, in
-/// send order.
-fn spawn_stream(
-    cluster: &'static Cluster,
-    topic: String,
-    keys: Vec<(String, Option<String>)>,
-    burst: usize,
-) -> tokio::task::JoinHandle<Vec<String>> {
-    tokio::spawn(async move {
-        let c = Clients::new(cluster);
-        let mut start = tokio::time::Instant::now();
-        let mut sent = Vec::with_capacity(keys.len());
-        for (i, (key, shard)) in keys.into_iter().enumerate() {
-            if i >= burst && i % 20 == 0 {
-                // Pacing, not synchronisation: a stream that runs while hosts come and go.
-                let due = Duration::from_secs_f64((i - burst) as f64 / RATE);
-                tokio::time::sleep_until(start + due).await;
-            } else if i == burst {
-                start = tokio::time::Instant::now();
-            }
-            let msg = Message::new(&topic, Bytes::from(format!("body of {key}"))).with_keys([&key]);
-            let selector = match &shard {
-                Some(s) => QueueSelector::ShardingKey(s),
-                None => QueueSelector::RoundRobin,
-            };
-            match c.producer.send_with(msg, selector).await {
-                Ok(_) => sent.push(key),
-                Err(e) => eprintln!("send of {key} failed (not counted as sent): {e}"),
-            }
-        }
-        sent
-    })
-}
-
-/// Copies per key, and the figures every test prints.
-#[derive(Debug)]
-struct Tally {
-    sent: usize,
-    unique: usize,
-    lost: Vec<String>,
-    duplicated: usize,
-}
-
-impl Tally {
-    /// Every one of `n` sends was acknowledged and came out at least once.
-    fn assert_nothing_lost(&self, n: usize) {
-        assert_eq!(self.sent, n, "every send was acknowledged");
-        let lost = &self.lost;
-        assert!(
-            lost.is_empty(),
-            "lost {} keys, e.g. {:?}",
-            lost.len(),
-            &lost[..lost.len().min(10)]
-        );
-    }
-}
-
-fn tally(sent: &[String], copies: &[MessageExt]) -> Tally {
-    let mut per_key: HashMap<&str, usize> = HashMap::new();
-    for k in copies.iter().flat_map(|m| m.keys()) {
-        *per_key.entry(k).or_default() += 1;
-    }
-    let lost: Vec<String> =
-        sent.iter().filter(|k| !per_key.contains_key(k.as_str())).cloned().collect();
-    let duplicated = per_key.values().map(|n| n - 1).sum();
-    Tally { sent: sent.len(), unique: per_key.len(), lost, duplicated }
-}
-
-fn report(test: &str, t: &Tally, started: Instant, extra: &str) {
-    eprintln!(
-        "[{test}] sent {} | received unique {} | lost {} | duplicated {} | run time {:.1} s | {extra}",
-        t.sent,
-        t.unique,
-        t.lost.len(),
-        t.duplicated,
-        started.elapsed().as_secs_f64()
-    );
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    router_config(cluster, name, group, topic, out, &format!("consume_mode = \"{mode}\""))
 }
 
 async fn setup(prefix: &str, queues: i32) -> (&'static Cluster, Clients, String, String, String) {
@@ -383,12 +89,12 @@ async fn sigkill_and_restart_lose_nothing_and_replay_at_most_one_persist_interva
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str| host_config(cluster, name, &group, &topic, &out, "concurrently");
 
-    let mut h1 = HostProc::start(dir.path(), "h1", &config("h1"));
+    let mut h1 = HostProc::start(BIN, dir.path(), "h1", &config("h1"));
     h1.wait_running().await;
     let h1_up = Instant::now();
     let n = 8_000;
     let keys = (0..n).map(|i| (format!("{topic}-{i}"), None)).collect();
-    let stream = spawn_stream(cluster, topic.clone(), keys, 0);
+    let stream = spawn_stream(cluster, topic.clone(), keys, 0, RATE);
     let mut reader = Reader::new(&out);
 
     // h1 consumes half the stream and runs for over two persist intervals, so a restart from
@@ -400,7 +106,7 @@ async fn sigkill_and_restart_lose_nothing_and_replay_at_most_one_persist_interva
     }
     let kill_ms = now_millis();
     h1.kill9();
-    let mut h2 = HostProc::start(dir.path(), "h2", &config("h2"));
+    let mut h2 = HostProc::start(BIN, dir.path(), "h2", &config("h2"));
     h2.wait_running().await;
 
     let sent = stream.await.unwrap();
@@ -592,18 +298,18 @@ async fn join_and_leave(mode: &str, n: usize) {
         .collect();
     // A quarter of the stream is a backlog before h1 starts: the first joins and leaves happen
     // while queues are busy (back-to-back calls of 8), not idle between paced messages.
-    let stream = spawn_stream(cluster, topic.clone(), keys, n / 4);
-    let mut h1 = HostProc::start(dir.path(), "h1", &config("h1"));
+    let stream = spawn_stream(cluster, topic.clone(), keys, n / 4, RATE);
+    let mut h1 = HostProc::start(BIN, dir.path(), "h1", &config("h1"));
     h1.wait_running().await;
     let mut reader = Reader::new(&out);
     step("h1 running");
 
     reader.wait_copies(&c, cluster, n * 15 / 100, &[&h1]).await;
-    let mut h2 = HostProc::start(dir.path(), "h2", &config("h2"));
+    let mut h2 = HostProc::start(BIN, dir.path(), "h2", &config("h2"));
     h2.wait_running().await;
     step("h2 running");
     reader.wait_copies(&c, cluster, n * 30 / 100, &[&h1, &h2]).await;
-    let mut h3 = HostProc::start(dir.path(), "h3", &config("h3"));
+    let mut h3 = HostProc::start(BIN, dir.path(), "h3", &config("h3"));
     h3.wait_running().await;
     step("h3 running");
     reader.wait_copies(&c, cluster, n * 45 / 100, &[&h1, &h2, &h3]).await;

@@ -12,12 +12,19 @@ use rmq_wasm::consumer::config::{ConsumerConfig, RequestMode, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::body::{MessageRequestMode, SetMessageRequestModeRequestBody};
 use rmq_wasm::protocol::message::{Message, MessageExt};
+use rmq_wasm::protocol::{QueueId, QueueOffset};
 use rmq_wasm_tests::cluster::{Cluster, Flavour};
+use rmq_wasm_tests::host_procs::{
+    HostProc, Reader, report, router_config, spawn_stream, tails, tally,
+};
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{
-    Clients, consumer_config, init_tracing, read_topic_until, start_consumer as start, unique,
-    wait_for,
+    Clients, consumer_config, init_tracing, read_back_header, read_topic_until,
+    start_consumer as start, unique, wait_for,
 };
+
+/// The host binary, for the process tests (only an integration test can name it).
+const BIN: &str = env!("CARGO_BIN_EXE_rmq-wasm-proc");
 
 /// POP needs the 5.x broker: the 4.9.7 broker has no POP processors at all, and rocketmq-rust
 /// 1.0.0 is not proven here.
@@ -423,4 +430,198 @@ async fn our_pop_member_and_the_java_pop_consumer_share_one_group() {
     assert!(ours_n > 0 && java_n > 0, "ours {ours_n}, Java {java_n}");
     peer.stop().unwrap();
     ours.shutdown().await;
+}
+
+/// The issue's proof with real processes: six `rmq-wasm run` processes (the router plugin, each
+/// tagging its copies with its name) pop one two-queue topic; all six get messages. Then one is
+/// frozen (SIGSTOP) and SIGKILLed mid-stream: what it held comes back to the others after the invisible time, nothing
+/// is lost, and the duplicates stay within what it held.
+///
+/// What the victim held is read from the broker: each of its unacked check points is revived into
+/// the group's POP retry topic `%RETRY%<group>_<topic>` once the invisible time passed (queue 0,
+/// `PopAckConstants.retryQueueNum` = 1). Every redelivery goes through that topic before a
+/// survivor copies it, so at any moment duplicates ≤ revived messages; the wait covers the
+/// revival (kill + invisible time + the revive interval) and every revived key's copy by a
+/// survivor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_pop_processes_share_two_queues_and_a_sigkilled_ones_messages_come_back() {
+    let Some((cluster, c, topic)) = setup("pop_procs", 2).await else {
+        return;
+    };
+    let started = Instant::now();
+    let out = unique("pop_procs_out");
+    c.create_topic(cluster, &out, 1).await.unwrap();
+    let group = unique("pop_procs_group");
+    const N: usize = 400;
+    const INVISIBLE: Duration = Duration::from_secs(5);
+    const LONG_POLL: Duration = Duration::from_secs(2);
+    // Small pops and a low flow-control threshold, so that six processes share 400 messages.
+    let extra = format!(
+        "request_mode = \"pop\"\npop_invisible_time = \"{}s\"\npop_batch_size = 4\n\
+         pop_threshold_for_queue = 8\nbroker_suspend_max = \"{}s\"",
+        INVISIBLE.as_secs(),
+        LONG_POLL.as_secs()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (1..=6).map(|i| format!("h{i}")).collect();
+    let mut hosts: Vec<HostProc> = names
+        .iter()
+        .map(|n| {
+            let config = router_config(cluster, n, &group, &topic, &out, &extra);
+            HostProc::start(BIN, dir.path(), n, &config)
+        })
+        .collect();
+    for h in &mut hosts {
+        h.wait_running().await;
+    }
+    let keys = (0..N).map(|i| (format!("{topic}-{i}"), None)).collect();
+    let stream = spawn_stream(cluster, topic.clone(), keys, 0, 100.0);
+    let mut reader = Reader::new(&out);
+    let copies_of =
+        |reader: &Reader, host: &str| reader.msgs.iter().filter(|m| m.tags() == Some(host)).count();
+
+    // Every process consumed some, the victim (h6) a few: kill it mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        reader.poll(&c, cluster).await;
+        let shares: Vec<usize> = names.iter().map(|n| copies_of(&reader, n)).collect();
+        if shares.iter().all(|n| *n > 0) && shares[5] >= 5 {
+            eprintln!(
+                "shares before the kill: {:?}",
+                names.iter().zip(&shares).collect::<Vec<_>>()
+            );
+            break;
+        }
+        let all: Vec<&HostProc> = hosts.iter().collect();
+        assert!(
+            Instant::now() < deadline && !stream.is_finished(),
+            "not every process consumed while the stream ran: {shares:?}\n{}",
+            tails(&all)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Frozen first (a hung host): its sockets stay open, so its pending long poll still takes
+    // messages it will never ack while the others go on; then SIGKILL.
+    let mut victim = hosts.pop().expect("six hosts");
+    victim.signal("STOP");
+    let frozen_at = reader.msgs.len();
+    let survivors: Vec<&HostProc> = hosts.iter().collect();
+    reader.wait_copies(&c, cluster, frozen_at + 60, &survivors).await;
+    assert!(!stream.is_finished(), "the stream ended before the kill: raise N");
+    let killed_at = Instant::now();
+    victim.kill9();
+
+    let sent = stream.await.unwrap();
+    reader.wait_keys(&c, cluster, &sent, &survivors).await;
+    let retry_topic = format!("%RETRY%{group}_{topic}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let revived = loop {
+        reader.poll(&c, cluster).await;
+        let revived = read_queue0(&c, cluster, &retry_topic).await;
+        let survivor_copies: BTreeSet<&str> =
+            reader.msgs.iter().filter(|m| m.tags() != Some("h6")).flat_map(|m| m.keys()).collect();
+        let back = revived.iter().all(|m| m.keys().all(|k| survivor_copies.contains(k)));
+        if !revived.is_empty() && back && killed_at.elapsed() > INVISIBLE + Duration::from_secs(2) {
+            break revived;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} revived messages (none: the victim held nothing), not all copied by a survivor\n{}",
+            revived.len(),
+            tails(&survivors)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let back_after = killed_at.elapsed();
+    let t = tally(&sent, &reader.msgs);
+    let shares: Vec<(&String, usize)> = names.iter().map(|n| (n, copies_of(&reader, n))).collect();
+    report(
+        "pop processes",
+        &t,
+        started,
+        &format!(
+            "shares {shares:?}; h6 SIGKILLed holding {} (revived into {retry_topic}), all back \
+             within {back_after:?} of the kill",
+            revived.len()
+        ),
+    );
+    t.assert_nothing_lost(N);
+    assert!(shares.iter().all(|(_, n)| *n > 0), "a process got nothing: {shares:?}");
+    assert!(
+        t.duplicated <= revived.len(),
+        "{} duplicates, more than the {} messages the victim held",
+        t.duplicated,
+        revived.len()
+    );
+}
+
+/// Every message of queue 0 of `topic` on the broker, read from offset 0 (none if the topic
+/// does not exist yet).
+async fn read_queue0(c: &Clients, cluster: &Cluster, topic: &str) -> Vec<MessageExt> {
+    let mut msgs = Vec::new();
+    let mut offset = 0;
+    loop {
+        let header = read_back_header(topic, QueueId(0), QueueOffset(offset));
+        let Ok(r) = c.broker.pull(&cluster.broker_addr, &header, Duration::from_secs(5)).await
+        else {
+            return msgs;
+        };
+        if r.messages.is_empty() || r.next_begin_offset.0 <= offset {
+            return msgs;
+        }
+        offset = r.next_begin_offset.0;
+        msgs.extend(r.messages);
+    }
+}
+
+/// Batch ack on the real broker: the acks of a listener batch go as one BATCH_ACK_MESSAGE whose
+/// bit set names the acked offsets of their check point. Ten messages are popped at once (one
+/// check point); the listener takes them three at a time, succeeds for nine and holds the last
+/// (`hold`) forever. When the broker revives that check point after the invisible time, it
+/// writes exactly the offsets not acked into `%RETRY%<group>_<topic>`: only `hold` if every
+/// bit landed on its offset (the sets span a byte boundary: bits 0–2, 3–5, 6–8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_acks_ack_exactly_their_offsets_and_the_held_one_comes_back() {
+    let Some((cluster, c, topic)) = setup("pop_batch_ack", 1).await else {
+        return;
+    };
+    let group = unique("pop_batch_ack_group");
+    let keys: Vec<String> = (0..9).map(|i| format!("k{i}")).chain(["hold".to_owned()]).collect();
+    for k in &keys {
+        let m = Message::new(&topic, Bytes::from_static(b"{}")).with_keys([k.as_str()]);
+        c.producer.send(m).await.unwrap();
+    }
+    let listener = Arc::new(FnListener(move |_ctx, msgs: Vec<MessageExt>| async move {
+        if msgs.iter().any(|m| m.keys().any(|k| k == "hold")) {
+            std::future::pending::<()>().await;
+        }
+        Ok(vec![MessageOutcome::Success; msgs.len()])
+    }));
+    let mut cfg = pop_config(&group, &topic, "b");
+    cfg.pop_batch_size = 32;
+    cfg.pop_threshold_for_queue = 96;
+    cfg.consume_message_batch_max_size = 3;
+    cfg.pop_invisible_time = Duration::from_secs(5);
+    cfg.broker_suspend_max = Duration::from_secs(2);
+    let consumer = start(cluster, cfg, listener).await;
+    wait_for("nine acks", Duration::from_secs(30), || {
+        let acks: u64 = consumer.stats().queues.values().map(|q| q.pop_acks).sum();
+        (acks >= 9).then_some(())
+    })
+    .await;
+    let pops: u64 = consumer.stats().queues.values().map(|q| q.pulls).sum();
+    let retry_topic = format!("%RETRY%{group}_{topic}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let revived = loop {
+        let revived = read_queue0(&c, cluster, &retry_topic).await;
+        if !revived.is_empty() {
+            break revived;
+        }
+        assert!(Instant::now() < deadline, "the held message never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let revived_keys: Vec<&str> = revived.iter().flat_map(|m| m.keys()).collect();
+    eprintln!("batch acks: {pops} pops; revived {revived_keys:?}");
+    assert!(revived_keys.iter().all(|k| *k == "hold"), "acked messages revived: {revived_keys:?}");
+    consumer.shutdown().await;
 }

@@ -175,6 +175,24 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     key!(
         Listener,
+        "pop_batch_size",
+        || consumer().pop_batch_size.to_string(),
+        "POP: messages per pop (1..=32)"
+    ),
+    key!(
+        Listener,
+        "pop_threshold_for_queue",
+        || consumer().pop_threshold_for_queue.to_string(),
+        "POP flow control: stop popping a queue past this many messages awaiting their ack"
+    ),
+    key!(
+        Listener,
+        "broker_suspend_max",
+        || secs(consumer().broker_suspend_max),
+        "how long the broker may hold a pull or pop that finds nothing (long poll)"
+    ),
+    key!(
+        Listener,
         "consume_from",
         || "last".to_owned(),
         "where a new group starts: `last`, `first` or `timestamp`"

@@ -1,6 +1,8 @@
 //! The consumer keys of `[[listener]]` beyond the basics (start instant, drain timeout,
-//! allocation, pull batch and flow control, client id parts) and `[acl]`: how they map onto
+//! allocation, pull and pop batch and flow control, long poll, client id parts) and `[acl]`: how they map onto
 //! [`ConsumerConfig`] and what is checked before anything starts.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -31,6 +33,13 @@ pub(crate) fn apply(l: &ListenerSection, c: &mut ConsumerConfig) {
     set(&mut c.pull_batch_size, l.pull_batch_size);
     set(&mut c.pull_threshold_for_queue, l.pull_threshold_for_queue);
     set(&mut c.pull_threshold_size_for_queue_mib, l.pull_threshold_size_for_queue_mib);
+    set(&mut c.pop_batch_size, l.pop_batch_size);
+    set(&mut c.pop_threshold_for_queue, l.pop_threshold_for_queue);
+    if let Some(d) = l.broker_suspend_max {
+        c.broker_suspend_max = d;
+        // A pull's client timeout must outlast the broker's hold (Java: hold + 10 s at least).
+        c.pull_timeout = c.pull_timeout.max(d + Duration::from_secs(10));
+    }
     if l.pull_threshold_for_topic.is_some() {
         c.pull_threshold_for_topic = l.pull_threshold_for_topic;
     }

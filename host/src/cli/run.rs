@@ -25,6 +25,9 @@
 //! consume_mode = "concurrently" # or "orderly"
 //! request_mode = "pull"         # or "pop" (5.x POP), "broker" (QUERY_ASSIGNMENT decides)
 //! pop_invisible_time = "60s"    # POP: how long a popped message stays hidden (5 s..=300 s)
+//! pop_batch_size = 32           # POP: messages per pop, and pop_threshold_for_queue (flow
+//!                               # control: unacked messages per popped queue)
+//! broker_suspend_max = "15s"    # how long the broker may hold a pull or pop (long poll)
 //! consume_from = "timestamp"    # a new group's start: "last" (default: skips what the topic
 //!                               # holds, and logs how many), "first" or "timestamp"
 //! consume_timestamp = "2026-12-05T17:00:00Z"
@@ -205,6 +208,13 @@ pub struct ListenerSection {
     pub request_mode: Request,
     #[serde(default, with = "humantime_serde")]
     pub pop_invisible_time: Option<Duration>,
+    /// POP: messages per pop.
+    pub pop_batch_size: Option<u32>,
+    /// POP flow control: stop popping a queue past this many messages waiting for their ack.
+    pub pop_threshold_for_queue: Option<u32>,
+    /// How long the broker may hold a pull or pop that finds nothing (the long poll).
+    #[serde(default, with = "humantime_serde")]
+    pub broker_suspend_max: Option<Duration>,
     pub consume_from: Option<ConsumeFrom>,
     /// With `consume_from = "timestamp"`: where a new group starts, an RFC 3339 instant or
     /// epoch milliseconds (default: 30 minutes before the start, Java's).
@@ -878,6 +888,9 @@ topic = "t3"
 slots = 1
 request_mode = "pop"
 pop_invisible_time = "10s"
+pop_batch_size = 4
+pop_threshold_for_queue = 8
+broker_suspend_max = "40s"
 wasm = "pop.wasm"
 "#;
 
@@ -938,6 +951,10 @@ wasm = "pop.wasm"
         let pop = c.listeners[2].consumer_config();
         assert_eq!(pop.request_mode, RequestMode::Pop);
         assert_eq!(pop.pop_invisible_time, Duration::from_secs(10));
+        assert_eq!((pop.pop_batch_size, pop.pop_threshold_for_queue), (4, 8));
+        assert_eq!(pop.broker_suspend_max, Duration::from_secs(40));
+        // The client timeout follows a long poll past the default.
+        assert_eq!(pop.pull_timeout, Duration::from_secs(50));
         let pull = c.listeners[1].consumer_config();
         assert_eq!(pull.request_mode, RequestMode::Pull);
         assert_eq!(pull.pop_invisible_time, ConsumerConfig::new("g2").pop_invisible_time);

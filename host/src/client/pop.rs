@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::{BrokerClient, ClientError, body_error, broker_error, call, call_ok, header_of};
 use crate::protocol::body::{
-    MessageQueueAssignment, QueryAssignmentRequestBody, QueryAssignmentResponseBody,
+    BatchAckMessageRequestBody, MessageQueueAssignment, QueryAssignmentRequestBody,
+    QueryAssignmentResponseBody,
 };
 use crate::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
@@ -103,6 +104,19 @@ impl BrokerClient {
         timeout: Duration,
     ) -> Result<(), ClientError> {
         let cmd = RemotingCommand::request(RequestCode::AckMessage, header);
+        call_ok(self.pool(), addr, cmd, timeout).await.map(drop)
+    }
+
+    /// BATCH_ACK_MESSAGE (200151): the acks of many check points of one broker. A broker that
+    /// does not know the code answers REQUEST_CODE_NOT_SUPPORTED (a [`ClientError::Broker`]).
+    pub async fn batch_ack(
+        &self,
+        addr: &str,
+        body: &BatchAckMessageRequestBody,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        let cmd = RemotingCommand::request_without_header(RequestCode::BatchAckMessage)
+            .with_body(body.encode());
         call_ok(self.pool(), addr, cmd, timeout).await.map(drop)
     }
 

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::client::{BrokerClient, ClientError, PopResult, PullResult};
 use crate::protocol::body::{
-    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, MessageQueueAssignment,
-    QueryAssignmentRequestBody, UnlockBatchRequestBody,
+    BatchAckMessageRequestBody, CheckClientRequestBody, HeartbeatData, LockBatchRequestBody,
+    MessageQueueAssignment, QueryAssignmentRequestBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
@@ -161,6 +161,14 @@ pub(crate) trait BrokerApi: Send + Sync + 'static {
         &'a self,
         addr: &'a str,
         header: &'a AckMessageRequestHeader,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()>;
+
+    /// BATCH_ACK_MESSAGE: many acks of one broker's check points in one request.
+    fn batch_ack<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a BatchAckMessageRequestBody,
         timeout: Duration,
     ) -> BrokerFuture<'a, ()>;
 
@@ -329,6 +337,15 @@ impl BrokerApi for BrokerClient {
         timeout: Duration,
     ) -> BrokerFuture<'a, ()> {
         Box::pin(BrokerClient::ack(self, addr, header, timeout))
+    }
+
+    fn batch_ack<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a BatchAckMessageRequestBody,
+        timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        Box::pin(BrokerClient::batch_ack(self, addr, body, timeout))
     }
 
     fn change_invisible_time<'a>(

@@ -19,11 +19,10 @@ use crate::client::{
     BrokerClient, ClientError, NameServerClient, PopResult, Producer, ProducerConfig, PullResult,
     PullStatus,
 };
-use crate::protocol::RequestCode;
 use crate::protocol::body::route::{BrokerData, QueueData, TopicRouteData};
 use crate::protocol::body::{
-    CheckClientRequestBody, HeartbeatData, LockBatchRequestBody, MessageQueueAssignment,
-    QueryAssignmentRequestBody, UnlockBatchRequestBody,
+    BatchAckMessageRequestBody, CheckClientRequestBody, HeartbeatData, LockBatchRequestBody,
+    MessageQueueAssignment, QueryAssignmentRequestBody, UnlockBatchRequestBody,
 };
 use crate::protocol::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
@@ -33,6 +32,7 @@ use crate::protocol::header::{
 };
 use crate::protocol::message::MessageExt;
 use crate::protocol::{MessageQueue, QueueId, QueueOffset};
+use crate::protocol::{RequestCode, ResponseCode};
 use crate::remoting::{ConnectionPool, RemotingError};
 
 pub(crate) const TOPIC: &str = "T";
@@ -148,6 +148,11 @@ pub(crate) enum Call {
     Ack {
         offset: i64,
     },
+    /// POP: one BATCH_ACK_MESSAGE to `broker`, acking these queue offsets.
+    BatchAck {
+        broker: String,
+        offsets: Vec<i64>,
+    },
     /// POP: the message at this queue offset hidden for `invisible` more.
     ChangeInvisible {
         offset: i64,
@@ -174,6 +179,8 @@ pub(crate) struct ScriptedBroker {
     pub fail_offset_queries: AtomicBool,
     /// Heartbeats never return while set: each costs the caller its whole timeout.
     pub hang_heartbeats: AtomicBool,
+    /// BATCH_ACK_MESSAGE is answered REQUEST_CODE_NOT_SUPPORTED (and not recorded) while set.
+    pub refuse_batch_ack: AtomicBool,
     /// What GET_MIN_OFFSET and GET_MAX_OFFSET answer for every queue (default 0..0: empty).
     pub queue_range: Mutex<std::ops::Range<i64>>,
     /// The group's offset as the broker stores it (the last update; `None`: not found).
@@ -202,6 +209,7 @@ impl ScriptedBroker {
             hang_locks: AtomicBool::new(false),
             lock_requests: AtomicUsize::new(0),
             hang_heartbeats: AtomicBool::new(false),
+            refuse_batch_ack: AtomicBool::new(false),
             fail_offset_queries: AtomicBool::new(false),
             stored_offset: Mutex::new(None),
             queue_range: Mutex::new(0..0),
@@ -438,6 +446,31 @@ impl BrokerApi for ScriptedBroker {
         Box::pin(async { Ok(()) })
     }
 
+    fn batch_ack<'a>(
+        &'a self,
+        addr: &'a str,
+        body: &'a BatchAckMessageRequestBody,
+        _timeout: Duration,
+    ) -> BrokerFuture<'a, ()> {
+        if self.refuse_batch_ack.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                Err(ClientError::Broker {
+                    addr: addr.to_owned(),
+                    request: RequestCode::BatchAckMessage,
+                    code: ResponseCode::RequestCodeNotSupported,
+                    remark: "request type 200151 not supported".into(),
+                })
+            });
+        }
+        let offsets = body
+            .acks
+            .iter()
+            .flat_map(|a| a.bit_set.iter().map(move |i| a.start_offset + i64::from(i)))
+            .collect();
+        self.record(Call::BatchAck { broker: body.broker_name.clone(), offsets });
+        Box::pin(async { Ok(()) })
+    }
+
     fn change_invisible_time<'a>(
         &'a self,
         _addr: &'a str,
@@ -491,6 +524,12 @@ impl ListenerCall {
     /// Every message gets `outcome`.
     pub fn answer(self, outcome: MessageOutcome) {
         let outcomes = vec![outcome; self.offsets.len()];
+        let _ = self.reply.send(Reply::Outcomes(outcomes));
+    }
+
+    /// Each message gets the outcome `outcome` gives its offset.
+    pub fn answer_each(self, outcome: impl Fn(i64) -> MessageOutcome) {
+        let outcomes = self.offsets.iter().map(|o| outcome(*o)).collect();
         let _ = self.reply.send(Reply::Outcomes(outcomes));
     }
 

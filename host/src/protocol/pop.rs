@@ -68,7 +68,8 @@ impl TopicMark {
         }
     }
 
-    fn wire(self) -> &'static str {
+    /// How the handle and `BatchAck.r` spell the mark.
+    pub(crate) fn wire(self) -> &'static str {
         match self {
             Self::Normal => "0",
             Self::Retry => "1",

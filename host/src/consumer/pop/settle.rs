@@ -1,5 +1,7 @@
 //! One POP consume job: call the listener on a batch of popped messages, then settle each by
-//! its handle — ack, change its invisible time (a retry), or dead-letter then ack.
+//! its handle — ack, change its invisible time (a retry), or dead-letter then ack. The acks of a
+//! batch go in one BATCH_ACK_MESSAGE per broker (one ACK_MESSAGE each where a broker refuses
+//! that).
 //!
 //! Nothing is settled after the message's invisible time has passed: by then the broker has
 //! handed it out again (perhaps to another member), so a late ack would only race that delivery.
@@ -14,6 +16,7 @@ use crate::consumer::consume::{JobScope, call_listener, send_back, send_to_dlq};
 use crate::consumer::listener::MessageOutcome;
 use crate::consumer::shared::ConsumeEnv;
 use crate::protocol::EpochMillis;
+use crate::protocol::body::batch_ack_bodies;
 use crate::protocol::header::{AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader};
 use crate::protocol::message::MessageExt;
 use crate::protocol::pop::PopHandle;
@@ -55,21 +58,29 @@ pub(crate) async fn consume_popped(scope: JobScope, batch: Vec<PoppedMessage>) -
     let Some(outcomes) = call_listener(&scope, &mut msgs, None).await else {
         return done;
     };
-    // Each message is settled on its own (one ack or invisible-time change each, as Java), all
-    // at once: one after the other, a batch of 32 waited 32 round trips before its slots freed.
+    // Each message's retry or dead letter is its own request, all at once (one after the other,
+    // a batch of 32 waited 32 round trips before its slots freed); the acks then go together.
     let scope = &scope;
-    let settles = live.into_iter().zip(outcomes).map(|(popped, outcome)| async move {
+    let settles = live.iter().zip(outcomes).map(|(popped, outcome)| async move {
         if expired(&popped.handle, EpochMillis::now()) {
             stats.pop_expired.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(group = %scope.env.group, handle = %popped.handle, "consumed past its invisible time; not acked (the broker redelivers it)");
-            return;
+            return None;
         }
-        if let Err(e) = settle(scope, &popped, outcome).await {
-            stats.pop_settle_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(group = %scope.env.group, handle = %popped.handle, error = %e, "settling a popped message failed; the broker redelivers it after its invisible time");
+        match settle(scope, popped, outcome).await {
+            Ok(Settled::Ack) => Some(popped),
+            Ok(Settled::Done) => None,
+            Err(e) => {
+                stats.pop_settle_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(group = %scope.env.group, handle = %popped.handle, error = %e, "settling a popped message failed; the broker redelivers it after its invisible time");
+                None
+            }
         }
     });
-    futures_util::future::join_all(settles).await;
+    let to_ack: Vec<&PoppedMessage> =
+        futures_util::future::join_all(settles).await.into_iter().flatten().collect();
+    let acked = ack_all(scope, &to_ack).await;
+    stats.pop_acks.fetch_add(acked as u64, Ordering::Relaxed);
     done
 }
 
@@ -77,13 +88,17 @@ pub(crate) async fn consume_popped(scope: JobScope, batch: Vec<PoppedMessage>) -
 /// tag hash only, and a hash collision must not come back every invisible time).
 pub(crate) async fn ack_unwanted(scope: JobScope, batch: Vec<PoppedMessage>) -> PopDone {
     let done = PopDone::of(&batch);
-    for popped in &batch {
-        if let Err(e) = ack(&scope.env, &popped.handle, &popped.message.topic).await {
-            scope.stats.pop_settle_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(handle = %popped.handle, error = %e, "ack of a filtered-out message failed");
-        }
-    }
+    let refs: Vec<&PoppedMessage> = batch.iter().collect();
+    ack_all(&scope, &refs).await;
     done
+}
+
+/// What is left to do for a message once its outcome is handled.
+enum Settled {
+    /// Ack it (success, or its copy is in the DLQ).
+    Ack,
+    /// Nothing: its invisible time was changed, the broker brings it back.
+    Done,
 }
 
 /// Settles one message by its outcome.
@@ -91,7 +106,7 @@ async fn settle(
     scope: &JobScope,
     popped: &PoppedMessage,
     outcome: MessageOutcome,
-) -> Result<(), ClientError> {
+) -> Result<Settled, ClientError> {
     let env = &*scope.env;
     let msg = &popped.message;
     match outcome {
@@ -101,7 +116,7 @@ async fn settle(
                 let invisible = retry_invisible_time(delay_level, msg.reconsume_times);
                 change_invisible_time(env, &popped.handle, &msg.topic, invisible).await?;
                 scope.stats.pop_retries.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return Ok(Settled::Done);
             }
             // The 5.3 broker's revive service never dead-letters: past the limit the client
             // does, as the gRPC proxy does (Java's remoting client instead acks — drops — it).
@@ -116,9 +131,63 @@ async fn settle(
             }
         }
     }
-    ack(env, &popped.handle, &msg.topic).await?;
-    scope.stats.pop_acks.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    Ok(Settled::Ack)
+}
+
+/// Acks `popped`: one BATCH_ACK_MESSAGE per broker for everything still within its invisible
+/// time, falling back to one ACK_MESSAGE each for a broker that refuses or fails the batch (the
+/// broker ignores an ack of an offset already acked). Returns how many were acked; failures are
+/// counted in `pop_settle_failures`.
+async fn ack_all(scope: &JobScope, popped: &[&PoppedMessage]) -> usize {
+    let env = &*scope.env;
+    let now = EpochMillis::now();
+    let (live, stale): (Vec<&PoppedMessage>, Vec<&PoppedMessage>) =
+        popped.iter().partition(|p| !expired(&p.handle, now));
+    scope.stats.pop_expired.fetch_add(stale.len() as u64, Ordering::Relaxed);
+    let (bodies, single) =
+        batch_ack_bodies(&env.group, live.iter().map(|p| (p.message.topic.as_str(), &p.handle)));
+    let batches = bodies.into_iter().map(|body| {
+        let members: Vec<&PoppedMessage> = live
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.handle.broker_name == body.broker_name && !single.contains(i))
+            .map(|(_, p)| *p)
+            .collect();
+        async move {
+            let sent = match env.routes.master_addr(&body.broker_name) {
+                Some(addr) => env.broker.batch_ack(&addr, &body, SETTLE_TIMEOUT).await,
+                None => Err(ClientError::NoMaster {
+                    topic: members[0].message.topic.clone(),
+                    broker: body.broker_name.clone(),
+                }),
+            };
+            match sent {
+                Ok(()) => members.len(),
+                Err(e) => {
+                    tracing::debug!(group = %env.group, broker = %body.broker_name, error = %e, "batch ack refused or failed; acking one by one");
+                    ack_each(scope, &members).await
+                }
+            }
+        }
+    });
+    let singles: Vec<&PoppedMessage> = single.iter().map(|i| live[*i]).collect();
+    let batched: usize = futures_util::future::join_all(batches).await.into_iter().sum();
+    batched + ack_each(scope, &singles).await
+}
+
+/// One ACK_MESSAGE per message, all at once; returns how many were acked.
+async fn ack_each(scope: &JobScope, popped: &[&PoppedMessage]) -> usize {
+    let acks = popped.iter().map(|p| async move {
+        match ack(&scope.env, &p.handle, &p.message.topic).await {
+            Ok(()) => true,
+            Err(e) => {
+                scope.stats.pop_settle_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(group = %scope.env.group, handle = %p.handle, error = %e, "ack failed; the broker redelivers the message after its invisible time");
+                false
+            }
+        }
+    });
+    futures_util::future::join_all(acks).await.into_iter().filter(|ok| *ok).count()
 }
 
 /// The master of the broker that popped the message.

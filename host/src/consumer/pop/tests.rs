@@ -88,13 +88,14 @@ async fn outcomes_settle_by_ack_invisible_time_or_dlq() {
     let mut got = f.broker.calls();
     got.sort_by_key(|c| format!("{c:?}"));
     let mut expected = vec![
-        Call::Ack { offset: 0 },
         // Delay level 1 is the broker's 1 s; no level: Java's POP table by reconsume times.
         Call::ChangeInvisible { offset: 1, invisible: Duration::from_secs(1) },
         Call::ChangeInvisible { offset: 2, invisible: Duration::from_secs(60) },
         // Retries exhausted: dead-lettered through the broker, then acked.
         Call::SendBack { offset: 3, delay_level: -1 },
-        Call::Ack { offset: 3 },
+        // The success and the dead letter (one a listener call here): a batch ack each.
+        Call::BatchAck { broker: BROKER.into(), offsets: vec![0] },
+        Call::BatchAck { broker: BROKER.into(), offsets: vec![3] },
     ];
     expected.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(got, expected);
@@ -116,7 +117,7 @@ async fn a_message_past_its_invisible_time_is_never_acked() {
     assert_eq!(call.offsets, [1], "only the live message reaches the listener");
     call.succeed();
     f.broker.wait_for(|calls| !calls.is_empty()).await;
-    assert_eq!(f.broker.calls(), [Call::Ack { offset: 1 }]);
+    assert_eq!(f.broker.calls(), [Call::BatchAck { broker: BROKER.into(), offsets: vec![1] }]);
     assert_eq!(stats.pop_expired.load(Ordering::Relaxed), 1);
     assert_eq!(stats.pop_acks.load(Ordering::Relaxed), 1);
 }
@@ -138,4 +139,47 @@ async fn no_pop_while_the_threshold_of_unacked_messages_is_reached() {
     let again = next(&mut f.pops).await;
     assert_eq!(again.header.max_msg_nums, 1, "one slot freed");
     assert!(f.task.stats.flow_control_pauses.load(Ordering::Relaxed) >= 1);
+}
+
+/// The acks of a batch go in one BATCH_ACK_MESSAGE; a retried message is not in it.
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_acked_in_one_request() {
+    let (mut f, mut calls) = start(|c| c.consume_message_batch_max_size = 4);
+    answer(next(&mut f.pops).await, (0..4).map(|o| popped(o, 0, Duration::ZERO)).collect());
+    let call = next(&mut calls).await;
+    assert_eq!(call.offsets, [0, 1, 2, 3]);
+    call.answer_each(|offset| {
+        if offset == 2 {
+            MessageOutcome::RetryLater { delay_level: None }
+        } else {
+            MessageOutcome::Success
+        }
+    });
+    f.broker.wait_for(|calls| calls.len() >= 2).await;
+    assert_eq!(
+        f.broker.calls(),
+        [
+            Call::ChangeInvisible { offset: 2, invisible: Duration::from_secs(10) },
+            Call::BatchAck { broker: BROKER.into(), offsets: vec![0, 1, 3] },
+        ]
+    );
+    assert_eq!(f.task.stats.pop_acks.load(Ordering::Relaxed), 3);
+}
+
+/// A broker that refuses BATCH_ACK_MESSAGE (REQUEST_CODE_NOT_SUPPORTED) gets one ACK_MESSAGE a
+/// message instead: nothing stays unacked.
+#[tokio::test(start_paused = true)]
+async fn a_broker_refusing_batch_ack_gets_single_acks() {
+    let (mut f, mut calls) = start(|c| c.consume_message_batch_max_size = 3);
+    f.broker.refuse_batch_ack.store(true, Ordering::SeqCst);
+    answer(next(&mut f.pops).await, (0..3).map(|o| popped(o, 0, Duration::ZERO)).collect());
+    let call = next(&mut calls).await;
+    assert_eq!(call.offsets, [0, 1, 2]);
+    call.succeed();
+    f.broker.wait_for(|calls| calls.len() >= 3).await;
+    let mut got = f.broker.calls();
+    got.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(got, [Call::Ack { offset: 0 }, Call::Ack { offset: 1 }, Call::Ack { offset: 2 }]);
+    assert_eq!(f.task.stats.pop_acks.load(Ordering::Relaxed), 3);
+    assert_eq!(f.task.stats.pop_settle_failures.load(Ordering::Relaxed), 0);
 }

@@ -17,6 +17,7 @@
 mod java_enum;
 
 pub mod assignment;
+pub mod batch_ack;
 pub mod cluster_info;
 pub mod consumer;
 pub mod heartbeat;
@@ -33,6 +34,7 @@ pub use assignment::{
     MessageQueueAssignment, MessageRequestMode, QueryAssignmentRequestBody,
     QueryAssignmentResponseBody, SetMessageRequestModeRequestBody,
 };
+pub use batch_ack::{AckBits, BatchAck, BatchAckMessageRequestBody, batch_ack_bodies};
 pub use cluster_info::ClusterInfo;
 pub use consumer::{
     CMResult, CheckClientRequestBody, ConsumeMessageDirectlyResult,
@@ -94,6 +96,7 @@ macro_rules! json_bodies {
 }
 
 json_bodies!(
+    BatchAckMessageRequestBody,
     CheckClientRequestBody,
     ClusterInfo,
     ConsumeMessageDirectlyResult,
