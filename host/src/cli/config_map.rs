@@ -1,6 +1,6 @@
 //! The consumer keys of `[[listener]]` beyond the basics (start instant, drain timeout,
-//! allocation, pull and pop batch and flow control, long poll, client id parts) and `[acl]`: how they map onto
-//! [`ConsumerConfig`] and what is checked before anything starts.
+//! allocation, pull and pop batch, flow control and invisible time, long poll, client id parts)
+//! and `[acl]`: how they map onto [`ConsumerConfig`] and what is checked before anything starts.
 
 use std::time::Duration;
 
@@ -17,6 +17,9 @@ pub(crate) fn apply(l: &ListenerSection, c: &mut ConsumerConfig) {
     }
     if let Some(d) = l.shutdown_drain_timeout {
         c.shutdown_drain_timeout = d;
+    }
+    if let Some(t) = l.pop_invisible_time {
+        c.pop_invisible_time = t;
     }
     if let Some(a) = l.allocate_strategy {
         c.allocate_strategy = match a {

@@ -490,9 +490,6 @@ impl ListenerSection {
             Request::Pop => RequestMode::Pop,
             Request::Broker => RequestMode::Broker,
         };
-        if let Some(t) = self.pop_invisible_time {
-            c.pop_invisible_time = t;
-        }
         if let Some(from) = self.consume_from {
             c.consume_from_where = match from {
                 ConsumeFrom::Last => ConsumeFromWhere::LastOffset,
