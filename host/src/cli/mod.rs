@@ -7,6 +7,7 @@ pub mod config_doc;
 mod config_map;
 pub mod env;
 pub mod ops;
+mod plugin;
 mod produce;
 mod reload;
 pub mod run;
@@ -100,6 +101,9 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Plugin authors' tools.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peek(args) => ops::peek(args).await?,
         Command::Dlq(command) => ops::dlq(command).await?,
         Command::ResetOffset(args) => ops::reset(args).await?,
+        Command::Plugin(command) => plugin::plugin(command)?,
         Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
         Command::Config(ConfigCommand::Check { file }) => {
             let problems = config_check::check_file(&file)?;

@@ -9,10 +9,12 @@
 //! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
 //! - `reload`: file watching and atomic version swaps;
+//! - [`componentize`]: a core module (Go, C) made a listener component, in-process;
 //! - `bindings`: the `bindgen!` output, alone.
 
 mod bindings;
 mod cache;
+pub mod componentize;
 mod convert;
 pub mod engine;
 mod host;
