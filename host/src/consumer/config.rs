@@ -757,6 +757,20 @@ mod tests {
         }
     }
 
+    /// POP takes both consume modes (orderly: the broker's orderly POP) but not broadcasting.
+    #[test]
+    fn pop_request_modes_need_clustering_only() {
+        for request in [RequestMode::Pop, RequestMode::Broker] {
+            for mode in [ConsumeMode::Concurrently, ConsumeMode::Orderly] {
+                let mut c = valid();
+                (c.request_mode, c.consume_mode) = (request, mode);
+                assert_eq!(c.validate(), Ok(()), "{request:?} {mode:?}");
+                c.message_model = MessageModel::Broadcasting;
+                assert_eq!(c.validate(), Err(ConfigError::PopNeedsClustering), "{request:?}");
+            }
+        }
+    }
+
     #[test]
     fn error_names_field_value_and_range() {
         let mut c = valid();
