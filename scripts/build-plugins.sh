@@ -152,8 +152,9 @@ go_plugins=(plugins/go-*/)
 if [[ -d ${go_plugins[0]} ]]; then
   [[ -x $go_bin ]] || { echo "Go not found (set GO=/path/to/go; Go 1.25 or newer)" >&2; exit 1; }
   rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
+  # The same debug build that scripts/test.sh makes next (so no extra work in CI), on both cores.
   step "go: cargo build --bin rmq-wasm (its plugin componentize verb)"
-  timed cargo build --quiet --workspace --bin rmq-wasm -j "$jobs"
+  timed cargo build --quiet --workspace --bin rmq-wasm -j "${CARGO_BUILD_JOBS:-2}"
   for dir in "${go_plugins[@]}"; do
     name=$(basename "$dir")
     hash=$(inputs_hash wit guest-sdk/go "$dir")
