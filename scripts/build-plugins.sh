@@ -6,11 +6,13 @@
 #   - Python (plugins/py-*): componentize-py, from a venv in plugins/.venv (pins in
 #     plugins/requirements-build.txt; also provides wasm-tools for the check);
 #   - JavaScript (plugins/js-*): componentize-js through its JS API (build.mjs), installed with
-#     `npm ci` into the plugin's node_modules from its package-lock.json.
+#     `npm ci` into the plugin's node_modules from its package-lock.json;
+#   - Go (plugins/go-*): the Go toolchain on PATH (or $GO) with GOOS=wasip1, the SDK from
+#     guest-sdk/go, componentized by `rmq-wasm plugin componentize` (built here, debug).
 # Installs what is missing itself; idempotent, and fast when nothing changed (inputs hashed).
 #
 # Usage: scripts/build-plugins.sh [--test] [--smoke]
-#   --test   also run the Rust plugins' native unit tests (cargo test in plugins/)
+#   --test   also run the Rust and Go plugins' and SDKs' native unit tests
 #   --smoke  also call every component once in node (jco) against a fake host
 #            (scripts/smoke-plugins.mjs)
 # Env: CARGO_BUILD_JOBS (default 1), PYTHON (default python3).
@@ -140,6 +142,44 @@ for dir in plugins/js-*/; do
   status[$name]="built"
 done
 
+# ---- Go -----------------------------------------------------------------------------------------
+# Go 1.25+ (GOOS=wasip1, //go:wasmexport), the SDK in guest-sdk/go (bindings checked in, no module
+# to download), then `rmq-wasm plugin componentize` (embeds the world, adds the WASI preview-1
+# adapter). -checklinkname=0: the wit-bindgen Go runtime links runtime.sbrk for cabi_realloc calls
+# made before the Go runtime is initialised.
+go_bin=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+go_plugins=(plugins/go-*/)
+if [[ -d ${go_plugins[0]} ]]; then
+  [[ -x $go_bin ]] || { echo "Go not found (set GO=/path/to/go; Go 1.25 or newer)" >&2; exit 1; }
+  rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
+  # The same debug build that scripts/test.sh makes next (so no extra work in CI), on both cores.
+  step "go: cargo build --bin rmq-wasm (its plugin componentize verb)"
+  timed cargo build --quiet --workspace --bin rmq-wasm -j "${CARGO_BUILD_JOBS:-2}"
+  for dir in "${go_plugins[@]}"; do
+    name=$(basename "$dir")
+    hash=$(inputs_hash wit guest-sdk/go "$dir")
+    if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
+      status[$name]="up to date"
+      continue
+    fi
+    step "go: go build (GOOS=wasip1) + rmq-wasm plugin componentize $name"
+    go_start=$SECONDS
+    (cd "$dir" && GOOS=wasip1 GOARCH=wasm "$go_bin" build -buildmode=c-shared -ldflags=-checklinkname=0 \
+      -o "$out/$name.core.wasm.tmp" .)
+    "$rmq_wasm" plugin componentize "$out/$name.core.wasm.tmp" --out "$out/$name.wasm.tmp"
+    rm "$out/$name.core.wasm.tmp"
+    mv "$out/$name.wasm.tmp" "$out/$name.wasm"
+    echo "    done in $((SECONDS - go_start)) s"
+    echo "$hash" >"$out/.$name.sha256"
+    status[$name]="built"
+  done
+  if ((run_tests)); then
+    step "go: go test (guest-sdk/go and plugins/go-*, native)"
+    (cd guest-sdk/go && timed "$go_bin" test ./...)
+    for dir in "${go_plugins[@]}"; do (cd "$dir" && timed "$go_bin" test ./...); done
+  fi
+fi
+
 # ---- check and summary --------------------------------------------------------------------------
 echo
 printf '%-20s %-6s %10s  %-11s %s\n' plugin lang bytes status "WASI imports"
@@ -149,6 +189,7 @@ for wasm in "$out"/*.wasm; do
   case $name in
     py-*) lang=python allowed="" ;;
     js-*) lang=js allowed="" ;;
+    go-*) lang=go allowed="wasi:io/,wasi:cli/,wasi:clocks/,wasi:random/,wasi:filesystem/" ;; # Go's runtime (wasip1 adapter)
     fs-escape) lang=rust allowed="wasi:" ;;
     probe) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;; # reads the clocks (tests frozen ones)
     resource-hog) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;;

@@ -7,14 +7,14 @@
 # changed command or source is what runs. tests/tests/readme_plugins.rs loads and calls the
 # results.
 #
-# Usage: scripts/readme-plugins.sh OUT [python] [javascript] [rust]   (default: all three)
+# Usage: scripts/readme-plugins.sh OUT [python] [javascript] [rust] [go]   (default: all four)
 # Needs the toolchains scripts/build-plugins.sh installs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:?usage: $0 OUT [python|javascript|rust]...}
+out=${1:?usage: $0 OUT [python|javascript|rust|go]...}
 shift
 langs=("$@")
-((${#langs[@]})) || langs=(python javascript rust)
+((${#langs[@]})) || langs=(python javascript rust go)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 

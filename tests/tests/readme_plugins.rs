@@ -52,7 +52,7 @@ async fn the_readmes_plugin_examples_build_from_any_directory_and_behave_as_desc
         message(2, "not yet", Some("later")),
         message(3, "another fine one", Some("TagA")),
     ];
-    for lang in ["python", "javascript", "rust"] {
+    for lang in ["python", "javascript", "rust", "go"] {
         let wasm = out.path().join(format!("{lang}.wasm"));
         let listener = WasmListener::load(engine(), &wasm, PluginSpec::new(lang, "my_first_group"))
             .await
