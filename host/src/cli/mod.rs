@@ -7,6 +7,7 @@ pub mod config_doc;
 mod config_map;
 pub mod env;
 pub mod ops;
+mod plugin;
 mod produce;
 mod reload;
 pub mod run;
@@ -100,6 +101,9 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write, build and check listener plugins: `plugin new`, `plugin build`.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +183,8 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
+        // Child processes and compiles that take seconds: off the async workers.
+        Command::Plugin(command) => tokio::task::block_in_place(|| plugin::run(command))?,
         Command::Status { addr, json: _, watch: Some(every) } => {
             ops::watch_status(&addr, every).await?
         }
