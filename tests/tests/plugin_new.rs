@@ -44,6 +44,13 @@ fn engine() -> &'static SandboxEngine {
 
 /// Runs the CLI with `args` from `/tmp`; panics with its output unless it succeeds.
 fn cli(args: &[&str]) -> String {
+    let (ok, text) = try_cli(args);
+    assert!(ok, "rmq-wasm {args:?} failed:\n{text}");
+    text
+}
+
+/// Runs the CLI with `args` from `/tmp`: whether it succeeded, and its output.
+fn try_cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"))
         .args(args)
         .env("XDG_CACHE_HOME", cache_home())
@@ -53,8 +60,7 @@ fn cli(args: &[&str]) -> String {
         .expect("running rmq-wasm");
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "rmq-wasm {args:?} failed ({}):\n{text}", out.status);
-    text
+    (out.status.success(), text)
 }
 
 /// `plugin new` + `plugin build` in a fresh directory under /tmp: the built `.wasm`.
@@ -137,6 +143,26 @@ async fn new_build_and_consume(lang: &str) {
     let stats = listener.stats().counters;
     assert!(stats.answered >= 4 && stats.aborts.iter().all(|(_, n)| *n == 0), "{lang}: {stats:?}");
     consumer.shutdown().await;
+
+    if lang == "python" {
+        a_broken_source_fails_the_build_verbatim_and_keeps_the_old_wasm(&wasm).await;
+    }
+}
+
+/// A syntax error: the tool's own message, a non-zero exit, and the previous `.wasm` untouched
+/// (what a running listener keeps serving).
+async fn a_broken_source_fails_the_build_verbatim_and_keeps_the_old_wasm(wasm: &Path) {
+    let project = wasm.parent().unwrap().to_owned();
+    let before = std::fs::read(wasm).unwrap();
+    std::fs::write(project.join("app.py"), "def consume(ctx, msgs:\n").unwrap();
+    let (ok, text) = tokio::task::spawn_blocking(move || {
+        try_cli(&["plugin", "build", project.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "a broken app.py built: {text}");
+    assert!(text.contains("SyntaxError") && text.contains("componentize-py failed"), "{text}");
+    assert_eq!(std::fs::read(wasm).unwrap(), before, "the old .wasm was replaced");
 }
 
 /// The three languages at once: their builds share the two cores either way, and their waits

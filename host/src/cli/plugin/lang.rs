@@ -67,6 +67,8 @@ pub(crate) const LANGUAGES: &[Language] = &[
             ("Cargo.toml", template!("rust/Cargo.toml")),
             ("src/lib.rs", template!("rust/src/lib.rs")),
             (".gitignore", template!("rust/.gitignore")),
+            // 128-bit SIMD, as the repository's plugins (wasmtime runs it; body searches gain).
+            (".cargo/config.toml", repo!("plugins/.cargo/config.toml")),
             README,
             WIT,
             ("vendor/rmq-wasm-guest/Cargo.toml", repo!("guest-sdk/rust/Cargo.toml")),
