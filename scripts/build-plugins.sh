@@ -4,9 +4,11 @@
 #   - Rust (plugins/Cargo.toml workspace): cargo, the wasm32-wasip2 target pinned in
 #     rust-toolchain.toml;
 #   - Python (plugins/py-*): componentize-py, from a venv in plugins/.venv (pins in
-#     plugins/requirements-build.txt; also provides wasm-tools for the check);
+#     plugins/requirements-build.txt; also provides wasm-tools for the check), with the Python SDK
+#     (guest-sdk/python, module rmq_wasm) on the module path;
 #   - JavaScript (plugins/js-*): componentize-js through its JS API (build.mjs), installed with
-#     `npm ci` into the plugin's node_modules from its package-lock.json;
+#     `npm ci` into the plugin's node_modules from its package-lock.json; run from the repository
+#     root, so that the plugins' imports of the JavaScript SDK (guest-sdk/js) resolve;
 #   - Go (plugins/go-*): the Go toolchain on PATH (or $GO) with GOOS=wasip1, the SDK from
 #     guest-sdk/go, componentized by `rmq-wasm plugin componentize` (built here, debug).
 # Installs what is missing itself; idempotent, and fast when nothing changed (inputs hashed).
@@ -89,7 +91,7 @@ fi
 # ---- Python -------------------------------------------------------------------------------------
 for dir in plugins/py-*/; do
   name=$(basename "$dir")
-  hash=$(inputs_hash wit "$dir" plugins/requirements-build.txt)
+  hash=$(inputs_hash wit "$dir" guest-sdk/python/rmq_wasm plugins/requirements-build.txt)
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
@@ -98,7 +100,7 @@ for dir in plugins/py-*/; do
   # --stub-wasi: every WASI import becomes a trapping stub inside the component, so it imports
   # only the rmq:listener world (Python's `random` is seeded at build time: not for secrets).
   timed "$venv/bin/componentize-py" --quiet -d wit -w listener componentize --stub-wasi \
-    -p "$dir" app -o "$out/$name.wasm.tmp"
+    -p "$dir" -p guest-sdk/python app -o "$out/$name.wasm.tmp"
   mv "$out/$name.wasm.tmp" "$out/$name.wasm"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
@@ -114,13 +116,13 @@ for dir in plugins/js-*/; do
     (cd "$dir" && timed npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock" >"$dir/node_modules/.lock.sha256"
   fi
-  hash=$(inputs_hash wit "$dir")
+  hash=$(inputs_hash wit "$dir" guest-sdk/js/rmq-wasm.js)
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
   fi
   step "js: componentize-js $name"
-  (cd "$dir" && timed node build.mjs "$root/wit" "$out/$name.wasm")
+  timed node "$dir/build.mjs" "$root/wit" "$out/$name.wasm" "$dir/listener.js"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
 done
@@ -131,13 +133,13 @@ toolchain=plugins/js-json-router
 for dir in plugins/js-*/; do
   name=$(basename "$dir")
   [[ -f $dir/package.json ]] && continue
-  hash=$(inputs_hash wit "$dir" "$toolchain/build.mjs" "$toolchain/package-lock.json")
+  hash=$(inputs_hash wit "$dir" guest-sdk/js/rmq-wasm.js "$toolchain/build.mjs" "$toolchain/package-lock.json")
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
   fi
   step "js: componentize-js $name (toolchain of $toolchain)"
-  (cd "$toolchain" && timed node build.mjs "$root/wit" "$out/$name.wasm" "$root/$dir/listener.js")
+  timed node "$toolchain/build.mjs" "$root/wit" "$out/$name.wasm" "$dir/listener.js"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
 done

@@ -101,7 +101,7 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Plugin authors' tools.
+    /// Plugin authors' tools: `plugin new`, `plugin build`, `plugin componentize`.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
@@ -183,6 +183,8 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
+        // Child processes and compiles that take seconds: off the async workers.
+        Command::Plugin(command) => tokio::task::block_in_place(|| plugin::run(command))?,
         Command::Status { addr, json: _, watch: Some(every) } => {
             ops::watch_status(&addr, every).await?
         }
@@ -226,7 +228,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peek(args) => ops::peek(args).await?,
         Command::Dlq(command) => ops::dlq(command).await?,
         Command::ResetOffset(args) => ops::reset(args).await?,
-        Command::Plugin(command) => plugin::plugin(command)?,
         Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
         Command::Config(ConfigCommand::Check { file }) => {
             let problems = config_check::check_file(&file)?;

@@ -360,7 +360,7 @@ impl SandboxEngine {
         Ok(version)
     }
 
-    fn compile(
+    pub(crate) fn compile(
         &self,
         path: &Path,
         bytes: &[u8],

@@ -10,6 +10,7 @@
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
 //! - `reload`: file watching and atomic version swaps;
 //! - [`componentize`]: a core module (Go, C) made a listener component, in-process;
+//! - [`world`]: whether a component implements the world, the mismatch named (`plugin build`);
 //! - `bindings`: the `bindgen!` output, alone.
 
 mod bindings;
@@ -23,6 +24,7 @@ pub mod listener;
 mod lower;
 mod reload;
 pub mod stats;
+pub mod world;
 
 #[cfg(test)]
 mod cache_tests;
@@ -41,6 +43,7 @@ pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
+pub use world::{WorldMismatch, check_world};
 
 /// Why a plugin could not be loaded or a listener built. (Failures *during* a call are
 /// `ListenerError`s: they never leave the consume path as errors of this type.)

@@ -1,5 +1,7 @@
-// A RocketMQ listener for rmq-wasm: dead-letters empty messages, retries messages tagged with the
-// configured `retry-tag` once, and accepts the rest.
+// {{name}}: an rmq-wasm listener. Edit consume; `rmq-wasm plugin build` makes {{name}}.wasm.
+//
+// Per message: the body contains the configured `word` (default "poison") -> dead letter with a
+// reason; the tag is `retry-tag` (default "later") -> retry later; otherwise -> success.
 package main
 
 import "rmqwasm.dev/sdk/rmq"
@@ -10,18 +12,19 @@ func init() { rmq.Handle(consume) }
 func main() {}
 
 func consume(ctx *rmq.ConsumeContext, msgs []rmq.Message) ([]rmq.Outcome, error) {
-	retryTag := rmq.Config.Or("retry-tag", "retry")
+	word := rmq.Config.Or("word", "poison")
+	retryTag := rmq.Config.Or("retry-tag", "later")
 	out := make([]rmq.Outcome, len(msgs))
 	for i, m := range msgs {
 		switch {
-		case len(m.Body()) == 0:
-			out[i] = rmq.DeadLetter("empty body")
-		case m.HasTag(retryTag) && !m.IsRedelivery():
+		case m.BodyContains([]byte(word)):
+			out[i] = rmq.DeadLetter("body contains '" + word + "'")
+		case m.HasTag(retryTag):
 			out[i] = rmq.Retry()
 		default:
 			out[i] = rmq.Success()
 		}
 	}
-	rmq.Log.Infof("%d messages from %s#%d", len(msgs), ctx.Queue.Topic, ctx.Queue.QueueID)
+	rmq.Log.Debugf("%d message(s) from %s", len(msgs), ctx.Queue.Topic)
 	return out, nil
 }
