@@ -37,13 +37,18 @@ impl HostProc {
     /// name) as `rmq-wasm run` on `config`, stdout and stderr into `<dir>/<name>.log`, with the
     /// per-call DEBUG line on.
     pub fn start(bin: &str, dir: &Path, name: &str, config: &str) -> Self {
+        Self::start_verb(bin, "run", dir, name, config)
+    }
+
+    /// As [`HostProc::start`], with `verb` (`run`, `dev`) instead of `run`.
+    pub fn start_verb(bin: &str, verb: &str, dir: &Path, name: &str, config: &str) -> Self {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(bin)
-            .arg("run")
+            .arg(verb)
             .arg("--config")
             .arg(&config_path)
             // The second watchdog: should the test process itself be killed (no drop runs), the

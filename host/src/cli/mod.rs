@@ -101,6 +101,13 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// `run`, plus: every listener built from a `plugin new` project is rebuilt when its sources
+    /// change and hot-reloaded; a failed build keeps the running version serving.
+    #[command(
+        after_help = "Examples:\n  rmq-wasm plugin new --lang go orders && rmq-wasm dev --config dev.toml\n  \
+        # dev.toml: [[listener]] wasm = \"orders/orders.wasm\" (built first if missing)"
+    )]
+    Dev(plugin::dev::DevArgs),
     /// Plugin authors' tools: `plugin new`, `plugin build`, `plugin componentize`.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -184,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
         // Child processes and compiles that take seconds: off the async workers.
+        Command::Dev(args) => plugin::dev::dev(args).await?,
         Command::Plugin(command) => tokio::task::block_in_place(|| plugin::run(command))?,
         Command::Status { addr, json: _, watch: Some(every) } => {
             ops::watch_status(&addr, every).await?

@@ -57,7 +57,12 @@ const JS_TOOLCHAIN: [(&str, &str); 3] = [
 ];
 
 pub(crate) fn build(args: &BuildArgs) -> anyhow::Result<()> {
-    let dir = args.dir.canonicalize().with_context(|| format!("project {}", args.dir.display()))?;
+    build_dir(&args.dir)
+}
+
+/// Builds the project in `dir` into `DIR/NAME.wasm` (moved into place in one rename) and checks it.
+pub(crate) fn build_dir(dir: &Path) -> anyhow::Result<()> {
+    let dir = dir.canonicalize().with_context(|| format!("project {}", dir.display()))?;
     let language = detect(&dir)?;
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let project = Project { out: dir.join(format!("{name}.wasm")), dir };
@@ -85,7 +90,7 @@ pub(crate) fn build(args: &BuildArgs) -> anyhow::Result<()> {
 }
 
 /// The language whose marker file is in `dir`.
-fn detect(dir: &Path) -> anyhow::Result<&'static Language> {
+pub(crate) fn detect(dir: &Path) -> anyhow::Result<&'static Language> {
     LANGUAGES.iter().find(|l| dir.join(l.marker).is_file()).with_context(|| {
         let markers: Vec<String> =
             LANGUAGES.iter().map(|l| format!("{} ({})", l.marker, l.title)).collect();

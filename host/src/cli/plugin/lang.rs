@@ -148,26 +148,83 @@ pub(crate) const LANGUAGES: &[Language] = &[
             README,
             WIT,
             ("sdk/go.mod", repo!("guest-sdk/go/go.mod")),
-            ("sdk/internal/fakehost/fakehost.go", repo!("guest-sdk/go/internal/fakehost/fakehost.go")),
-            ("sdk/internal/wit/exports/export_rmq_listener_handler/handler.go", repo!("guest-sdk/go/internal/wit/exports/export_rmq_listener_handler/handler.go")),
-            ("sdk/internal/wit/exports/wit_exports/wit_exports.go", repo!("guest-sdk/go/internal/wit/exports/wit_exports/wit_exports.go")),
-            ("sdk/internal/wit/imports/rmq_listener_config/empty.s", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_config/empty.s")),
-            ("sdk/internal/wit/imports/rmq_listener_config/wit_bindings.go", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_config/wit_bindings.go")),
-            ("sdk/internal/wit/imports/rmq_listener_handler/empty.s", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_handler/empty.s")),
-            ("sdk/internal/wit/imports/rmq_listener_handler/wit_bindings.go", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_handler/wit_bindings.go")),
-            ("sdk/internal/wit/imports/rmq_listener_log/empty.s", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_log/empty.s")),
-            ("sdk/internal/wit/imports/rmq_listener_log/wit_bindings.go", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_log/wit_bindings.go")),
-            ("sdk/internal/wit/imports/rmq_listener_producer/empty.s", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_producer/empty.s")),
-            ("sdk/internal/wit/imports/rmq_listener_producer/wit_bindings.go", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_producer/wit_bindings.go")),
-            ("sdk/internal/wit/imports/rmq_listener_types/empty.s", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_types/empty.s")),
-            ("sdk/internal/wit/imports/rmq_listener_types/wit_bindings.go", repo!("guest-sdk/go/internal/wit/imports/rmq_listener_types/wit_bindings.go")),
+            (
+                "sdk/internal/fakehost/fakehost.go",
+                repo!("guest-sdk/go/internal/fakehost/fakehost.go"),
+            ),
+            (
+                "sdk/internal/wit/exports/export_rmq_listener_handler/handler.go",
+                repo!("guest-sdk/go/internal/wit/exports/export_rmq_listener_handler/handler.go"),
+            ),
+            (
+                "sdk/internal/wit/exports/wit_exports/wit_exports.go",
+                repo!("guest-sdk/go/internal/wit/exports/wit_exports/wit_exports.go"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_config/empty.s",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_config/empty.s"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_config/wit_bindings.go",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_config/wit_bindings.go"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_handler/empty.s",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_handler/empty.s"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_handler/wit_bindings.go",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_handler/wit_bindings.go"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_log/empty.s",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_log/empty.s"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_log/wit_bindings.go",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_log/wit_bindings.go"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_producer/empty.s",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_producer/empty.s"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_producer/wit_bindings.go",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_producer/wit_bindings.go"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_types/empty.s",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_types/empty.s"),
+            ),
+            (
+                "sdk/internal/wit/imports/rmq_listener_types/wit_bindings.go",
+                repo!("guest-sdk/go/internal/wit/imports/rmq_listener_types/wit_bindings.go"),
+            ),
             ("sdk/internal/witpkg/LICENSE", repo!("guest-sdk/go/internal/witpkg/LICENSE")),
-            ("sdk/internal/witpkg/runtime/empty.s", repo!("guest-sdk/go/internal/witpkg/runtime/empty.s")),
-            ("sdk/internal/witpkg/runtime/runtime.go", repo!("guest-sdk/go/internal/witpkg/runtime/runtime.go")),
-            ("sdk/internal/witpkg/types/option.go", repo!("guest-sdk/go/internal/witpkg/types/option.go")),
-            ("sdk/internal/witpkg/types/result.go", repo!("guest-sdk/go/internal/witpkg/types/result.go")),
-            ("sdk/internal/witpkg/types/tuple.go", repo!("guest-sdk/go/internal/witpkg/types/tuple.go")),
-            ("sdk/internal/witpkg/types/unit.go", repo!("guest-sdk/go/internal/witpkg/types/unit.go")),
+            (
+                "sdk/internal/witpkg/runtime/empty.s",
+                repo!("guest-sdk/go/internal/witpkg/runtime/empty.s"),
+            ),
+            (
+                "sdk/internal/witpkg/runtime/runtime.go",
+                repo!("guest-sdk/go/internal/witpkg/runtime/runtime.go"),
+            ),
+            (
+                "sdk/internal/witpkg/types/option.go",
+                repo!("guest-sdk/go/internal/witpkg/types/option.go"),
+            ),
+            (
+                "sdk/internal/witpkg/types/result.go",
+                repo!("guest-sdk/go/internal/witpkg/types/result.go"),
+            ),
+            (
+                "sdk/internal/witpkg/types/tuple.go",
+                repo!("guest-sdk/go/internal/witpkg/types/tuple.go"),
+            ),
+            (
+                "sdk/internal/witpkg/types/unit.go",
+                repo!("guest-sdk/go/internal/witpkg/types/unit.go"),
+            ),
             ("sdk/rmq/config.go", repo!("guest-sdk/go/rmq/config.go")),
             ("sdk/rmq/context.go", repo!("guest-sdk/go/rmq/context.go")),
             ("sdk/rmq/doc.go", repo!("guest-sdk/go/rmq/doc.go")),

@@ -1,6 +1,7 @@
 //! `rmq-wasm plugin …`: the plugin author's verbs.
 
 mod build;
+pub(crate) mod dev;
 mod lang;
 mod new;
 
