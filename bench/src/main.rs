@@ -52,7 +52,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -74,9 +74,8 @@ use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm::protocol::{EpochMillis, MessageQueue, QueueOffset};
 use rmq_wasm::remoting::ConnectionPool;
 use rmq_wasm::wasm::{EngineConfig, PluginSpec, SandboxEngine, WasmListener};
-use rmq_wasm_tests::cluster::{
-    ATTACH_ENV, Cluster, ClusterOptions, DEFAULT_DELAY_LEVELS, pid_alive,
-};
+use rmq_wasm_bench::procfs::process_cpu;
+use rmq_wasm_tests::cluster::{Cluster, pid_alive};
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{Clients, unique};
 use rocketmq_client_rust::{
@@ -111,7 +110,8 @@ struct Args {
     /// Which runs, in this order: ours (a, batch 1), ours32 (a', batch 32), peer (b,
     /// rocketmq-client-rust), raw (c), java (d, Java DefaultMQPushConsumer), wasm (e, Wasm filter,
     /// fresh instances), wasm-warm (e', Wasm filter, warm instances), pop (f, ours in POP mode,
-    /// batch 32; 5.x only, not in the default list).
+    /// batch 32) and pop-wasm (f', the Wasm filter in POP mode, fresh instances); pop and pop-wasm
+    /// need a 5.x broker and are not in the default list.
     #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw,java,wasm,wasm-warm")]
     runs: Vec<RunKind>,
     /// Untimed raw pull passes over the whole topic before the rows: a Java broker runs its pull
@@ -167,6 +167,8 @@ enum RunKind {
     WasmWarm,
     /// (f) as (a') in POP mode (5.x brokers only; opt-in: `--runs ours32,pop`).
     Pop,
+    /// (f') as (e) in POP mode (5.x brokers only; opt-in: `--runs wasm,pop-wasm`).
+    PopWasm,
 }
 
 impl RunKind {
@@ -180,6 +182,7 @@ impl RunKind {
             Self::Wasm => "(e)  ours + Wasm filter, b. 32",
             Self::WasmWarm => "(e') ours + Wasm filter, warm",
             Self::Pop => "(f)  ours, POP, batch 32",
+            Self::PopWasm => "(f') ours + Wasm filter, POP",
         }
     }
 
@@ -194,6 +197,7 @@ impl RunKind {
             Self::Wasm => "e",
             Self::WasmWarm => "e'",
             Self::Pop => "f",
+            Self::PopWasm => "f'",
         }
     }
 }
@@ -221,24 +225,8 @@ fn main() -> Result<()> {
         ))
         .init();
 
-    let mut cluster = match std::env::var_os(ATTACH_ENV) {
-        Some(path) if !path.is_empty() => {
-            eprintln!("attaching to the cluster of {}", Path::new(&path).display());
-            Cluster::attach(Path::new(&path))?
-        }
-        _ => {
-            eprintln!("starting a local cluster (set {ATTACH_ENV} to reuse a running one)…");
-            let mut opts = ClusterOptions {
-                log_filter: args.cluster_log.clone(),
-                ..ClusterOptions::default()
-            };
-            if args.stock_delay_levels {
-                opts.message_delay_level = DEFAULT_DELAY_LEVELS.to_owned();
-            }
-            eprintln!("broker delay levels: {}", opts.message_delay_level);
-            Cluster::start(opts)?
-        }
-    };
+    let mut cluster =
+        rmq_wasm_bench::cluster::start_or_attach(&args.cluster_log, args.stock_delay_levels)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)
         .enable_all()
@@ -296,7 +284,11 @@ async fn bench(
     check_filled(&clients, cluster, &queues, &per_queue).await?;
 
     // One engine for both Wasm rows, as a host process has one.
-    let engine = if args.runs.iter().any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm)) {
+    let engine = if args
+        .runs
+        .iter()
+        .any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm | RunKind::PopWasm))
+    {
         Some(SandboxEngine::new(EngineConfig::default())?)
     } else {
         None
@@ -344,13 +336,22 @@ async fn bench(
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "n/a".to_owned(),
     };
-    use RunKind::{Java, Ours, Ours32, Peer, Raw, Wasm, WasmWarm};
+    use RunKind::{Java, Ours, Ours32, Peer, Pop, PopWasm, Raw, Wasm, WasmWarm};
+    // Wasm/native, Wasm/raw and ours/Java are #15's targets; f/a' and f'/e compare POP with PULL
+    // for the same listener (#14).
     for (num, alt, den, target) in [
         (Ours, Ours32, Peer, "≥ 5"),
         (Ours, Ours32, Raw, "≥ 0.9"),
-        (Wasm, WasmWarm, Java, "≥ 1.2"),
+        (Ours, Ours32, Java, "≥ 1.5"),
+        (Wasm, WasmWarm, Ours32, "≥ 0.9"),
         (Wasm, WasmWarm, Raw, "≥ 0.9"),
+        (Wasm, WasmWarm, Java, "≥ 1.5"),
+        (Pop, PopWasm, Ours32, "POP/PULL"),
+        (PopWasm, Pop, Wasm, "POP/PULL"),
     ] {
+        if !results.contains_key(&num) && !results.contains_key(&alt) {
+            continue;
+        }
         let name = |n: RunKind| format!("{}/{}", n.letter(), den.letter());
         let mut line = format!(
             "{:<5}= {:>5}  {:<15} [{} = {:>5}]   from the first message on: {} / {}",
@@ -498,8 +499,9 @@ impl Bench<'_> {
             RunKind::Raw => (Subject::Raw, String::new()),
             RunKind::Wasm | RunKind::WasmWarm => {
                 let reuse = if kind == RunKind::WasmWarm { self.args.warm_reuse } else { 1 };
-                self.prepare_wasm(reuse).await?
+                self.prepare_wasm(reuse, RequestMode::Pull).await?
             }
+            RunKind::PopWasm => self.prepare_wasm(1, RequestMode::Pop).await?,
             RunKind::Java => {
                 let group = unique("bench_java");
                 let opts = PeerOptions {
@@ -521,8 +523,13 @@ impl Bench<'_> {
         })
     }
 
-    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call) or (e') (warm).
-    async fn prepare_wasm(&self, reuse: u32) -> Result<(Subject, String)> {
+    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call), (e') (warm) or
+    /// (f') (POP).
+    async fn prepare_wasm(
+        &self,
+        reuse: u32,
+        request_mode: RequestMode,
+    ) -> Result<(Subject, String)> {
         let engine = self.engine.context("no wasm engine")?;
         let path = match &self.args.filter_wasm {
             Some(path) => path.clone(),
@@ -549,7 +556,7 @@ impl Bench<'_> {
                 group,
                 batch: WASM_BATCH,
                 plugin: Some(Arc::new(listener)),
-                request_mode: RequestMode::Pull,
+                request_mode,
             }),
             note,
         ))
@@ -1248,28 +1255,4 @@ impl CpuTimes {
             _ => (self.ours, "this process"),
         }
     }
-}
-
-/// utime + stime of `pid` from `/proc/<pid>/stat`.
-fn process_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64))
-}
-
-fn clock_ticks_per_second() -> u64 {
-    static TICKS: OnceLock<u64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(100)
-    })
 }
