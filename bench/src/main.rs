@@ -57,6 +57,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+mod rust_peer;
+
 use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -78,14 +80,6 @@ use rmq_wasm_bench::procfs::process_cpu;
 use rmq_wasm_tests::cluster::{Cluster, pid_alive};
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{Clients, unique};
-use rocketmq_client_rust::{
-    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    TelemetryHandle,
-};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere as PeerFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt as PeerMessageExt;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -112,7 +106,7 @@ struct Args {
     /// fresh instances), wasm-warm (e', Wasm filter, warm instances), pop (f, ours in POP mode,
     /// batch 32) and pop-wasm (f', the Wasm filter in POP mode, fresh instances); pop and pop-wasm
     /// need a 5.x broker and are not in the default list.
-    #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw,java,wasm,wasm-warm")]
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_RUNS)]
     runs: Vec<RunKind>,
     /// Untimed raw pull passes over the whole topic before the rows: a Java broker runs its pull
     /// path interpreted until the JIT has compiled it, which would slow down whichever row runs
@@ -144,6 +138,13 @@ struct Args {
     #[arg(long)]
     stock_delay_levels: bool,
 }
+
+/// The rows run by default: (b) only where it is built in (feature `rust-peer`, see
+/// `rust_peer.rs`).
+#[cfg(feature = "rust-peer")]
+const DEFAULT_RUNS: &str = "ours,ours32,peer,raw,java,wasm,wasm-warm";
+#[cfg(not(feature = "rust-peer"))]
+const DEFAULT_RUNS: &str = "ours,ours32,raw,java,wasm,wasm-warm";
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
@@ -234,18 +235,13 @@ fn main() -> Result<()> {
     // The peer client only runs on a runtime its application owns (it never uses the ambient
     // one); give it as many workers as ours.
     let peer_runtime = if args.runs.contains(&RunKind::Peer) {
-        Some(
-            RuntimeOwner::plan(RuntimeConfig::for_parallelism("rmq-bench-peer", args.workers))
-                .map_err(|e| anyhow::anyhow!("peer runtime config: {e:?}"))?
-                .build()
-                .map_err(|e| anyhow::anyhow!("peer runtime: {e}"))?,
-        )
+        Some(rust_peer::PeerRuntime::new(args.workers)?)
     } else {
         None
     };
     let result = runtime.block_on(bench(&args, &cluster, peer_runtime.as_ref(), &logs));
     if let Some(owner) = peer_runtime {
-        owner.shutdown_background();
+        owner.shutdown();
     }
     runtime.shutdown_timeout(Duration::from_secs(5));
     cluster.stop()?;
@@ -255,7 +251,7 @@ fn main() -> Result<()> {
 async fn bench(
     args: &Args,
     cluster: &Cluster,
-    peer_runtime: Option<&RuntimeOwner>,
+    peer_runtime: Option<&rust_peer::PeerRuntime>,
     logs: &Arc<LogCounts>,
 ) -> Result<()> {
     let clients = Arc::new(Clients::new(cluster));
@@ -394,7 +390,7 @@ struct Bench<'a> {
     topic: &'a str,
     queues: &'a [MessageQueue],
     per_queue: &'a [u64],
-    peer_runtime: Option<&'a RuntimeOwner>,
+    peer_runtime: Option<&'a rust_peer::PeerRuntime>,
     engine: Option<&'a SandboxEngine>,
     logs: &'a LogCounts,
     timeout: Duration,
@@ -465,7 +461,7 @@ impl Bench<'_> {
         let run = match &subject {
             Subject::Ours(ours) => self.run_ours(ours, tally).await,
             Subject::RustPeer => match self.peer_runtime {
-                Some(owner) => run_peer(owner, self.cluster, self.topic, tally, self.timeout).await,
+                Some(owner) => owner.run(self.cluster, self.topic, tally, self.timeout).await,
                 None => Err(anyhow::anyhow!("no peer runtime")),
             },
             Subject::Raw => {
@@ -705,7 +701,7 @@ async fn check_filled(
 
 /// Unique-message counter shared by every run: a read-only id → index map and one bit per
 /// message, lock-free. Ids that are not ours (none expected) are ignored.
-struct Tally {
+pub(crate) struct Tally {
     ids: Arc<HashMap<String, usize>>,
     target: u64,
     bits: Vec<AtomicU64>,
@@ -820,65 +816,6 @@ impl MessageListener for CountingListener {
             Ok(outcomes)
         })
     }
-}
-
-/// The peer's no-op listener.
-struct PeerListener(Arc<Tally>);
-
-impl MessageListenerConcurrently for PeerListener {
-    fn consume_message(
-        &self,
-        msgs: &[&PeerMessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        for m in msgs {
-            self.0.record(m.properties().get("UNIQ_KEY").map(|v| v.as_str()));
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
-async fn run_peer(
-    owner: &RuntimeOwner,
-    cluster: &Cluster,
-    topic: &str,
-    tally: &Arc<Tally>,
-    timeout: Duration,
-) -> Result<String> {
-    let client_runtime = ClientRuntime::try_new(
-        owner.root_context().component("bench-peer"),
-        ClientRuntimeConfig { shutdown_timeout: Duration::from_secs(10), ..Default::default() },
-        TelemetryHandle::noop(),
-    )
-    .map_err(|e| anyhow::anyhow!("peer client runtime: {e}"))?;
-    // Loopback client IP (its default is the first non-loopback interface address) and an
-    // instance name of its own: a distinct client id, nothing but 127.0.0.1 in it.
-    let mut client_config = ClientConfig::new();
-    client_config.namesrv_addr = Some(cluster.namesrv_addr.clone().into());
-    client_config.client_ip = Some("127.0.0.1".into());
-    client_config.instance_name = unique("bench_peer").into();
-    let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&client_runtime))
-        .client_config(client_config)
-        .consumer_group(unique("bench_peer"))
-        .consume_from_where(PeerFromWhere::ConsumeFromFirstOffset)
-        .build();
-    consumer.subscribe(topic, "*").await.map_err(|e| anyhow::anyhow!("peer subscribe: {e}"))?;
-    consumer.register_message_listener_concurrently(PeerListener(Arc::clone(tally)));
-    tokio::time::timeout(Duration::from_secs(30), consumer.start())
-        .await
-        .context("peer start took over 30 s")?
-        .map_err(|e| anyhow::anyhow!("peer start: {e}"))?;
-    let waited = tally.wait(timeout).await;
-    tokio::time::timeout(Duration::from_secs(30), consumer.shutdown())
-        .await
-        .context("peer shutdown took over 30 s")?;
-    let report = client_runtime.shutdown().await;
-    waited?;
-    Ok(if report.is_healthy() {
-        String::new()
-    } else {
-        format!("client runtime shutdown unhealthy: {}", report.to_json())
-    })
 }
 
 /// (c): one task per queue pulling batches of 32 from offset 0 until the queue is read, with no

@@ -131,10 +131,24 @@ pub async fn run(env: &Env<'_>, args: &LatencyArgs) -> Result<()> {
     let total = warmup + u64::from(args.rate) * args.seconds;
     let mut sends = Latencies::default();
     let mut send_errors = 0u64;
+    // Each send is a task of its own, so that a slow round trip does not lower the rate.
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut settle = |done: Result<(bool, Result<Duration, _>), tokio::task::JoinError>| match done
+    {
+        Ok((measured, Ok(rtt))) => {
+            if measured {
+                sends.push(rtt);
+            }
+        }
+        _ => send_errors += 1,
+    };
     let started = Instant::now();
     let mut measured_started = started;
     for i in 0..total {
         tick.tick().await;
+        while let Some(done) = in_flight.try_join_next() {
+            settle(done);
+        }
         let sent = now_us();
         if i == warmup {
             for r in &recorders {
@@ -143,12 +157,15 @@ pub async fn run(env: &Env<'_>, args: &LatencyArgs) -> Result<()> {
             measured_started = Instant::now();
         }
         let msg = Message::new(&topic, body.clone()).with_property(SENT_PROPERTY, sent.to_string());
-        let t = Instant::now();
-        match env.clients.producer.send(msg).await {
-            Ok(_) if i >= warmup => sends.push(t.elapsed()),
-            Ok(_) => {}
-            Err(_) => send_errors += 1,
-        }
+        let clients = Arc::clone(&env.clients);
+        in_flight.spawn(async move {
+            let t = Instant::now();
+            let result = clients.producer.send(msg).await.map(|_| t.elapsed());
+            (i >= warmup, result)
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        settle(done);
     }
     let sending = measured_started.elapsed();
     let measured = total - warmup;

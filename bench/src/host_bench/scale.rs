@@ -52,7 +52,7 @@ pub async fn run(env: &Env<'_>, args: &ScaleArgs) -> Result<()> {
         args.scale_listener,
         env.plugins.clone(),
     );
-    let mut hosts = (0..args.hosts)
+    let hosts = (0..args.hosts)
         .map(|i| Host::start(&format!("host {}", i + 1), &child_args))
         .collect::<Result<Vec<_>>>()?;
     // The split settles when every host owns its share and together they own every queue.
@@ -83,10 +83,6 @@ pub async fn run(env: &Env<'_>, args: &ScaleArgs) -> Result<()> {
         hosts.iter().zip(&cpu_before).map(|(h, before)| Some(h.cpu()? - (*before)?)).sum();
     let broker_cpu = env.broker_cpu().zip(broker_before).map(|(a, b)| a - b);
     let counts: Vec<u64> = hosts.iter().map(|h| h.report().accepted).collect();
-    for h in hosts.iter_mut() {
-        // Their consumption is counted; what follows is the graceful shutdown.
-        let _ = h.wait_until("a report", Duration::from_secs(1), |_| true).await;
-    }
     for h in hosts {
         h.stop().await?;
     }
