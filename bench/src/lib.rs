@@ -3,6 +3,7 @@
 //! (throughput) and `host-bench` (latency, memory, scale-out).
 
 pub mod cluster;
+pub mod fill;
 pub mod latencies;
 pub mod listeners;
 pub mod procfs;

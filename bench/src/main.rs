@@ -62,7 +62,7 @@ mod rust_peer;
 use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use rmq_wasm::client::{BrokerClient, PullStatus, QueueSelector};
+use rmq_wasm::client::{BrokerClient, PullStatus};
 use rmq_wasm::consumer::config::RequestMode;
 use rmq_wasm::consumer::listener::{ListenerFuture, MessageListener};
 use rmq_wasm::consumer::{
@@ -76,6 +76,7 @@ use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm::protocol::{EpochMillis, MessageQueue, QueueOffset};
 use rmq_wasm::remoting::ConnectionPool;
 use rmq_wasm::wasm::{EngineConfig, PluginSpec, SandboxEngine, WasmListener};
+use rmq_wasm_bench::fill::send_batch_when_not_busy;
 use rmq_wasm_bench::procfs::process_cpu;
 use rmq_wasm_tests::cluster::{Cluster, pid_alive};
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
@@ -642,10 +643,8 @@ async fn fill(
             let mut ids = Vec::new();
             while sent < count {
                 let size = batch.min(count - sent);
-                let msgs = (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
-                let result = clients
-                    .producer
-                    .send_batch(msgs, QueueSelector::Queue(&q))
+                let make = || (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
+                let result = send_batch_when_not_busy(&clients.producer, &q, make)
                     .await
                     .with_context(|| format!("batch send to {q}"))?;
                 ids.extend(result.msg_id.split(',').map(str::to_owned));

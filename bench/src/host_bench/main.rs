@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, ensure};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use rmq_wasm::client::QueueSelector;
 use rmq_wasm::protocol::MessageQueue;
 use rmq_wasm::protocol::message::Message;
+use rmq_wasm_bench::fill::send_batch_when_not_busy;
 use rmq_wasm_tests::cluster::Cluster;
 use rmq_wasm_tests::support::Clients;
 
@@ -142,10 +142,8 @@ impl Env<'_> {
                 let mut sent = 0;
                 while sent < count {
                     let size = 64.min(count - sent);
-                    let msgs = (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
-                    clients
-                        .producer
-                        .send_batch(msgs, QueueSelector::Queue(&q))
+                    let make = || (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
+                    send_batch_when_not_busy(&clients.producer, &q, make)
                         .await
                         .with_context(|| format!("batch send to {q}"))?;
                     sent += size;
