@@ -10,5 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -f target/plugins/filter.wasm ]] || scripts/build-plugins.sh
-cargo build --quiet --release -p rmq-wasm-sandbox-bench -j "${CARGO_BUILD_JOBS:-2}"
+# The whole workspace (features unify as in scripts/bench.sh, so both share one cache).
+cargo build --quiet --release --workspace --bins -j "${CARGO_BUILD_JOBS:-2}"
 exec "${CARGO_TARGET_DIR:-target}/release/sandbox-bench" --plugins target/plugins "$@"

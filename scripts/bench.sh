@@ -1,19 +1,59 @@
 #!/usr/bin/env bash
-# Consume-throughput benchmark (README "Benchmarks"): builds consume-bench in release mode and
-# runs it. It starts a local cluster on 127.0.0.1 (Apache RocketMQ 5.3 unless RMQ_CLUSTER_FLAVOUR
-# says java4 or rust; or reuses the one named by RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env from
-# `scripts/cluster.sh start`), fills an 8-queue topic and times (a) our push consumer,
-# (b) rocketmq-client-rust, (c) a raw pull loop, (d) the Java DefaultMQPushConsumer and (e) our
-# push consumer calling the Wasm filter plugin.
-# Arguments go to the benchmark, e.g. `scripts/bench.sh -n 50000 --runs ours,raw`
-# (`scripts/bench.sh --help` lists them).
+# Every benchmark of #15 in one run (README "Performance"), each figure beside its peer's:
+#   1. consume-bench (bench/src/main.rs): 1,000,000 × 1 KiB messages consumed by (a) our push
+#      consumer with a no-op native listener at batch 1 and (a') 32, (b) rocketmq-client-rust,
+#      (c) a raw pull loop, (d) the Java DefaultMQPushConsumer, (e) ours with the Wasm filter
+#      plugin on a fresh instance per call and (e') warm, (f) ours in POP mode and (f') POP with
+#      the Wasm filter;
+#   2. host-bench all (bench/src/host_bench/): produce → listener latency at 1,000 msgs/s, host
+#      RSS idle and at full load per listener, three hosts in one group;
+#   3. scripts/bench-sandbox.sh: the sandbox's own cost per call and per message.
+# Each starts a local cluster of its own on 127.0.0.1 (Apache RocketMQ 5.3 unless
+# RMQ_CLUSTER_FLAVOUR says java4 or rust; or reuses the one RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env
+# names, from `scripts/cluster.sh start`).
+#
+# Usage:
+#   scripts/bench.sh                         everything above
+#   scripts/bench.sh consume [args]          consume-bench alone (`consume --help` lists them)
+#   scripts/bench.sh host [mode] [args]      host-bench alone: all, latency, memory, scale-out
+#   scripts/bench.sh sandbox [args]          scripts/bench-sandbox.sh
+#   scripts/bench.sh -n 50000 --runs ours,raw   (anything else: consume-bench with these args)
+# Env: CARGO_TARGET_DIR (default target), CARGO_BUILD_JOBS (default 2), BENCH_MESSAGES
+# (consume-bench's N in the full run, default 1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-target}"
+
 # The Java jars serve the Java cluster and (d)'s peer (the 5.3 client unless the cluster is 4.9).
 case "${RMQ_CLUSTER_FLAVOUR:-java5}" in
   rust) scripts/install-cluster.sh >&2 && scripts/install-java-cluster.sh 5 >&2 ;;
   java4) scripts/install-java-cluster.sh 4 >&2 ;;
   *) scripts/install-java-cluster.sh 5 >&2 ;;
 esac
-scripts/build-plugins.sh >&2
-exec cargo run -q --release -p rmq-wasm-bench --bin consume-bench -- "$@"
+[[ -f target/plugins/filter.wasm ]] || scripts/build-plugins.sh >&2
+# The whole workspace, as every other build here: features unify the same way, so one cache
+# serves consume-bench, host-bench and sandbox-bench.
+cargo build --quiet --release --workspace --bins -j "${CARGO_BUILD_JOBS:-2}" >&2
+
+consume() { "$target/release/consume-bench" "$@"; }
+host() { "$target/release/host-bench" "${@:-all}"; }
+
+case "${1-}" in
+  consume) shift; consume "$@" ;;
+  host) shift; host "$@" ;;
+  sandbox) shift; exec scripts/bench-sandbox.sh "$@" ;;
+  "")
+    echo "# scripts/bench.sh on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -srm)," \
+      "load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
+    # 4.x has no POP: its rows only on a 5.x broker.
+    runs=ours,ours32,peer,raw,java,wasm,wasm-warm
+    [[ "${RMQ_CLUSTER_FLAVOUR:-java5}" == java5 ]] && runs+=,pop,pop-wasm
+    echo; echo "## 1. consume-bench"
+    consume -n "${BENCH_MESSAGES:-1000000}" --runs "$runs"
+    echo; echo "## 2. host-bench (latency, memory, scale-out)"
+    host all
+    echo; echo "## 3. sandbox-bench"
+    scripts/bench-sandbox.sh
+    ;;
+  *) consume "$@" ;;
+esac

@@ -52,15 +52,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+mod rust_peer;
+
 use anyhow::{Context as _, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use rmq_wasm::client::{BrokerClient, PullStatus, QueueSelector};
+use rmq_wasm::client::{BrokerClient, PullStatus};
 use rmq_wasm::consumer::config::RequestMode;
 use rmq_wasm::consumer::listener::{ListenerFuture, MessageListener};
 use rmq_wasm::consumer::{
@@ -74,19 +76,11 @@ use rmq_wasm::protocol::message::{Message, MessageExt};
 use rmq_wasm::protocol::{EpochMillis, MessageQueue, QueueOffset};
 use rmq_wasm::remoting::ConnectionPool;
 use rmq_wasm::wasm::{EngineConfig, PluginSpec, SandboxEngine, WasmListener};
-use rmq_wasm_tests::cluster::{
-    ATTACH_ENV, Cluster, ClusterOptions, DEFAULT_DELAY_LEVELS, pid_alive,
-};
+use rmq_wasm_bench::fill::send_batch_when_not_busy;
+use rmq_wasm_bench::procfs::process_cpu;
+use rmq_wasm_tests::cluster::{Cluster, pid_alive};
 use rmq_wasm_tests::java_peer::{JavaPeer, PeerOptions};
 use rmq_wasm_tests::support::{Clients, unique};
-use rocketmq_client_rust::{
-    ClientConfig, ClientResult, ClientRuntime, ClientRuntimeConfig, ConsumeConcurrentlyContext,
-    ConsumeConcurrentlyStatus, DefaultMQPushConsumer, MQPushConsumer, MessageListenerConcurrently,
-    TelemetryHandle,
-};
-use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere as PeerFromWhere;
-use rocketmq_model::common::message::message_ext::MessageExt as PeerMessageExt;
-use rocketmq_runtime::{RuntimeConfig, RuntimeOwner};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -111,8 +105,9 @@ struct Args {
     /// Which runs, in this order: ours (a, batch 1), ours32 (a', batch 32), peer (b,
     /// rocketmq-client-rust), raw (c), java (d, Java DefaultMQPushConsumer), wasm (e, Wasm filter,
     /// fresh instances), wasm-warm (e', Wasm filter, warm instances), pop (f, ours in POP mode,
-    /// batch 32; 5.x only, not in the default list).
-    #[arg(long, value_delimiter = ',', default_value = "ours,ours32,peer,raw,java,wasm,wasm-warm")]
+    /// batch 32) and pop-wasm (f', the Wasm filter in POP mode, fresh instances); pop and pop-wasm
+    /// need a 5.x broker and are not in the default list.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_RUNS)]
     runs: Vec<RunKind>,
     /// Untimed raw pull passes over the whole topic before the rows: a Java broker runs its pull
     /// path interpreted until the JIT has compiled it, which would slow down whichever row runs
@@ -145,6 +140,13 @@ struct Args {
     stock_delay_levels: bool,
 }
 
+/// The rows run by default: (b) only where it is built in (feature `rust-peer`, see
+/// `rust_peer.rs`).
+#[cfg(feature = "rust-peer")]
+const DEFAULT_RUNS: &str = "ours,ours32,peer,raw,java,wasm,wasm-warm";
+#[cfg(not(feature = "rust-peer"))]
+const DEFAULT_RUNS: &str = "ours,ours32,raw,java,wasm,wasm-warm";
+
 fn default_workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
@@ -167,6 +169,8 @@ enum RunKind {
     WasmWarm,
     /// (f) as (a') in POP mode (5.x brokers only; opt-in: `--runs ours32,pop`).
     Pop,
+    /// (f') as (e) in POP mode (5.x brokers only; opt-in: `--runs wasm,pop-wasm`).
+    PopWasm,
 }
 
 impl RunKind {
@@ -180,6 +184,7 @@ impl RunKind {
             Self::Wasm => "(e)  ours + Wasm filter, b. 32",
             Self::WasmWarm => "(e') ours + Wasm filter, warm",
             Self::Pop => "(f)  ours, POP, batch 32",
+            Self::PopWasm => "(f') ours + Wasm filter, POP",
         }
     }
 
@@ -194,6 +199,7 @@ impl RunKind {
             Self::Wasm => "e",
             Self::WasmWarm => "e'",
             Self::Pop => "f",
+            Self::PopWasm => "f'",
         }
     }
 }
@@ -221,24 +227,8 @@ fn main() -> Result<()> {
         ))
         .init();
 
-    let mut cluster = match std::env::var_os(ATTACH_ENV) {
-        Some(path) if !path.is_empty() => {
-            eprintln!("attaching to the cluster of {}", Path::new(&path).display());
-            Cluster::attach(Path::new(&path))?
-        }
-        _ => {
-            eprintln!("starting a local cluster (set {ATTACH_ENV} to reuse a running one)…");
-            let mut opts = ClusterOptions {
-                log_filter: args.cluster_log.clone(),
-                ..ClusterOptions::default()
-            };
-            if args.stock_delay_levels {
-                opts.message_delay_level = DEFAULT_DELAY_LEVELS.to_owned();
-            }
-            eprintln!("broker delay levels: {}", opts.message_delay_level);
-            Cluster::start(opts)?
-        }
-    };
+    let mut cluster =
+        rmq_wasm_bench::cluster::start_or_attach(&args.cluster_log, args.stock_delay_levels)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.workers)
         .enable_all()
@@ -246,18 +236,13 @@ fn main() -> Result<()> {
     // The peer client only runs on a runtime its application owns (it never uses the ambient
     // one); give it as many workers as ours.
     let peer_runtime = if args.runs.contains(&RunKind::Peer) {
-        Some(
-            RuntimeOwner::plan(RuntimeConfig::for_parallelism("rmq-bench-peer", args.workers))
-                .map_err(|e| anyhow::anyhow!("peer runtime config: {e:?}"))?
-                .build()
-                .map_err(|e| anyhow::anyhow!("peer runtime: {e}"))?,
-        )
+        Some(rust_peer::PeerRuntime::new(args.workers)?)
     } else {
         None
     };
     let result = runtime.block_on(bench(&args, &cluster, peer_runtime.as_ref(), &logs));
     if let Some(owner) = peer_runtime {
-        owner.shutdown_background();
+        owner.shutdown();
     }
     runtime.shutdown_timeout(Duration::from_secs(5));
     cluster.stop()?;
@@ -267,7 +252,7 @@ fn main() -> Result<()> {
 async fn bench(
     args: &Args,
     cluster: &Cluster,
-    peer_runtime: Option<&RuntimeOwner>,
+    peer_runtime: Option<&rust_peer::PeerRuntime>,
     logs: &Arc<LogCounts>,
 ) -> Result<()> {
     let clients = Arc::new(Clients::new(cluster));
@@ -296,7 +281,11 @@ async fn bench(
     check_filled(&clients, cluster, &queues, &per_queue).await?;
 
     // One engine for both Wasm rows, as a host process has one.
-    let engine = if args.runs.iter().any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm)) {
+    let engine = if args
+        .runs
+        .iter()
+        .any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm | RunKind::PopWasm))
+    {
         Some(SandboxEngine::new(EngineConfig::default())?)
     } else {
         None
@@ -344,13 +333,22 @@ async fn bench(
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "n/a".to_owned(),
     };
-    use RunKind::{Java, Ours, Ours32, Peer, Raw, Wasm, WasmWarm};
+    use RunKind::{Java, Ours, Ours32, Peer, Pop, PopWasm, Raw, Wasm, WasmWarm};
+    // Wasm/native, Wasm/raw and ours/Java are #15's targets; f/a' and f'/e compare POP with PULL
+    // for the same listener (#14).
     for (num, alt, den, target) in [
         (Ours, Ours32, Peer, "≥ 5"),
         (Ours, Ours32, Raw, "≥ 0.9"),
-        (Wasm, WasmWarm, Java, "≥ 1.2"),
+        (Ours, Ours32, Java, "≥ 1.5"),
+        (Wasm, WasmWarm, Ours32, "≥ 0.9"),
         (Wasm, WasmWarm, Raw, "≥ 0.9"),
+        (Wasm, WasmWarm, Java, "≥ 1.5"),
+        (Pop, PopWasm, Ours32, "POP/PULL"),
+        (PopWasm, Pop, Wasm, "POP/PULL"),
     ] {
+        if !results.contains_key(&num) && !results.contains_key(&alt) {
+            continue;
+        }
         let name = |n: RunKind| format!("{}/{}", n.letter(), den.letter());
         let mut line = format!(
             "{:<5}= {:>5}  {:<15} [{} = {:>5}]   from the first message on: {} / {}",
@@ -393,7 +391,7 @@ struct Bench<'a> {
     topic: &'a str,
     queues: &'a [MessageQueue],
     per_queue: &'a [u64],
-    peer_runtime: Option<&'a RuntimeOwner>,
+    peer_runtime: Option<&'a rust_peer::PeerRuntime>,
     engine: Option<&'a SandboxEngine>,
     logs: &'a LogCounts,
     timeout: Duration,
@@ -464,7 +462,7 @@ impl Bench<'_> {
         let run = match &subject {
             Subject::Ours(ours) => self.run_ours(ours, tally).await,
             Subject::RustPeer => match self.peer_runtime {
-                Some(owner) => run_peer(owner, self.cluster, self.topic, tally, self.timeout).await,
+                Some(owner) => owner.run(self.cluster, self.topic, tally, self.timeout).await,
                 None => Err(anyhow::anyhow!("no peer runtime")),
             },
             Subject::Raw => {
@@ -498,8 +496,9 @@ impl Bench<'_> {
             RunKind::Raw => (Subject::Raw, String::new()),
             RunKind::Wasm | RunKind::WasmWarm => {
                 let reuse = if kind == RunKind::WasmWarm { self.args.warm_reuse } else { 1 };
-                self.prepare_wasm(reuse).await?
+                self.prepare_wasm(reuse, RequestMode::Pull).await?
             }
+            RunKind::PopWasm => self.prepare_wasm(1, RequestMode::Pop).await?,
             RunKind::Java => {
                 let group = unique("bench_java");
                 let opts = PeerOptions {
@@ -521,8 +520,13 @@ impl Bench<'_> {
         })
     }
 
-    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call) or (e') (warm).
-    async fn prepare_wasm(&self, reuse: u32) -> Result<(Subject, String)> {
+    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call), (e') (warm) or
+    /// (f') (POP).
+    async fn prepare_wasm(
+        &self,
+        reuse: u32,
+        request_mode: RequestMode,
+    ) -> Result<(Subject, String)> {
         let engine = self.engine.context("no wasm engine")?;
         let path = match &self.args.filter_wasm {
             Some(path) => path.clone(),
@@ -549,7 +553,7 @@ impl Bench<'_> {
                 group,
                 batch: WASM_BATCH,
                 plugin: Some(Arc::new(listener)),
-                request_mode: RequestMode::Pull,
+                request_mode,
             }),
             note,
         ))
@@ -639,10 +643,8 @@ async fn fill(
             let mut ids = Vec::new();
             while sent < count {
                 let size = batch.min(count - sent);
-                let msgs = (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
-                let result = clients
-                    .producer
-                    .send_batch(msgs, QueueSelector::Queue(&q))
+                let make = || (0..size).map(|_| Message::new(&q.topic, body.clone())).collect();
+                let result = send_batch_when_not_busy(&clients.producer, &q, make)
                     .await
                     .with_context(|| format!("batch send to {q}"))?;
                 ids.extend(result.msg_id.split(',').map(str::to_owned));
@@ -698,7 +700,7 @@ async fn check_filled(
 
 /// Unique-message counter shared by every run: a read-only id → index map and one bit per
 /// message, lock-free. Ids that are not ours (none expected) are ignored.
-struct Tally {
+pub(crate) struct Tally {
     ids: Arc<HashMap<String, usize>>,
     target: u64,
     bits: Vec<AtomicU64>,
@@ -813,65 +815,6 @@ impl MessageListener for CountingListener {
             Ok(outcomes)
         })
     }
-}
-
-/// The peer's no-op listener.
-struct PeerListener(Arc<Tally>);
-
-impl MessageListenerConcurrently for PeerListener {
-    fn consume_message(
-        &self,
-        msgs: &[&PeerMessageExt],
-        _ctx: &ConsumeConcurrentlyContext,
-    ) -> ClientResult<ConsumeConcurrentlyStatus> {
-        for m in msgs {
-            self.0.record(m.properties().get("UNIQ_KEY").map(|v| v.as_str()));
-        }
-        Ok(ConsumeConcurrentlyStatus::ConsumeSuccess)
-    }
-}
-
-async fn run_peer(
-    owner: &RuntimeOwner,
-    cluster: &Cluster,
-    topic: &str,
-    tally: &Arc<Tally>,
-    timeout: Duration,
-) -> Result<String> {
-    let client_runtime = ClientRuntime::try_new(
-        owner.root_context().component("bench-peer"),
-        ClientRuntimeConfig { shutdown_timeout: Duration::from_secs(10), ..Default::default() },
-        TelemetryHandle::noop(),
-    )
-    .map_err(|e| anyhow::anyhow!("peer client runtime: {e}"))?;
-    // Loopback client IP (its default is the first non-loopback interface address) and an
-    // instance name of its own: a distinct client id, nothing but 127.0.0.1 in it.
-    let mut client_config = ClientConfig::new();
-    client_config.namesrv_addr = Some(cluster.namesrv_addr.clone().into());
-    client_config.client_ip = Some("127.0.0.1".into());
-    client_config.instance_name = unique("bench_peer").into();
-    let mut consumer = DefaultMQPushConsumer::builder(Arc::clone(&client_runtime))
-        .client_config(client_config)
-        .consumer_group(unique("bench_peer"))
-        .consume_from_where(PeerFromWhere::ConsumeFromFirstOffset)
-        .build();
-    consumer.subscribe(topic, "*").await.map_err(|e| anyhow::anyhow!("peer subscribe: {e}"))?;
-    consumer.register_message_listener_concurrently(PeerListener(Arc::clone(tally)));
-    tokio::time::timeout(Duration::from_secs(30), consumer.start())
-        .await
-        .context("peer start took over 30 s")?
-        .map_err(|e| anyhow::anyhow!("peer start: {e}"))?;
-    let waited = tally.wait(timeout).await;
-    tokio::time::timeout(Duration::from_secs(30), consumer.shutdown())
-        .await
-        .context("peer shutdown took over 30 s")?;
-    let report = client_runtime.shutdown().await;
-    waited?;
-    Ok(if report.is_healthy() {
-        String::new()
-    } else {
-        format!("client runtime shutdown unhealthy: {}", report.to_json())
-    })
 }
 
 /// (c): one task per queue pulling batches of 32 from offset 0 until the queue is read, with no
@@ -1248,28 +1191,4 @@ impl CpuTimes {
             _ => (self.ours, "this process"),
         }
     }
-}
-
-/// utime + stime of `pid` from `/proc/<pid>/stat`.
-fn process_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64))
-}
-
-fn clock_ticks_per_second() -> u64 {
-    static TICKS: OnceLock<u64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .filter(|t| *t > 0)
-            .unwrap_or(100)
-    })
 }
