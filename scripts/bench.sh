@@ -33,7 +33,9 @@ esac
 [[ -f target/plugins/filter.wasm ]] || scripts/build-plugins.sh >&2
 # The whole workspace, as every other build here: features unify the same way, so one cache
 # serves consume-bench, host-bench and sandbox-bench.
-cargo build --quiet --release --workspace --bins -j "${CARGO_BUILD_JOBS:-2}" >&2
+# Row (b), rocketmq-client-rust, is a feature of the bench crate (~200 crates a release build
+# otherwise skips); both bench scripts build with it so that they share one cache.
+cargo build --quiet --release --workspace --bins --features rmq-wasm-bench/rust-peer -j "${CARGO_BUILD_JOBS:-2}" >&2
 
 consume() { "$target/release/consume-bench" "$@"; }
 host() { "$target/release/host-bench" "${@:-all}"; }

@@ -28,7 +28,8 @@ step plugins scripts/build-plugins.sh --test --smoke
 step sdk-python sh -c 'cd guest-sdk/python && python3 -m unittest --quiet'
 step sdk-js sh -c 'cd guest-sdk/js && node --import ./testing/register.js --test'
 step fmt cargo fmt --all --check
-step clippy cargo clippy --workspace --all-targets -- -D warnings
+# --all-features: the benchmark's rocketmq-client-rust row (feature rust-peer) is linted too.
+step clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 step test-java5 env RMQ_CLUSTER_FLAVOUR=java5 cargo test --workspace
 step test-java4-compat scripts/test-compat.sh java4
 # Only the last part needs rocketmq-namesrv-rust / rocketmq-broker-rust: installed here (a
