@@ -194,7 +194,7 @@ done
 if ((run_tests)); then
   # Natively, with the sanitizers when the compiler has them (gcc does; Debian's clang 14 lacks
   # the ASan runtime unless libclang-rt-14-dev is installed).
-  native=(cc -std=c11 -O1 -g -Wall -Wextra -Werror -I"$c_sdk" -I"$c_sdk/tests")
+  native=(cc -std=c11 -O1 -g -Wall -Wextra -Werror -I"$c_sdk")
   echo 'int main(void){return 0;}' | "${native[@]}" -fsanitize=address,undefined -x c -o "$c_build/probe" - 2>/dev/null &&
     native+=(-fsanitize=address,undefined)
   c_test() {

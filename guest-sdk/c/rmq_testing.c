@@ -58,6 +58,8 @@ void __wasm_import_rmq_listener_producer_send(uint8_t *a, size_t b, int32_t c, u
     no_wasm_host();
 }
 
+int rmq_test_failed_checks;
+
 /* ---- the fake host's state (tests are single-threaded C programs) ------------------------- */
 
 typedef struct log_line {

@@ -6,7 +6,7 @@
  *     rmq_test_config("tag", "hold");
  *     rmq_test_message msgs[] = {{.topic = "t", .body = "x", .tags = "hold"}};
  *     rmq_test_result r = rmq_test_consume(NULL, NULL, msgs, 1);
- *     assert(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY);
+ *     RMQ_CHECK(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY);
  *     rmq_test_result_free(&r);
  *     rmq_test_reset();
  *
@@ -15,6 +15,8 @@
  */
 #ifndef RMQ_TESTING_H
 #define RMQ_TESTING_H
+
+#include <stdio.h>
 
 #include "rmq_listener.h"
 
@@ -107,6 +109,28 @@ const char *rmq_test_log_line(size_t i, rmq_level *level);
 size_t rmq_test_sent_count(void);
 /** Sent message `i` (owned by the fake host until rmq_test_reset). */
 const rmq_listener_producer_outgoing_message_t *rmq_test_sent(size_t i);
+
+/* ---- a minimal harness: RMQ_CHECK reports the failing expression and line and counts it;
+ * a test's main returns rmq_test_failed_checks != 0. */
+
+extern int rmq_test_failed_checks;
+
+#define RMQ_CHECK(cond)                                                                  \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);     \
+            rmq_test_failed_checks++;                                                    \
+        }                                                                                \
+    } while (0)
+
+/** Runs `test()` (a void function), then rmq_test_reset(); prints ok/FAIL and its name. */
+#define RMQ_RUN(test)                                                                    \
+    do {                                                                                 \
+        int rmq_before_ = rmq_test_failed_checks;                                        \
+        test();                                                                          \
+        rmq_test_reset();                                                                \
+        printf("%s %s\n", rmq_test_failed_checks == rmq_before_ ? "ok  " : "FAIL", #test); \
+    } while (0)
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,6 @@
  * scripts/build-plugins.sh --test through the SDK's fake host. */
 #include <string.h>
 
-#include "check.h"
 #include "rmq_testing.h"
 
 static void retries_matching_messages(void) {
@@ -15,10 +14,10 @@ static void retries_matching_messages(void) {
         {.topic = "t", .body = "now", .tags = "go"},
     };
     rmq_test_result r = rmq_test_consume(NULL, NULL, msgs, 3);
-    CHECK(r.ok && r.count == 3);
-    CHECK(r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 5);
-    CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY && r.outcomes[1].level == 5);
-    CHECK(r.outcomes[2].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(r.ok && r.count == 3);
+    RMQ_CHECK(r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 5);
+    RMQ_CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY && r.outcomes[1].level == 5);
+    RMQ_CHECK(r.outcomes[2].kind == RMQ_TEST_SUCCESS);
     rmq_test_result_free(&r);
 }
 
@@ -33,10 +32,10 @@ static void dead_letters_after_limit(void) {
     };
     rmq_test_config("body-contains", "x");
     rmq_test_result r = rmq_test_consume(NULL, NULL, msgs, 3);
-    CHECK(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 0);
-    CHECK(r.outcomes[1].kind == RMQ_TEST_DEAD_LETTER &&
+    RMQ_CHECK(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 0);
+    RMQ_CHECK(r.outcomes[1].kind == RMQ_TEST_DEAD_LETTER &&
           !strcmp(r.outcomes[1].reason, "filter: still matching after 2 redeliveries"));
-    CHECK(r.outcomes[2].kind == RMQ_TEST_RETRY);
+    RMQ_CHECK(r.outcomes[2].kind == RMQ_TEST_RETRY);
     rmq_test_result_free(&r);
 }
 
@@ -48,35 +47,35 @@ static void accepts_after_redeliveries(void) {
         {.topic = "t", .tags = "x", .reconsume_times = 1},
     };
     rmq_test_result r = rmq_test_consume(NULL, NULL, msgs, 2);
-    CHECK(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[1].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(r.ok && r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[1].kind == RMQ_TEST_SUCCESS);
     rmq_test_result_free(&r);
     rmq_test_config("dead-letter-after", "1");
     r = rmq_test_consume(NULL, NULL, msgs, 2);
-    CHECK(r.ok && r.outcomes[1].kind == RMQ_TEST_DEAD_LETTER);
+    RMQ_CHECK(r.ok && r.outcomes[1].kind == RMQ_TEST_DEAD_LETTER);
     rmq_test_result_free(&r);
 }
 
 static void config_errors_fail_the_batch(void) {
     rmq_test_message msg = {.topic = "t"};
     rmq_test_result r = rmq_test_consume(NULL, NULL, &msg, 1);
-    CHECK(!r.ok && strstr(r.error, "configure `tag`"));
+    RMQ_CHECK(!r.ok && strstr(r.error, "configure `tag`"));
     rmq_test_result_free(&r);
     rmq_test_config("tag", "x");
     rmq_test_config("delay-level", "19");
     r = rmq_test_consume(NULL, NULL, &msg, 1);
-    CHECK(!r.ok && strstr(r.error, "config delay-level = \"19\": invalid delay level"));
+    RMQ_CHECK(!r.ok && strstr(r.error, "config delay-level = \"19\": invalid delay level"));
     rmq_test_result_free(&r);
     rmq_test_config("delay-level", "1s");
     rmq_test_config("dead-letter-after", "-1");
     r = rmq_test_consume(NULL, NULL, &msg, 1);
-    CHECK(!r.ok && strstr(r.error, "dead-letter-after = \"-1\""));
+    RMQ_CHECK(!r.ok && strstr(r.error, "dead-letter-after = \"-1\""));
     rmq_test_result_free(&r);
 }
 
 int main(void) {
-    RUN(retries_matching_messages);
-    RUN(dead_letters_after_limit);
-    RUN(accepts_after_redeliveries);
-    RUN(config_errors_fail_the_batch);
-    return check_failures ? 1 : 0;
+    RMQ_RUN(retries_matching_messages);
+    RMQ_RUN(dead_letters_after_limit);
+    RMQ_RUN(accepts_after_redeliveries);
+    RMQ_RUN(config_errors_fail_the_batch);
+    return rmq_test_failed_checks ? 1 : 0;
 }

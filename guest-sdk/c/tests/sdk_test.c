@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "../rmq_testing.h"
-#include "check.h"
 
 /* Retries messages tagged with config `retry-tag` (at config `delay`), forwards the rest. */
 static bool retry_or_forward(const rmq_context *ctx, const rmq_message *msgs, size_t count,
@@ -123,18 +122,18 @@ static void views_read_every_field_of_the_hosts_layout(void) {
     rmq_test_context ctx = {.mode = RMQ_ORDERLY, .consumer_group = "g", .topic = "%RETRY%g",
                             .queue_id = 2, .max_reconsume_times = 3};
     rmq_test_result r = rmq_test_consume(NULL, &ctx, msgs, 2);
-    CHECK(r.ok && r.count == 2 && r.outcomes[1].kind == RMQ_TEST_SUCCESS);
-    CHECK(!strcmp(seen[0], "g") && !strcmp(seen[1], "%RETRY%g") && seen_ctx.queue.queue_id == 2);
-    CHECK(seen_ctx.mode == RMQ_ORDERLY && seen_ctx.max_reconsume_times == 3);
-    CHECK(!strcmp(seen[2], "orders") && !strcmp(seen[3], "UNIQ") && !strcmp(seen[4], "OFF"));
-    CHECK(!strcmp(seen[5], "k1 k2") && seen_flags[0] && !strcmp(seen[6], "T"));
-    CHECK(!strcmp(seen[7], "a=1;b=2;")); /* sorted by name, as the host sends them */
-    CHECK(seen_flags[1] && !strcmp(seen[8], "2"));
-    CHECK(seen_flags[2] && seen_flags[3]);
-    CHECK(!strcmp(seen[9], "1.2.3.4:5") && !strcmp(seen[10], "6.7.8.9:10"));
-    CHECK(seen_numbers[0] == 7 && seen_numbers[1] == 11 && seen_numbers[2] == 12 &&
+    RMQ_CHECK(r.ok && r.count == 2 && r.outcomes[1].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(!strcmp(seen[0], "g") && !strcmp(seen[1], "%RETRY%g") && seen_ctx.queue.queue_id == 2);
+    RMQ_CHECK(seen_ctx.mode == RMQ_ORDERLY && seen_ctx.max_reconsume_times == 3);
+    RMQ_CHECK(!strcmp(seen[2], "orders") && !strcmp(seen[3], "UNIQ") && !strcmp(seen[4], "OFF"));
+    RMQ_CHECK(!strcmp(seen[5], "k1 k2") && seen_flags[0] && !strcmp(seen[6], "T"));
+    RMQ_CHECK(!strcmp(seen[7], "a=1;b=2;")); /* sorted by name, as the host sends them */
+    RMQ_CHECK(seen_flags[1] && !strcmp(seen[8], "2"));
+    RMQ_CHECK(seen_flags[2] && seen_flags[3]);
+    RMQ_CHECK(!strcmp(seen[9], "1.2.3.4:5") && !strcmp(seen[10], "6.7.8.9:10"));
+    RMQ_CHECK(seen_numbers[0] == 7 && seen_numbers[1] == 11 && seen_numbers[2] == 12 &&
           seen_numbers[3] == 3);
-    CHECK(!strcmp(seen[11], "ONLY-OFFSET")); /* no UNIQ_KEY: the offset msg id stands in */
+    RMQ_CHECK(!strcmp(seen[11], "ONLY-OFFSET")); /* no UNIQ_KEY: the offset msg id stands in */
     rmq_test_result_free(&r);
 }
 
@@ -145,14 +144,14 @@ static void body_text_rejects_invalid_utf8(void) {
             rmq_test_batch(&(rmq_test_message){.body = bodies[i]}, 1);
         rmq_message m = {&b.messages.ptr[0], b.data.ptr};
         rmq_str text;
-        CHECK(!rmq_message_body_text(&m, &text));
+        RMQ_CHECK(!rmq_message_body_text(&m, &text));
         rmq_listener_types_batch_free(&b);
     }
     rmq_listener_types_batch_t b = rmq_test_batch(&(rmq_test_message){.body = "z\xc3\xa9\xf0\x9f\x98\x80"}, 1);
     rmq_message m = {&b.messages.ptr[0], b.data.ptr};
     rmq_str text;
-    CHECK(rmq_message_body_text(&m, &text) && text.len == 7);
-    CHECK(!rmq_message_tags(&m, &text) && !rmq_message_has_tag(&m, ""));
+    RMQ_CHECK(rmq_message_body_text(&m, &text) && text.len == 7);
+    RMQ_CHECK(!rmq_message_tags(&m, &text) && !rmq_message_has_tag(&m, ""));
     rmq_listener_types_batch_free(&b);
 }
 
@@ -163,8 +162,8 @@ static void delay_levels_parse_numbers_and_labels(void) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         rmq_delay_level level = 0;
-        CHECK(rmq_delay_level_parse(cases[i].text, &level) == cases[i].ok);
-        CHECK(!cases[i].ok || level == cases[i].level);
+        RMQ_CHECK(rmq_delay_level_parse(cases[i].text, &level) == cases[i].ok);
+        RMQ_CHECK(!cases[i].ok || level == cases[i].level);
     }
 }
 
@@ -177,19 +176,19 @@ static void listener_runs_through_the_export(void) {
     rmq_test_config("retry-tag", "X");
     rmq_test_config("delay", "30s");
     rmq_test_result r = rmq_test_consume(retry_or_forward, NULL, two, 2);
-    CHECK(r.ok && r.count == 2);
-    CHECK(r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 4);
-    CHECK(r.outcomes[1].kind == RMQ_TEST_SUCCESS);
-    CHECK(rmq_test_sent_count() == 1);
+    RMQ_CHECK(r.ok && r.count == 2);
+    RMQ_CHECK(r.outcomes[0].kind == RMQ_TEST_RETRY && r.outcomes[0].level == 4);
+    RMQ_CHECK(r.outcomes[1].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(rmq_test_sent_count() == 1);
     const rmq_listener_producer_outgoing_message_t *s = rmq_test_sent(0);
-    CHECK(s && s->topic.len == 3 && !memcmp(s->topic.ptr, "out", 3) && s->tags.is_some);
-    CHECK(s && s->keys.len == 1 && s->body.len == 1 && s->body.ptr[0] == 'b');
+    RMQ_CHECK(s && s->topic.len == 3 && !memcmp(s->topic.ptr, "out", 3) && s->tags.is_some);
+    RMQ_CHECK(s && s->keys.len == 1 && s->body.len == 1 && s->body.ptr[0] == 'b');
     rmq_level level = RMQ_TRACE;
-    CHECK(rmq_test_log_count() == 1 && !strcmp(rmq_test_log_line(0, &level), "retrying 1"));
-    CHECK(level == RMQ_WARN);
+    RMQ_CHECK(rmq_test_log_count() == 1 && !strcmp(rmq_test_log_line(0, &level), "retrying 1"));
+    RMQ_CHECK(level == RMQ_WARN);
     rmq_config all;
     rmq_config_all(&all);
-    CHECK(all.count == 2 && rmq_str_eq(all.pairs[0].key, "delay") &&
+    RMQ_CHECK(all.count == 2 && rmq_str_eq(all.pairs[0].key, "delay") &&
           rmq_str_eq(all.pairs[1].value, "X"));
     rmq_config_free(&all);
     rmq_test_result_free(&r);
@@ -197,32 +196,32 @@ static void listener_runs_through_the_export(void) {
 
 static void failures_become_listener_errors(void) {
     rmq_test_result r = rmq_test_consume(retry_or_forward, NULL, two, 2);
-    CHECK(!r.ok && !strcmp(r.error, "config key retry-tag is not set"));
+    RMQ_CHECK(!r.ok && !strcmp(r.error, "config key retry-tag is not set"));
     rmq_test_result_free(&r);
     rmq_test_config("retry-tag", "none");
     rmq_test_fail_sends(RMQ_PRODUCE_DENIED, "topic out not allowed");
     r = rmq_test_consume(retry_or_forward, NULL, two, 2);
-    CHECK(!r.ok && !strcmp(r.error, "produce failed: 1 topic out not allowed"));
-    CHECK(rmq_test_sent_count() == 0);
+    RMQ_CHECK(!r.ok && !strcmp(r.error, "produce failed: 1 topic out not allowed"));
+    RMQ_CHECK(rmq_test_sent_count() == 0);
     rmq_test_result_free(&r);
 }
 
 static void missing_outcomes_are_retries_like_the_host(void) {
     rmq_test_result r = rmq_test_consume(one_outcome, NULL, two, 2);
-    CHECK(r.ok && r.count == 2 && r.outcomes[0].kind == RMQ_TEST_SUCCESS);
-    CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY && r.outcomes[1].level == 0);
+    RMQ_CHECK(r.ok && r.count == 2 && r.outcomes[0].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY && r.outcomes[1].level == 0);
     rmq_test_result_free(&r);
     r = rmq_test_consume(one_outcome, NULL, two, 0);
-    CHECK(r.ok && r.count == 0);
+    RMQ_CHECK(r.ok && r.count == 0);
     rmq_test_result_free(&r);
 }
 
 int main(void) {
-    RUN(views_read_every_field_of_the_hosts_layout);
-    RUN(body_text_rejects_invalid_utf8);
-    RUN(delay_levels_parse_numbers_and_labels);
-    RUN(listener_runs_through_the_export);
-    RUN(failures_become_listener_errors);
-    RUN(missing_outcomes_are_retries_like_the_host);
-    return check_failures ? 1 : 0;
+    RMQ_RUN(views_read_every_field_of_the_hosts_layout);
+    RMQ_RUN(body_text_rejects_invalid_utf8);
+    RMQ_RUN(delay_levels_parse_numbers_and_labels);
+    RMQ_RUN(listener_runs_through_the_export);
+    RMQ_RUN(failures_become_listener_errors);
+    RMQ_RUN(missing_outcomes_are_retries_like_the_host);
+    return rmq_test_failed_checks ? 1 : 0;
 }

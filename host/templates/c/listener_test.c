@@ -4,15 +4,6 @@
 
 #include "rmq_testing.h"
 
-static int failures;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            failures++;                                                              \
-        }                                                                            \
-    } while (0)
-
 int main(void) {
     rmq_test_message msgs[] = {
         {.topic = "orders", .body = "fine"},
@@ -20,20 +11,20 @@ int main(void) {
         {.topic = "orders", .body = "a poison pill"},
     };
     rmq_test_result r = rmq_test_consume(NULL, NULL, msgs, 3);
-    CHECK(r.ok && r.count == 3);
-    CHECK(r.outcomes[0].kind == RMQ_TEST_SUCCESS);
-    CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY);
-    CHECK(r.outcomes[2].kind == RMQ_TEST_DEAD_LETTER && strstr(r.outcomes[2].reason, "word"));
+    RMQ_CHECK(r.ok && r.count == 3);
+    RMQ_CHECK(r.outcomes[0].kind == RMQ_TEST_SUCCESS);
+    RMQ_CHECK(r.outcomes[1].kind == RMQ_TEST_RETRY);
+    RMQ_CHECK(r.outcomes[2].kind == RMQ_TEST_DEAD_LETTER && strstr(r.outcomes[2].reason, "word"));
     rmq_test_result_free(&r);
 
     rmq_test_config("word", "pill");
     rmq_test_config("retry-tag", "hold");
     r = rmq_test_consume(NULL, NULL, msgs, 3);
-    CHECK(r.ok && r.outcomes[1].kind == RMQ_TEST_SUCCESS &&
+    RMQ_CHECK(r.ok && r.outcomes[1].kind == RMQ_TEST_SUCCESS &&
           r.outcomes[2].kind == RMQ_TEST_DEAD_LETTER);
     rmq_test_result_free(&r);
     rmq_test_reset();
 
-    printf("%s\n", failures ? "FAILED" : "ok");
-    return failures ? 1 : 0;
+    printf("%s\n", rmq_test_failed_checks ? "FAILED" : "ok");
+    return rmq_test_failed_checks ? 1 : 0;
 }
