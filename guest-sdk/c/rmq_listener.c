@@ -2,6 +2,7 @@
  * The C SDK over the wit-bindgen bindings: message views, outcomes, the handler export, and
  * log/config/producer over the generated imports (see rmq_listener.h).
  */
+#define _GNU_SOURCE /* memmem */
 #include "rmq_listener.h"
 
 #include <stdarg.h>
@@ -151,14 +152,9 @@ bool rmq_message_body_text(const rmq_message *m, rmq_str *text) {
 bool rmq_message_body_contains(const rmq_message *m, const void *needle, size_t len) {
     rmq_bytes body = rmq_message_body(m);
     if (len == 0) return true;
-    if (len > body.len) return false;
-    const uint8_t first = *(const uint8_t *)needle;
-    for (const uint8_t *p = body.ptr, *last = body.ptr + (body.len - len); p <= last; p++) {
-        p = memchr(p, first, (size_t)(last - p) + 1);
-        if (!p) return false;
-        if (memcmp(p, needle, len) == 0) return true;
-    }
-    return false;
+    /* libc's two-way search: linear, where a first-byte scan + memcmp degrades on bodies that
+     * repeat the needle's first byte. */
+    return body.len >= len && memmem(body.ptr, body.len, needle, len) != NULL;
 }
 
 bool rmq_context_is_orderly(const rmq_context *ctx) { return ctx->mode == RMQ_ORDERLY; }
