@@ -10,11 +10,15 @@
 #     `npm ci` into the plugin's node_modules from its package-lock.json; run from the repository
 #     root, so that the plugins' imports of the JavaScript SDK (guest-sdk/js) resolve;
 #   - Go (plugins/go-*): the Go toolchain on PATH (or $GO) with GOOS=wasip1, the SDK from
-#     guest-sdk/go, componentized by `rmq-wasm plugin componentize` (built here, debug).
+#     guest-sdk/go, componentized by `rmq-wasm plugin componentize` (built here, debug);
+#   - C (plugins/c-*): Debian's clang + wasi-libc (apt-get install when missing and running as
+#     root), made a component by `rmq-wasm plugin componentize` (the debug binary, built here).
 # Installs what is missing itself; idempotent, and fast when nothing changed (inputs hashed).
 #
 # Usage: scripts/build-plugins.sh [--test] [--smoke]
-#   --test   also run the Rust and Go plugins' and SDKs' native unit tests
+#   --test   also run the native unit tests of the Rust plugins (cargo test in plugins/), of the Go
+#            SDK and plugins (go test), of the C SDK (guest-sdk/c/tests) and of the C plugins
+#            (plugins/c-*/*_test.c)
 #   --smoke  also call every component once in node (jco) against a fake host
 #            (scripts/smoke-plugins.mjs)
 # Env: CARGO_BUILD_JOBS (default 1), PYTHON (default python3).
@@ -157,6 +161,7 @@ if [[ -d ${go_plugins[0]} ]]; then
   # The same debug build that scripts/test.sh makes next (so no extra work in CI), on both cores.
   step "go: cargo build --bin rmq-wasm (its plugin componentize verb)"
   timed cargo build --quiet --workspace --bin rmq-wasm -j "${CARGO_BUILD_JOBS:-2}"
+  rmq_wasm_built=1
   for dir in "${go_plugins[@]}"; do
     name=$(basename "$dir")
     hash=$(inputs_hash wit guest-sdk/go "$dir")
@@ -182,6 +187,75 @@ if [[ -d ${go_plugins[0]} ]]; then
   fi
 fi
 
+# ---- C ------------------------------------------------------------------------------------------
+# One clang invocation per plugin: its sources (not *_test.c), the SDK and the generated bindings
+# (guest-sdk/c; the component-type object says which world the module implements), a reactor
+# module (no main; `_initialize` runs libc's constructors once per instance).
+c_sdk=guest-sdk/c
+c_flags=(--target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -O2 -std=c11 -Wall -Wextra -Werror
+  -Wl,--strip-debug -I"$c_sdk")
+c_packages=(clang lld wasi-libc libclang-rt-dev-wasm32)
+c_toolchain_works() { echo 'int x;' | clang "${c_flags[@]}" -x c -o /dev/null - 2>/dev/null; }
+if ! c_toolchain_works; then
+  if ((EUID == 0)) && command -v apt-get >/dev/null; then
+    step "c: apt-get install ${c_packages[*]}"
+    timed bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${c_packages[*]} >/dev/null"
+  fi
+  c_toolchain_works || {
+    echo "C plugins need clang with the wasm32-wasi target and wasi-libc: apt-get install ${c_packages[*]}" >&2
+    exit 1
+  }
+fi
+rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
+c_build=$root/target/plugins-build/c
+# build_c NAME SOURCE...: the core module, then the component in $out/NAME.wasm.
+build_c() {
+  local name=$1
+  shift
+  clang "${c_flags[@]}" -o "$c_build/$name.core.wasm" "$@" "$c_sdk/rmq_listener.c" \
+    "$c_sdk/bindings/listener.c" "$c_sdk/bindings/listener_component_type.o"
+  "$rmq_wasm" plugin componentize "$c_build/$name.core.wasm" --out "$out/$name.wasm"
+}
+mkdir -p "$c_build"
+for dir in plugins/c-*/; do
+  name=$(basename "$dir")
+  hash=$(inputs_hash wit "$c_sdk" "$dir" host/src/wasm/componentize.rs)
+  if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
+    status[$name]="up to date"
+    continue
+  fi
+  if [[ -z ${rmq_wasm_built:-} ]]; then
+    step "c: cargo build --bin rmq-wasm (for plugin componentize)"
+    timed cargo build --quiet --workspace --bin rmq-wasm -j "$jobs"
+    rmq_wasm_built=1
+  fi
+  step "c: clang + rmq-wasm plugin componentize $name"
+  mapfile -t sources < <(find "$dir" -maxdepth 1 -name '*.c' ! -name '*_test.c' | sort)
+  timed build_c "$name" "${sources[@]}"
+  echo "$hash" >"$out/.$name.sha256"
+  status[$name]="built"
+done
+if ((run_tests)); then
+  # Natively, with the sanitizers when the compiler has them (gcc does; Debian's clang 14 lacks
+  # the ASan runtime unless libclang-rt-14-dev is installed).
+  native=(cc -std=c11 -O1 -g -Wall -Wextra -Werror -I"$c_sdk")
+  echo 'int main(void){return 0;}' | "${native[@]}" -fsanitize=address,undefined -x c -o "$c_build/probe" - 2>/dev/null &&
+    native+=(-fsanitize=address,undefined)
+  c_test() {
+    local bin=$c_build/$1
+    shift
+    "${native[@]}" -o "$bin" "$@" "$c_sdk/rmq_testing.c" "$c_sdk/rmq_listener.c" && "$bin"
+  }
+  step "c: SDK native tests (guest-sdk/c/tests)"
+  timed c_test sdk_test "$c_sdk/tests/sdk_test.c"
+  for dir in plugins/c-*/; do
+    name=$(basename "$dir")
+    step "c: native tests of $name"
+    mapfile -t sources < <(find "$dir" -maxdepth 1 -name '*.c' | sort)
+    timed c_test "${name}_test" "${sources[@]}"
+  done
+fi
+
 # ---- check and summary --------------------------------------------------------------------------
 echo
 printf '%-20s %-6s %10s  %-11s %s\n' plugin lang bytes status "WASI imports"
@@ -192,6 +266,10 @@ for wasm in "$out"/*.wasm; do
     py-*) lang=python allowed="" ;;
     js-*) lang=js allowed="" ;;
     go-*) lang=go allowed="wasi:io/,wasi:cli/,wasi:clocks/,wasi:random/,wasi:filesystem/" ;; # Go's runtime (wasip1 adapter)
+    # wasi-libc's stdio (pulled in by printf), through the preview-1 adapter: fd_seek/fd_close
+    # become wasi:filesystem (no preopens are granted: no file is reachable), and the adapter
+    # imports the wall clock. None of them is called unless the plugin writes to stdout.
+    c-*) lang=c allowed="wasi:io/,wasi:cli/,wasi:clocks/,wasi:filesystem/" ;;
     fs-escape) lang=rust allowed="wasi:" ;;
     probe) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;; # reads the clocks (tests frozen ones)
     resource-hog) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;;

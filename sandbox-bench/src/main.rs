@@ -5,7 +5,8 @@
 //! pool slot, a fresh store and instance per call (unless the warm rows say otherwise), fuel, the
 //! epoch deadline and the tokio timeout, the conversion of `MessageExt` into the WIT record and
 //! the lowering into guest memory, the outcome mapping. The plugin is `filter` configured to scan
-//! every body for a needle that is not there, so the guest reads each 1 KiB body once; the native
+//! every body for a needle that is not there, so the guest reads each 1 KiB body once, with the
+//! same filter written in C (`c-filter`, same config keys and decision) timed beside it; the native
 //! row runs the same decision (tag check, byte search of the body with `memchr::memmem`, as the
 //! guest SDK's `Message::body_contains` does) on the same `MessageExt`s.
 //!
@@ -59,7 +60,7 @@ struct Args {
     /// cannot reserve the default pool's address space.
     #[arg(long, default_value_t = EngineConfig::default().max_instances)]
     max_instances: u32,
-    /// Instead of the table: per language (the Rust `filter`, the Python and JavaScript
+    /// Instead of the table: per language (the Rust and C filters, the Python and JavaScript
     /// `json-router` plugins, the Go `go-router`), store + instantiation alone and an empty call,
     /// fresh and warm; then a call at batch 1/32/256, fresh and warm.
     #[arg(long)]
@@ -184,8 +185,9 @@ async fn languages(engine: &SandboxEngine, plugins: &Path, iterations: u32) -> a
 }
 
 /// One plugin per language: (language, plugin).
-const LANGUAGES: [(&str, &str); 4] = [
+const LANGUAGES: [(&str, &str); 5] = [
     ("Rust", "filter"),
+    ("C", "c-filter"),
     ("Python", "py-json-router"),
     ("JavaScript", "js-json-router"),
     ("Go", "go-router"),
@@ -294,8 +296,8 @@ fn plugin(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn spec(reuse: u32, tag_only: bool) -> PluginSpec {
-    let mut spec = PluginSpec::new("filter", "bench_group");
+fn spec(name: &str, reuse: u32, tag_only: bool) -> PluginSpec {
+    let mut spec = PluginSpec::new(name, "bench_group");
     spec.config.insert("tag".to_owned(), "never".to_owned());
     if !tag_only {
         spec.config.insert("body-contains".to_owned(), "needle".to_owned());
@@ -362,7 +364,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let ctx = ctx();
     if let Some(n) = args.profile_fresh {
-        let fresh = WasmListener::load(&engine, &filter, spec(1, args.tag_only)).await?;
+        let fresh = WasmListener::load(&engine, &filter, spec("filter", 1, args.tag_only)).await?;
         let msgs: Vec<MessageExt> = (0..n).map(|i| message(i, &body)).collect();
         let mut s = Samples::new();
         for _ in 0..args.iterations {
@@ -389,8 +391,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Fresh-instance sandbox cost per batch size: (call p50, per message), both wasm − native.
     let mut sandbox_cost = Vec::new();
 
-    let fresh = WasmListener::load(&engine, &filter, spec(1, args.tag_only)).await?;
-    let warm = WasmListener::load(&engine, &filter, spec(args.warm_reuse, args.tag_only)).await?;
+    let fresh = WasmListener::load(&engine, &filter, spec("filter", 1, args.tag_only)).await?;
+    let warm = WasmListener::load(&engine, &filter, spec("filter", args.warm_reuse, args.tag_only))
+        .await?;
+    let c_filter = plugin(&args.plugins, "c-filter")?;
+    let c_fresh =
+        WasmListener::load(&engine, &c_filter, spec("c-filter", 1, args.tag_only)).await?;
+    let c_warm =
+        WasmListener::load(&engine, &c_filter, spec("c-filter", args.warm_reuse, args.tag_only))
+            .await?;
     for n in BATCHES {
         let msgs: Vec<MessageExt> = (0..n).map(|i| message(i, &body)).collect();
         let iters = if n >= 256 { args.iterations / 4 } else { args.iterations }.max(10);
@@ -407,8 +416,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         row("native (same decision)", n, &mut native, native_p50);
         let mut fresh_p50 = 0.0;
 
-        let rows =
-            [("wasm, fresh instance per call", &fresh, true), ("wasm, warm (reuse)", &warm, false)];
+        let rows = [
+            ("wasm, fresh instance per call", &fresh, true),
+            ("wasm, warm (reuse)", &warm, false),
+            ("wasm C c-filter, fresh", &c_fresh, false),
+            ("wasm C c-filter, warm (reuse)", &c_warm, false),
+        ];
         for (name, l, is_fresh) in rows {
             let mut s = Samples::new();
             for i in 0..iters + iters / 10 {
@@ -522,7 +535,7 @@ async fn reload(
     let path = dir.join("listener.wasm");
     let original = std::fs::read(filter)?;
     std::fs::write(&path, &original)?;
-    let l = WasmListener::load(engine, &path, spec(1, false)).await?;
+    let l = WasmListener::load(engine, &path, spec("filter", 1, false)).await?;
     let watch = l.watch()?;
     let msgs = vec![message(0, &Bytes::from_static(b"x"))];
     let mut s = Samples::new();

@@ -6,7 +6,7 @@
 //! retries one tagged `later` (until the reconsume limit sends it to the DLQ) and dead-letters
 //! one whose body contains the configured word, with its reason.
 //!
-//! One test drives the four languages concurrently. The componentize tools are installed on the
+//! One test drives the five languages concurrently. The componentize tools are installed on the
 //! first run into `target/plugin-new-cache/` (the CLI's `XDG_CACHE_HOME` here), where the CLI
 //! also caches the compiled artifact that the test's engine then loads; Rust builds share
 //! `target/plugin-new-build/`. This replaces the README-example test (readme_plugins.rs): the
@@ -165,7 +165,7 @@ async fn a_broken_source_fails_the_build_verbatim_and_keeps_the_old_wasm(wasm: &
     assert_eq!(std::fs::read(wasm).unwrap(), before, "the old .wasm was replaced");
 }
 
-/// The four languages at once: their builds share the two cores either way, and their waits
+/// The five languages at once: their builds share the two cores either way, and their waits
 /// for the retried message overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_from_plugin_new_build_outside_the_repo_and_consume_real_messages() {
@@ -175,6 +175,7 @@ async fn listeners_from_plugin_new_build_outside_the_repo_and_consume_real_messa
         new_build_and_consume("python"),
         new_build_and_consume("js"),
         new_build_and_consume("go"),
+        new_build_and_consume("c"),
     );
-    eprintln!("all four in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("all five in {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -248,6 +248,22 @@ pub(crate) fn go(p: &Project) -> Result<PathBuf, BuildError> {
     rename(&tmp, &p.out)
 }
 
+/// The project's Makefile (`make NAME=<dir name>`): clang + wasi-libc, then this very binary's
+/// `plugin componentize` (the world embedded, the WASI preview-1 adapter added).
+pub(crate) fn c(p: &Project) -> Result<PathBuf, BuildError> {
+    let name = p.out.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+    let this = std::env::current_exe()
+        .map_err(|source| BuildError::Spawn { program: "rmq-wasm (itself)".into(), source })?;
+    run(
+        Command::new("make")
+            .arg(format!("NAME={name}"))
+            .arg(format!("RMQ_WASM={}", this.display()))
+            .current_dir(&p.dir),
+        "make",
+    )?;
+    Ok(p.out.clone())
+}
+
 /// `$GO`, else `go` on PATH, else Go's default install location (`/usr/local/go/bin/go`, which
 /// the official tarball's instructions put on PATH only in a login shell).
 fn go_binary() -> std::ffi::OsString {

@@ -14,6 +14,7 @@ pub(crate) enum Lang {
     Python,
     Js,
     Go,
+    C,
 }
 
 /// One language's row.
@@ -238,6 +239,30 @@ pub(crate) const LANGUAGES: &[Language] = &[
             ("sdk/rmqtest/rmqtest.go", repo!("guest-sdk/go/rmqtest/rmqtest.go")),
         ],
         build: build::go,
+    },
+    Language {
+        lang: Lang::C,
+        title: "C",
+        toolchain: "make and clang with wasm32-wasi + wasi-libc (Debian: `apt-get install clang lld wasi-libc libclang-rt-dev-wasm32`)",
+        marker: "listener.c",
+        source: "listener.c",
+        sdk: "`rmq-wasm/` (`rmq_listener.h`, `rmq_testing.h`)",
+        test: "make test",
+        files: &[
+            ("listener.c", template!("c/listener.c")),
+            ("listener_test.c", template!("c/listener_test.c")),
+            ("Makefile", template!("c/Makefile")),
+            (".gitignore", template!("c/.gitignore")),
+            README,
+            WIT,
+            ("rmq-wasm/rmq_listener.h", repo!("guest-sdk/c/rmq_listener.h")),
+            ("rmq-wasm/rmq_listener.c", repo!("guest-sdk/c/rmq_listener.c")),
+            ("rmq-wasm/rmq_testing.h", repo!("guest-sdk/c/rmq_testing.h")),
+            ("rmq-wasm/rmq_testing.c", repo!("guest-sdk/c/rmq_testing.c")),
+            ("rmq-wasm/bindings/listener.h", repo!("guest-sdk/c/bindings/listener.h")),
+            ("rmq-wasm/bindings/listener.c", repo!("guest-sdk/c/bindings/listener.c")),
+        ],
+        build: build::c,
     },
 ];
 

@@ -49,8 +49,11 @@ pub(crate) fn run(command: PluginCommand) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
             let component = componentize(&bytes).with_context(|| core.display().to_string())?;
-            std::fs::write(&out, &component)
-                .with_context(|| format!("writing {}", out.display()))?;
+            // Into place in one rename: a listener watching `out` never reads half a file.
+            let tmp = out.with_extension("wasm.tmp");
+            std::fs::write(&tmp, &component)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
             println!("{}: component of {} KiB", out.display(), component.len() / 1024);
             Ok(())
         }

@@ -109,7 +109,11 @@ mod tests {
             while let Some(d) = stack.pop() {
                 for e in std::fs::read_dir(&d).unwrap() {
                     let p = e.unwrap().path();
-                    if p.is_dir() && !p.ends_with("test") && !p.ends_with("__pycache__") {
+                    if p.is_dir()
+                        && !p.ends_with("test")
+                        && !p.ends_with("tests")
+                        && !p.ends_with("__pycache__")
+                    {
                         stack.push(p);
                     } else if p.extension().is_some_and(|x| x == ext)
                         && !p.to_string_lossy().ends_with("_test.go")
@@ -125,6 +129,7 @@ mod tests {
             (Lang::Python, "guest-sdk/python/rmq_wasm", "py"),
             (Lang::Js, "guest-sdk/js", "js"),
             (Lang::Go, "guest-sdk/go", "go"),
+            (Lang::C, "guest-sdk/c", "c"),
         ] {
             let row = lang.row();
             for file in sdk_files(dir, ext) {
