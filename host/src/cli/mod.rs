@@ -1,12 +1,14 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+mod capture;
 mod cluster_choice;
 pub mod config_check;
 pub mod config_doc;
 mod config_map;
 pub mod env;
 pub mod ops;
+mod plugin;
 mod produce;
 mod reload;
 pub mod run;
@@ -92,6 +94,10 @@ pub(crate) enum Command {
     /// Print a topic's messages (every field) without touching any group's offsets.
     #[command(alias = "tail")]
     Peek(ops::PeekArgs),
+    /// Write a topic's messages (every field, body base64) to a JSONL fixture for `plugin test`,
+    /// without touching any group's offsets.
+    #[command(after_help = capture::EXAMPLES)]
+    Capture(capture::CaptureArgs),
     /// A consumer group's dead letters: list them, re-deliver chosen ones.
     #[command(subcommand)]
     Dlq(ops::DlqCommand),
@@ -100,6 +106,9 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// For plugin authors: check a component against the world, replay messages through it.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +231,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peek(args) => ops::peek(args).await?,
         Command::Dlq(command) => ops::dlq(command).await?,
         Command::ResetOffset(args) => ops::reset(args).await?,
+        Command::Capture(args) => capture::capture(args).await?,
+        Command::Plugin(command) => plugin::run(command).await?,
         Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
         Command::Config(ConfigCommand::Check { file }) => {
             let problems = config_check::check_file(&file)?;

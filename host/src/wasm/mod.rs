@@ -8,6 +8,7 @@
 //!   directory;
 //! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
+//! - [`inspect`]: a component's exports, imports and needed grants (`plugin check`);
 //! - `reload`: file watching and atomic version swaps;
 //! - `bindings`: the `bindgen!` output, alone.
 
@@ -16,6 +17,7 @@ mod cache;
 mod convert;
 pub mod engine;
 mod host;
+pub mod inspect;
 pub mod limits;
 pub mod listener;
 mod lower;
@@ -39,6 +41,9 @@ pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
+
+/// The `tracing` target of the lines a plugin logs through its `log` import.
+pub const PLUGIN_LOG_TARGET: &str = "rmq_wasm::plugin";
 
 /// Why a plugin could not be loaded or a listener built. (Failures *during* a call are
 /// `ListenerError`s: they never leave the consume path as errors of this type.)
