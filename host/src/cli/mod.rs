@@ -94,8 +94,9 @@ pub(crate) enum Command {
     /// Print a topic's messages (every field) without touching any group's offsets.
     #[command(alias = "tail")]
     Peek(ops::PeekArgs),
-    /// Write a topic's messages (every field, body base64) to a JSONL fixture for `plugin test`,
-    /// without touching any group's offsets.
+    /// Write a topic's messages to a JSONL fixture for `plugin test` (no offsets touched).
+    ///
+    /// Every field, the body base64; read like `peek`, so no group's offsets move.
     #[command(after_help = capture::EXAMPLES)]
     Capture(capture::CaptureArgs),
     /// A consumer group's dead letters: list them, re-deliver chosen ones.
@@ -106,7 +107,7 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// For plugin authors: check a component against the world, replay messages through it.
+    /// Plugin authors' verbs: `check` a component, `test` it on a message fixture.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }

@@ -37,7 +37,7 @@ pub use cache::CacheError;
 pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
 pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
-pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
+pub use limits::{Budget, FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;

@@ -8,14 +8,17 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PluginCommand {
-    /// Load a component with the host's engine: does it implement `rmq:listener@0.2.0`, what does
-    /// it export and import, which `[[listener]]` grants would it need. Exit status 1 when it
-    /// does not fit.
+    /// Does a component fit `rmq:listener@0.2.0`; its exports, imports and needed grants.
+    ///
+    /// Loads it with the host's own engine (compile, link, type check: what a listener's load
+    /// does). A misfit names each item at fault; exit status 1 when it does not fit.
     #[command(after_help = check::EXAMPLES)]
     Check(check::CheckArgs),
-    /// Replay a message fixture through the component on the production listener path, with no
-    /// cluster: per message its outcome, fuel, time, log lines and (recorded, never sent)
-    /// sends; checks expected outcomes.
+    /// Replay a message fixture through a component, with no cluster; check expected outcomes.
+    ///
+    /// Runs the production listener path (same engine, limits, outcome mapping, poison
+    /// isolation) and prints per message its outcome and per call the fuel, time, the plugin's
+    /// log lines and its sends (recorded, never sent).
     #[command(after_help = test::EXAMPLES)]
     Test(test::TestArgs),
 }

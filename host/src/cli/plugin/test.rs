@@ -21,8 +21,8 @@ use crate::plugin_test::parse_fixture;
 use crate::plugin_test::replay::{CallReport, Replay};
 use crate::plugin_test::sends::RecordingProducer;
 use crate::wasm::{
-    EngineConfig, ListenerLimits, PLUGIN_LOG_TARGET, PluginProducer, PluginSpec, SandboxEngine,
-    TopicGrant, WasmListener,
+    Budget, EngineConfig, ListenerLimits, PLUGIN_LOG_TARGET, PluginProducer, PluginSpec,
+    SandboxEngine, TopicGrant, WasmListener,
 };
 
 pub(super) const EXAMPLES: &str = "\
@@ -114,15 +114,7 @@ impl TestArgs {
         spec.producer = Some(producer);
         let l = &mut spec.limits;
         *l = ListenerLimits::default();
-        if let Some(f) = self.fuel {
-            l.fuel = f;
-        }
-        if let Some(t) = self.timeout {
-            l.timeout = t;
-        }
-        if let Some(m) = self.memory {
-            l.memory = m;
-        }
+        Budget { fuel: self.fuel, timeout: self.timeout, memory: self.memory }.apply(l);
         l.slots = 1;
         l.clocks = self.clocks;
         l.produce_topics = self
