@@ -40,6 +40,13 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// `plugin test WASM --messages FIXTURE` and `extra`.
+fn replay(wasm: &Path, fixture: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["plugin", "test", path(wasm), "--messages", path(fixture)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -187,23 +194,22 @@ fn plugin_test_replays_a_fixture_and_checks_expectations() {
     );
     let filter = plugin("filter");
     let args = |expectations: &Path| {
-        run(&[
-            "plugin",
-            "test",
-            path(&filter),
-            "--messages",
-            path(&fixture),
-            "--config",
-            "tag=urgent",
-            "--config",
-            "body-contains=boom",
-            "--config",
-            "delay-level=10s",
-            "--config",
-            "dead-letter-after=2",
-            "--expect",
-            path(expectations),
-        ])
+        replay(
+            &filter,
+            &fixture,
+            &[
+                "--config",
+                "tag=urgent",
+                "--config",
+                "body-contains=boom",
+                "--config",
+                "delay-level=10s",
+                "--config",
+                "dead-letter-after=2",
+                "--expect",
+                path(expectations),
+            ],
+        )
     };
     let out = args(&good);
     assert!(out.status.success(), "{}", text(&out));
@@ -231,18 +237,7 @@ fn plugin_test_replays_a_fixture_and_checks_expectations() {
     assert!(!stderr.contains("line 1:"), "the first expectation holds: {}", text(&out));
 
     // --json: one object per message.
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&filter),
-        "--messages",
-        path(&fixture),
-        "--config",
-        "tag=urgent",
-        "--batch",
-        "3",
-        "--json",
-    ]);
+    let out = replay(&filter, &fixture, &["--config", "tag=urgent", "--batch", "3", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -262,39 +257,22 @@ fn plugin_test_records_sends_and_fails_on_an_unexpected_abort() {
     std::fs::write(&fixture, FIXTURE).unwrap();
 
     let router = plugin("router");
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&router),
-        "--messages",
-        path(&fixture),
-        "--config",
-        "target-topic=audit",
-        "--produce-topics",
-        "audit",
-        "--log-level",
-        "debug",
-    ]);
+    let out = replay(
+        &router,
+        &fixture,
+        &["--config", "target-topic=audit", "--produce-topics", "audit", "--log-level", "debug"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("send (recorded, not sent) → audit").count(), 3, "{}", text(&out));
     assert!(stdout.contains("log DEBUG routed"), "the plugin's own lines: {}", text(&out));
 
     // Without the grant the host denies the sends, as in production: the router fails its batch.
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&router),
-        "--messages",
-        path(&fixture),
-        "--config",
-        "target-topic=audit",
-    ]);
+    let out = replay(&router, &fixture, &["--config", "target-topic=audit"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("recorded"), "{}", text(&out));
 
     let looping = plugin("infinite-loop");
-    let out =
-        run(&["plugin", "test", path(&looping), "--messages", path(&fixture), "--fuel", "2000000"]);
+    let out = replay(&looping, &fixture, &["--fuel", "2000000"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ABORTED message #0"), "{}", text(&out));
     let expect = dir.path().join("e.jsonl");
@@ -302,17 +280,7 @@ fn plugin_test_records_sends_and_fails_on_an_unexpected_abort() {
         .map(|i| format!("{{\"index\":{i},\"outcome\":\"dead-letter\",\"abort\":\"fuel\"}}\n"))
         .collect();
     std::fs::write(&expect, lines).unwrap();
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&looping),
-        "--messages",
-        path(&fixture),
-        "--fuel",
-        "2000000",
-        "--expect",
-        path(&expect),
-    ]);
+    let out = replay(&looping, &fixture, &["--fuel", "2000000", "--expect", path(&expect)]);
     assert!(out.status.success(), "expected aborts pass: {}", text(&out));
 }
 
@@ -437,21 +405,20 @@ async fn capture_from_the_cluster_feeds_plugin_test() {
     )
     .unwrap();
     let filter = plugin("filter");
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&filter),
-        "--messages",
-        path(&fixture),
-        "--config",
-        "tag=urgent",
-        "--config",
-        "delay-level=5s",
-        "--batch",
-        "8",
-        "--expect",
-        path(&expect),
-    ]);
+    let out = replay(
+        &filter,
+        &fixture,
+        &[
+            "--config",
+            "tag=urgent",
+            "--config",
+            "delay-level=5s",
+            "--batch",
+            "8",
+            "--expect",
+            path(&expect),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("expectations: 3 met, 0 failed"),
@@ -460,18 +427,11 @@ async fn capture_from_the_cluster_feeds_plugin_test() {
     );
 
     let router = plugin("router");
-    let out = run(&[
-        "plugin",
-        "test",
-        path(&router),
-        "--messages",
-        path(&fixture),
-        "--config",
-        "target-topic=routed",
-        "--produce-topics",
-        "routed",
-        "--json",
-    ]);
+    let out = replay(
+        &router,
+        &fixture,
+        &["--config", "target-topic=routed", "--produce-topics", "routed", "--json"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let sends: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
