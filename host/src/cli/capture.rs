@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
-use crate::ops::reader::{TopicReader, select_queues};
+use super::ops::TopicQueues;
 use crate::ops::reset::ResetTo;
 use crate::plugin_test::FixtureMessage;
 use crate::protocol::QueueOffset;
@@ -26,13 +26,8 @@ reconsume_times, flag, sys_flag, body_base64 (see the README).";
 
 #[derive(Debug, Args)]
 pub(crate) struct CaptureArgs {
-    #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
-    pub namesrv: String,
-    #[arg(long)]
-    pub topic: String,
-    /// Only this queue id (on every broker serving the topic).
-    #[arg(long)]
-    pub queue: Option<i32>,
+    #[command(flatten)]
+    pub source: TopicQueues,
     /// Start each queue at this offset (clamped into what is stored); default: the oldest.
     #[arg(long, conflicts_with = "since")]
     pub from_offset: Option<i64>,
@@ -49,15 +44,7 @@ pub(crate) struct CaptureArgs {
 }
 
 pub(crate) async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
-    let (namesrv, broker) = super::clients(&args.namesrv)?;
-    let reader = TopicReader::new(namesrv, broker);
-    let queues = select_queues(
-        reader.queues(&args.topic).await.with_context(|| format!("topic {}", args.topic))?,
-        args.queue,
-    );
-    if queues.is_empty() {
-        anyhow::bail!("topic {} has no readable queue {:?}", args.topic, args.queue);
-    }
+    let (reader, queues) = args.source.open().await?;
     let mut lines = String::new();
     let mut left = args.count;
     let mut taken = 0;
@@ -87,7 +74,7 @@ pub(crate) async fn capture(args: CaptureArgs) -> anyhow::Result<()> {
     eprintln!(
         "captured {} message(s) of {} from {taken} queue(s) into {}",
         args.count - left,
-        args.topic,
+        args.source.topic,
         args.out.display()
     );
     Ok(())
