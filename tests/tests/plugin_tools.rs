@@ -104,11 +104,13 @@ fn check_accepts_the_plugins_and_names_the_grants_they_need() {
             && i["provision"] == "produce")
     );
 
-    // Every built plugin fits (fs-escape imports all of WASI): the host's table of what it
-    // provides agrees with its linker.
+    // Every built Rust plugin fits (fs-escape imports all of WASI): the host's table of what it
+    // provides agrees with its linker. (The interpreters' components import no WASI, and take
+    // seconds each to compile: one of them is checked below.)
     for entry in std::fs::read_dir(filter.parent().unwrap()).unwrap() {
         let file = entry.unwrap().path();
-        if file.extension().is_some_and(|e| e == "wasm") {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".wasm") && !name.starts_with("py-") && !name.starts_with("js-") {
             let out = run(&["plugin", "check", path(&file)]);
             assert!(out.status.success(), "{}", text(&out));
         }
