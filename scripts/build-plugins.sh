@@ -4,13 +4,17 @@
 #   - Rust (plugins/Cargo.toml workspace): cargo, the wasm32-wasip2 target pinned in
 #     rust-toolchain.toml;
 #   - Python (plugins/py-*): componentize-py, from a venv in plugins/.venv (pins in
-#     plugins/requirements-build.txt);
+#     plugins/requirements-build.txt), with the Python SDK (guest-sdk/python, module rmq_wasm)
+#     on the module path;
 #   - JavaScript (plugins/js-*): componentize-js through its JS API (build.mjs), installed with
-#     `npm ci` into the plugin's node_modules from its package-lock.json.
+#     `npm ci` into the plugin's node_modules from its package-lock.json; run from the repository
+#     root, so that the plugins' imports of the JavaScript SDK (guest-sdk/js) resolve;
+#   - Go (plugins/go-*): the Go toolchain on PATH (or $GO) with GOOS=wasip1, the SDK from
+#     guest-sdk/go, componentized by `rmq-wasm plugin componentize` (built here, debug).
 # Installs what is missing itself; idempotent, and fast when nothing changed (inputs hashed).
 #
 # Usage: scripts/build-plugins.sh [--test] [--smoke]
-#   --test   also run the Rust plugins' native unit tests (cargo test in plugins/)
+#   --test   also run the Rust and Go plugins' and SDKs' native unit tests
 #   --smoke  also call every component once in node (jco) against a fake host
 #            (scripts/smoke-plugins.mjs)
 # Env: CARGO_BUILD_JOBS (default 1), PYTHON (default python3).
@@ -86,7 +90,7 @@ fi
 # ---- Python -------------------------------------------------------------------------------------
 for dir in plugins/py-*/; do
   name=$(basename "$dir")
-  hash=$(inputs_hash wit "$dir" plugins/requirements-build.txt)
+  hash=$(inputs_hash wit "$dir" guest-sdk/python/rmq_wasm plugins/requirements-build.txt)
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
@@ -95,7 +99,7 @@ for dir in plugins/py-*/; do
   # --stub-wasi: every WASI import becomes a trapping stub inside the component, so it imports
   # only the rmq:listener world (Python's `random` is seeded at build time: not for secrets).
   timed "$venv/bin/componentize-py" --quiet -d wit -w listener componentize --stub-wasi \
-    -p "$dir" app -o "$out/$name.wasm.tmp"
+    -p "$dir" -p guest-sdk/python app -o "$out/$name.wasm.tmp"
   mv "$out/$name.wasm.tmp" "$out/$name.wasm"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
@@ -111,13 +115,13 @@ for dir in plugins/js-*/; do
     (cd "$dir" && timed npm ci --no-audit --no-fund --loglevel=error)
     echo "$lock" >"$dir/node_modules/.lock.sha256"
   fi
-  hash=$(inputs_hash wit "$dir")
+  hash=$(inputs_hash wit "$dir" guest-sdk/js/rmq-wasm.js)
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
   fi
   step "js: componentize-js $name"
-  (cd "$dir" && timed node build.mjs "$root/wit" "$out/$name.wasm")
+  timed node "$dir/build.mjs" "$root/wit" "$out/$name.wasm" "$dir/listener.js"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
 done
@@ -128,16 +132,54 @@ toolchain=plugins/js-json-router
 for dir in plugins/js-*/; do
   name=$(basename "$dir")
   [[ -f $dir/package.json ]] && continue
-  hash=$(inputs_hash wit "$dir" "$toolchain/build.mjs" "$toolchain/package-lock.json")
+  hash=$(inputs_hash wit "$dir" guest-sdk/js/rmq-wasm.js "$toolchain/build.mjs" "$toolchain/package-lock.json")
   if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
     status[$name]="up to date"
     continue
   fi
   step "js: componentize-js $name (toolchain of $toolchain)"
-  (cd "$toolchain" && timed node build.mjs "$root/wit" "$out/$name.wasm" "$root/$dir/listener.js")
+  timed node "$toolchain/build.mjs" "$root/wit" "$out/$name.wasm" "$dir/listener.js"
   echo "$hash" >"$out/.$name.sha256"
   status[$name]="built"
 done
+
+# ---- Go -----------------------------------------------------------------------------------------
+# Go 1.25+ (GOOS=wasip1, //go:wasmexport), the SDK in guest-sdk/go (bindings checked in, no module
+# to download), then `rmq-wasm plugin componentize` (embeds the world, adds the WASI preview-1
+# adapter). -checklinkname=0: the wit-bindgen Go runtime links runtime.sbrk for cabi_realloc calls
+# made before the Go runtime is initialised.
+go_bin=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+go_plugins=(plugins/go-*/)
+if [[ -d ${go_plugins[0]} ]]; then
+  [[ -x $go_bin ]] || { echo "Go not found (set GO=/path/to/go; Go 1.25 or newer)" >&2; exit 1; }
+  rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
+  # The same debug build that scripts/test.sh makes next (so no extra work in CI), on both cores.
+  step "go: cargo build --bin rmq-wasm (its plugin componentize verb)"
+  timed cargo build --quiet --workspace --bin rmq-wasm -j "${CARGO_BUILD_JOBS:-2}"
+  for dir in "${go_plugins[@]}"; do
+    name=$(basename "$dir")
+    hash=$(inputs_hash wit guest-sdk/go "$dir")
+    if [[ -f $out/$name.wasm && "$(cat "$out/.$name.sha256" 2>/dev/null)" == "$hash" ]]; then
+      status[$name]="up to date"
+      continue
+    fi
+    step "go: go build (GOOS=wasip1) + rmq-wasm plugin componentize $name"
+    go_start=$SECONDS
+    (cd "$dir" && GOOS=wasip1 GOARCH=wasm "$go_bin" build -buildmode=c-shared -ldflags=-checklinkname=0 \
+      -o "$out/$name.core.wasm.tmp" .)
+    "$rmq_wasm" plugin componentize "$out/$name.core.wasm.tmp" --out "$out/$name.wasm.tmp"
+    rm "$out/$name.core.wasm.tmp"
+    mv "$out/$name.wasm.tmp" "$out/$name.wasm"
+    echo "    done in $((SECONDS - go_start)) s"
+    echo "$hash" >"$out/.$name.sha256"
+    status[$name]="built"
+  done
+  if ((run_tests)); then
+    step "go: go test (guest-sdk/go and plugins/go-*, native)"
+    (cd guest-sdk/go && timed "$go_bin" test ./...)
+    for dir in "${go_plugins[@]}"; do (cd "$dir" && timed "$go_bin" test ./...); done
+  fi
+fi
 
 # ---- check and summary --------------------------------------------------------------------------
 # The host's own engine judges each component (the same load path as a listener), and --wasi
@@ -153,6 +195,7 @@ for wasm in "$out"/*.wasm; do
   case $name in
     py-*) lang=python allowed="" ;;
     js-*) lang=js allowed="" ;;
+    go-*) lang=go allowed="wasi:io/,wasi:cli/,wasi:clocks/,wasi:random/,wasi:filesystem/" ;; # Go's runtime (wasip1 adapter)
     fs-escape) lang=rust allowed="wasi:" ;;
     probe) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;; # reads the clocks (tests frozen ones)
     resource-hog) lang=rust allowed="wasi:io/,wasi:cli/,wasi:clocks/" ;;

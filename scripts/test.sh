@@ -24,6 +24,9 @@ step install-java-cluster scripts/install-java-cluster.sh
 # nothing changed. --test runs the Rust plugins' native unit tests, --smoke calls every built
 # component once in node against a fake host.
 step plugins scripts/build-plugins.sh --test --smoke
+# The guest SDKs' native unit tests (the Rust SDK's run with cargo test below): a second each.
+step sdk-python sh -c 'cd guest-sdk/python && python3 -m unittest --quiet'
+step sdk-js sh -c 'cd guest-sdk/js && node --import ./testing/register.js --test'
 step fmt cargo fmt --all --check
 step clippy cargo clippy --workspace --all-targets -- -D warnings
 step test-java5 env RMQ_CLUSTER_FLAVOUR=java5 cargo test --workspace

@@ -5,10 +5,10 @@
 //   loop    spin forever in the JS engine (the fuel budget or the epoch deadline must stop it)
 //   memory  allocate 1 MiB buffers and keep them, forever (the memory cap must stop it)
 //   (unset) succeed for every message
-import { get } from 'rmq:listener/config@0.2.0';
+import { Outcome, config, listener } from '../../guest-sdk/js/rmq-wasm.js';
 
-function consume(_ctx, { messages }) {
-  const mode = get('mode');
+function consume(_ctx, messages) {
+  const mode = config.get('mode');
   if (mode === 'loop') {
     let n = 0;
     for (;;) {
@@ -23,7 +23,7 @@ function consume(_ctx, { messages }) {
       kept.push(block);
     }
   }
-  return messages.map(() => ({ tag: 'success' }));
+  return messages.map(() => Outcome.SUCCESS);
 }
 
-export const handler = { consume };
+export const handler = listener(consume);

@@ -1,5 +1,7 @@
 // Builds listener.js into a component with componentize-js's JS API (its CLI mishandles paths).
-// Usage: node build.mjs <wit-dir> <out.wasm> [<listener.js>]
+// Usage: node build.mjs <wit-dir> <out.wasm> [<listener.js>]   (run from a directory that holds
+// the source and everything it imports, e.g. the repository root for the SDK in guest-sdk/js:
+// componentize-js maps the working directory into the build)
 // (the source defaults to this directory's listener.js; plugins without a package.json of their
 // own, such as js-hostile, are built with this toolchain and their own source)
 //

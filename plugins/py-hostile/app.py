@@ -6,22 +6,21 @@ Config `mode`:
   (unset) succeed for every message: the runtime's own cost, for the memory-headroom figure
 """
 
-from typing import List
-
-from wit_world import exports
-from wit_world.imports import config
-from wit_world.imports.types import Batch, ConsumeContext, MessageOutcome, MessageOutcome_Success
+import rmq_wasm
+from rmq_wasm import Outcome, config
 
 
-class Handler(exports.Handler):
-    def consume(self, ctx: ConsumeContext, batch: Batch) -> List[MessageOutcome]:
-        mode = config.get("mode")
-        if mode == "loop":
-            n = 0
-            while True:
-                n = (n * 31 + 7) % 1_000_003
-        if mode == "memory":
-            kept = []
-            while True:
-                kept.append(bytearray(1 << 20))
-        return [MessageOutcome_Success() for _ in batch.messages]
+def consume(ctx, msgs):
+    mode = config.get("mode")
+    if mode == "loop":
+        n = 0
+        while True:
+            n = (n * 31 + 7) % 1_000_003
+    if mode == "memory":
+        kept = []
+        while True:
+            kept.append(bytearray(1 << 20))
+    return [Outcome.SUCCESS for _ in msgs]
+
+
+Handler = rmq_wasm.handler(consume)

@@ -60,7 +60,8 @@ struct Args {
     #[arg(long, default_value_t = EngineConfig::default().max_instances)]
     max_instances: u32,
     /// Instead of the table: per language (the Rust `filter`, the Python and JavaScript
-    /// `json-router` plugins), store + instantiation alone and an empty call, fresh and warm.
+    /// `json-router` plugins, the Go `go-router`), store + instantiation alone and an empty call,
+    /// fresh and warm; then a call at batch 1/32/256, fresh and warm.
     #[arg(long)]
     languages: bool,
 }
@@ -156,18 +157,10 @@ async fn languages(engine: &SandboxEngine, plugins: &Path, iterations: u32) -> a
         "empty call, warm"
     );
     let ctx = ctx();
-    for (language, name) in
-        [("Rust", "filter"), ("Python", "py-json-router"), ("JavaScript", "js-json-router")]
-    {
+    let mut listeners = Vec::new();
+    for (language, name) in LANGUAGES {
         let path = plugin(plugins, name)?;
-        let load = |reuse| {
-            let mut spec = PluginSpec::new(name, "bench_group");
-            // What each needs to answer: filter a condition, js-json-router a target.
-            spec.config.insert("tag".to_owned(), "never".to_owned());
-            spec.config.insert("target-topic".to_owned(), "bench_out".to_owned());
-            spec.limits.instance_reuse = reuse;
-            WasmListener::load(engine, &path, spec)
-        };
+        let load = |reuse| WasmListener::load(engine, &path, language_spec(name, reuse));
         let (fresh, warm) = (load(1).await?, load(1000).await?);
         let mut alone = Samples::new();
         for _ in 0..iterations {
@@ -185,6 +178,68 @@ async fn languages(engine: &SandboxEngine, plugins: &Path, iterations: u32) -> a
             cell(&mut f),
             cell(&mut w)
         );
+        listeners.push((language, name, fresh, warm));
+    }
+    language_batches(&listeners, iterations / 10 + 1).await
+}
+
+/// One plugin per language: (language, plugin).
+const LANGUAGES: [(&str, &str); 4] = [
+    ("Rust", "filter"),
+    ("Python", "py-json-router"),
+    ("JavaScript", "js-json-router"),
+    ("Go", "go-router"),
+];
+
+/// What each language's plugin needs to answer without a producer: filter a condition,
+/// js-json-router a target, go-router a retry tag (the benchmark's messages carry it, after a
+/// body scan for its dead word).
+fn language_spec(name: &str, reuse: u32) -> PluginSpec {
+    let mut spec = PluginSpec::new(name, "bench_group");
+    for (k, v) in [
+        ("tag", "never"),
+        ("target-topic", "bench_out"),
+        ("retry-tag", "TagA"),
+        ("dead-word", "needle"),
+    ] {
+        spec.config.insert(k.to_owned(), v.to_owned());
+    }
+    spec.limits.instance_reuse = reuse;
+    spec
+}
+
+/// Per-call cost per language at batch 1/32/256 (1 KiB bodies), fresh and warm: what each
+/// plugin's whole decision costs, instantiation included when fresh.
+async fn language_batches(
+    listeners: &[(&str, &str, WasmListener, WasmListener)],
+    iterations: u32,
+) -> anyhow::Result<()> {
+    println!("\nper language and batch: p50 µs per call, fresh / warm ({iterations} calls each)");
+    print!("{:<12} {:<16}", "language", "plugin");
+    for n in BATCHES {
+        print!(" {:>22}", format!("batch {n}"));
+    }
+    println!();
+    let body = Bytes::from(vec![b'x'; 1024]);
+    let ctx = ctx();
+    for (language, name, fresh, warm) in listeners {
+        print!("{language:<12} {name:<16}");
+        for n in BATCHES {
+            let msgs: Vec<MessageExt> = (0..n).map(|i| message(i, &body)).collect();
+            let mut cells = Vec::new();
+            for l in [fresh, warm] {
+                let mut s = Samples::new();
+                for _ in 0..iterations {
+                    let t = Instant::now();
+                    let (out, _) = l.consume_traced(&ctx, &msgs).await;
+                    s.push(t.elapsed());
+                    out.with_context(|| format!("{name}: batch of {n}"))?;
+                }
+                cells.push(format!("{:.0}", s.quantile(0.5) / 1e3));
+            }
+            print!(" {:>22}", cells.join(" / "));
+        }
+        println!();
     }
     Ok(())
 }

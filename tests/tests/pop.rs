@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rmq_wasm::consumer::config::{ConsumerConfig, RequestMode, Subscription};
+use rmq_wasm::client::QueueSelector;
+use rmq_wasm::consumer::config::{ConsumeMode, ConsumerConfig, RequestMode, Subscription};
 use rmq_wasm::consumer::listener::{FnListener, MessageListener, MessageOutcome};
 use rmq_wasm::protocol::body::{MessageRequestMode, SetMessageRequestModeRequestBody};
 use rmq_wasm::protocol::message::{Message, MessageExt};
@@ -624,4 +625,203 @@ async fn batch_acks_ack_exactly_their_offsets_and_the_held_one_comes_back() {
     eprintln!("batch acks: {pops} pops; revived {revived_keys:?}");
     assert!(revived_keys.iter().all(|k| *k == "hold"), "acked messages revived: {revived_keys:?}");
     consumer.shutdown().await;
+}
+
+/// One delivery an orderly POP listener saw: queue, offset, key, sequence number, reconsume
+/// times, member.
+type Delivery = (i32, i64, String, usize, i32, &'static str);
+
+/// Orderly POP (`order = true`) with two members on a four-queue topic: each queue's messages
+/// reach the listener strictly in offset order with no gaps, never two members inside one queue
+/// at once; a poison message is retried in place (the rest of its queue waits), its reconsume
+/// times counted by the broker, then dead-lettered after the max; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orderly_pop_keeps_each_queue_in_offset_order_retries_in_place_then_dead_letters() {
+    let Some((cluster, c, topic)) = setup("pop_orderly", 4).await else {
+        return;
+    };
+    let group = unique("pop_orderly_group");
+    const PER_KEY: usize = 15;
+    const POISON: (&str, usize) = ("bravo", 5);
+    let keys = ["alpha", "bravo", "charlie", "delta"];
+    let seen: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let active: Arc<Mutex<BTreeMap<i32, &'static str>>> = Arc::default();
+    let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let listener = |name: &'static str| -> Arc<dyn MessageListener> {
+        let (seen, active, violations) =
+            (Arc::clone(&seen), Arc::clone(&active), Arc::clone(&violations));
+        Arc::new(FnListener(
+            move |ctx: rmq_wasm::consumer::ConsumeContext, msgs: Vec<MessageExt>| {
+                let (seen, active, violations) =
+                    (Arc::clone(&seen), Arc::clone(&active), Arc::clone(&violations));
+                async move {
+                    assert_eq!(ctx.mode, ConsumeMode::Orderly);
+                    let q = msgs[0].queue_id.0;
+                    if let Some(other) = active.lock().unwrap().insert(q, name) {
+                        violations
+                            .lock()
+                            .unwrap()
+                            .push(format!("queue {q}: {name} entered while {other} was in"));
+                    }
+                    // Long enough for the other member's pop to come while this one holds the queue.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let mut outcomes = Vec::new();
+                    for m in &msgs {
+                        let key = m.property("k").unwrap_or_default().to_owned();
+                        let seq: usize =
+                            m.property("seq").and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+                        let poison = (key.as_str(), seq) == POISON;
+                        // The handle of an orderly pop names the broker's orderly revive queue.
+                        let revive = m.property("POP_CK").and_then(|ck| ck.split(' ').nth(3));
+                        if revive != Some("999") {
+                            violations
+                                .lock()
+                                .unwrap()
+                                .push(format!("handle {:?}", m.property("POP_CK")));
+                        }
+                        seen.lock().unwrap().push((
+                            q,
+                            m.queue_offset.0,
+                            key,
+                            seq,
+                            m.reconsume_times,
+                            name,
+                        ));
+                        outcomes.push(if poison {
+                            MessageOutcome::RETRY
+                        } else {
+                            MessageOutcome::Success
+                        });
+                    }
+                    active.lock().unwrap().remove(&q);
+                    Ok(outcomes)
+                }
+            },
+        ))
+    };
+    let cfg = |instance: &str| {
+        let mut cfg = pop_config(&group, &topic, instance);
+        cfg.consume_mode = ConsumeMode::Orderly;
+        cfg.consume_message_batch_max_size = 1;
+        cfg.max_reconsume_times = Some(2);
+        cfg.suspend_current_queue_time = Duration::from_millis(500);
+        // A blocked queue's pop waits in the long poll; keep it short.
+        cfg.broker_suspend_max = Duration::from_secs(2);
+        cfg.pull_timeout = Duration::from_secs(5);
+        cfg
+    };
+    let one = start(cluster, cfg("o1"), listener("o1")).await;
+    let two = start(cluster, cfg("o2"), listener("o2")).await;
+    let mut queue_of = BTreeMap::new();
+    for seq in 0..PER_KEY {
+        for key in keys {
+            let msg = Message::new(&topic, Bytes::from(format!("{key}-{seq}")))
+                .with_keys([format!("{key}-{seq}")])
+                .with_property("k", key)
+                .with_property("seq", seq.to_string());
+            let sent = c.producer.send_with(msg, QueueSelector::ShardingKey(key)).await.unwrap();
+            queue_of.insert(key, sent.queue.queue_id.0);
+        }
+    }
+    let started = Instant::now();
+    let dlq = format!("%DLQ%{group}");
+    let poison_key = format!("{}-{}", POISON.0, POISON.1);
+    let found = read_topic_until(&c, cluster, &dlq, Duration::from_secs(60), |m| {
+        m.keys().any(|k| k == poison_key)
+    })
+    .await;
+    assert_eq!(found.body, Bytes::from(poison_key.clone()));
+    let total = keys.len() * PER_KEY;
+    let deliveries = wait_for("every message consumed", Duration::from_secs(60), || {
+        let s = seen.lock().unwrap();
+        let done: BTreeSet<(&str, usize)> = s.iter().map(|d| (d.2.as_str(), d.3)).collect();
+        (done.len() == total).then(|| s.clone())
+    })
+    .await;
+    eprintln!(
+        "orderly POP: {} deliveries of {total} messages in {:?}",
+        deliveries.len(),
+        started.elapsed()
+    );
+    assert!(violations.lock().unwrap().is_empty(), "{:?}", violations.lock().unwrap());
+    let mut by_member = BTreeMap::<&str, usize>::new();
+    for d in &deliveries {
+        *by_member.entry(d.5).or_default() += 1;
+    }
+    eprintln!("deliveries per member: {by_member:?}");
+    for key in keys {
+        let of_key: Vec<&Delivery> = deliveries.iter().filter(|d| d.2 == key).collect();
+        assert!(of_key.iter().all(|d| d.0 == queue_of[key]), "key {key} left its queue");
+        // Each message once, in send order — but the poison, three times in a row.
+        let seqs: Vec<usize> = of_key.iter().map(|d| d.3).collect();
+        let mut expected_seqs: Vec<usize> = (0..PER_KEY).collect();
+        if key == POISON.0 {
+            expected_seqs.splice(POISON.1..=POISON.1, [POISON.1; 3]);
+            let times: Vec<i32> = of_key.iter().filter(|d| d.3 == POISON.1).map(|d| d.4).collect();
+            assert_eq!(times, [0, 1, 2], "the poison's reconsume times (the broker's count)");
+        }
+        assert_eq!(seqs, expected_seqs, "key {key}: delivery order");
+    }
+    // Each queue (keys may share one): offsets strictly in order from 0 with no gaps, only the
+    // poison repeated, in place.
+    let queues: BTreeSet<i32> = deliveries.iter().map(|d| d.0).collect();
+    for q in queues {
+        let offsets: Vec<i64> = deliveries.iter().filter(|d| d.0 == q).map(|d| d.1).collect();
+        let mut distinct = offsets.clone();
+        distinct.dedup();
+        let n = distinct.len() as i64;
+        assert_eq!(distinct, (0..n).collect::<Vec<_>>(), "queue {q}: offsets {offsets:?}");
+        let repeats = offsets.len() as i64 - n;
+        let poison_queue = queue_of[POISON.0];
+        assert_eq!(repeats, if q == poison_queue { 2 } else { 0 }, "queue {q}: {offsets:?}");
+    }
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+/// `rmq-wasm run` in orderly POP mode with the router plugin: the Wasm listener is called one
+/// message at a time per queue, so each sharding key's messages reach the output topic (one
+/// queue) in the order they were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmq_wasm_run_orderly_pop_routes_each_key_in_send_order() {
+    let Some((cluster, c, topic)) = setup("pop_wasm_orderly", 2).await else {
+        return;
+    };
+    let out = unique("pop_wasm_orderly_out");
+    c.create_topic(cluster, &out, 1).await.unwrap();
+    let group = unique("pop_wasm_orderly_group");
+    const PER_KEY: usize = 12;
+    let shards = ["a", "b", "c"];
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("listeners.toml");
+    let extra = "consume_mode = \"orderly\"\nrequest_mode = \"pop\"\nbroker_suspend_max = \"2s\"";
+    let text = router_config(cluster, "orderly", &group, &topic, &out, extra)
+        .replace("batch_size = 8", "batch_size = 1");
+    std::fs::write(&config, text).unwrap();
+    let produce = async {
+        for seq in 0..PER_KEY {
+            for shard in shards {
+                let m = Message::new(&topic, Bytes::from_static(b"{}"))
+                    .with_keys([format!("{shard}-{seq}")]);
+                c.producer.send_with(m, QueueSelector::ShardingKey(shard)).await.unwrap();
+            }
+        }
+    };
+    // Joined rather than spawned: the host's future is not `Send + 'static`.
+    let (host, ()) =
+        tokio::join!(rmq_wasm::cli::run::run(&config, Some(Duration::from_secs(10))), produce);
+    host.unwrap();
+    let keys: Vec<String> =
+        shards.iter().flat_map(|s| (0..PER_KEY).map(move |i| format!("{s}-{i}"))).collect();
+    let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let routed =
+        rmq_wasm_tests::wasm::read_keys(&c, cluster, &out, &wanted, Duration::from_secs(30)).await;
+    for shard in shards {
+        let seqs: Vec<usize> = routed
+            .iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| k.strip_prefix(&format!("{shard}-")).and_then(|s| s.parse().ok()))
+            .collect();
+        assert_eq!(seqs, (0..PER_KEY).collect::<Vec<_>>(), "shard {shard}: routed order");
+    }
 }

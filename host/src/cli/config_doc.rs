@@ -159,7 +159,7 @@ pub const KEYS: &[KeyDoc] = &[
         Listener,
         "consume_mode",
         || "concurrently".to_owned(),
-        "`concurrently` or `orderly` (one call at a time per queue, queue locks)"
+        "`concurrently` or `orderly` (one call at a time per queue: queue locks in PULL, the broker's orderly POP with `pop`)"
     ),
     key!(
         Listener,

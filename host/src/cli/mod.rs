@@ -107,7 +107,8 @@ pub(crate) enum Command {
     /// The `run` config file: check one, or list every key with its default.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Plugin authors' verbs: `check` a component, `test` it on a message fixture.
+    /// Plugin authors' tools: `new`, `build`, `componentize`, `check` a component, `test` it on
+    /// a message fixture.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
@@ -189,6 +190,7 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
+        // Child processes and compiles that take seconds: off the async workers.
         Command::Status { addr, json: _, watch: Some(every) } => {
             ops::watch_status(&addr, every).await?
         }

@@ -13,7 +13,7 @@ use crate::protocol::header::{
     PopMessageRequestHeader, PopMessageResponseHeader,
 };
 use crate::protocol::message::{MessageDecodeError, MessageExt, decode_messages_prefix, property};
-use crate::protocol::pop::{PopHandle, pop_handles};
+use crate::protocol::pop::{OrderCounts, PopHandle, pop_handles};
 use crate::protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 /// How a pop ended, from the response code.
@@ -78,13 +78,24 @@ impl BrokerClient {
         }
         let h: PopMessageResponseHeader = header_of(addr, request, &resp)?;
         let (mut messages, undecodable) = decode_messages_prefix(resp.body.clone());
-        let handles = pop_handles(&messages, &h, broker_name)
-            .map_err(|source| ClientError::PopInfo { addr: addr.to_owned(), source })?;
+        let info_error = |source| ClientError::PopInfo { addr: addr.to_owned(), source };
+        let handles = pop_handles(&messages, &h, broker_name).map_err(info_error)?;
+        // An orderly pop redelivers in place, with no retry topic to count retries: the broker
+        // counts them per offset (Java `processPopResponse` sets them as reconsume times).
+        let counts = match (header.order, h.order_count_info.as_deref()) {
+            (Some(true), Some(text)) => Some(OrderCounts::parse(text).map_err(info_error)?),
+            _ => None,
+        };
         let first_pop = h.pop_time.0.to_string();
         let messages = messages
             .drain(..)
             .zip(handles)
             .map(|(mut message, handle)| {
+                if let Some(times) = counts.as_ref().and_then(|c| {
+                    c.reconsume_times(handle.mark, handle.queue_id, handle.queue_offset)
+                }) {
+                    message.reconsume_times = times;
+                }
                 message.properties.insert(property::POP_CK, handle.to_string());
                 if message.properties.get(property::FIRST_POP_TIME).is_none() {
                     message.properties.insert(property::FIRST_POP_TIME, first_pop.clone());

@@ -174,11 +174,9 @@ pub enum ConfigError {
          {broker_suspend_max:?}"
     )]
     PullTimeoutNotAboveSuspend { pull_timeout: Duration, broker_suspend_max: Duration },
-    /// POP is implemented for concurrent clustering consumers only (orderly POP is not yet).
-    #[error(
-        "request_mode pop/broker needs consume_mode = concurrently and message_model = clustering"
-    )]
-    PopNeedsConcurrentClustering,
+    /// POP hands each message to one member of the group: broadcasting has no meaning there.
+    #[error("request_mode pop/broker needs message_model = clustering")]
+    PopNeedsClustering,
 }
 
 /// What is wrong with a group or topic name (Java `Validators`).
@@ -412,10 +410,9 @@ impl ConsumerConfig {
         check("pop_batch_size", self.pop_batch_size, 1..=32)?;
         check("pop_threshold_for_queue", self.pop_threshold_for_queue, 1..=65535)?;
         if self.request_mode != RequestMode::Pull
-            && (self.consume_mode == ConsumeMode::Orderly
-                || self.message_model == MessageModel::Broadcasting)
+            && self.message_model == MessageModel::Broadcasting
         {
-            return Err(ConfigError::PopNeedsConcurrentClustering);
+            return Err(ConfigError::PopNeedsClustering);
         }
         if self.pull_timeout <= self.broker_suspend_max {
             return Err(ConfigError::PullTimeoutNotAboveSuspend {
@@ -757,6 +754,20 @@ mod tests {
             c.max_reconsume_times = configured;
             c.consume_mode = mode;
             assert_eq!(c.effective_max_reconsume_times(), expected, "{configured:?} {mode:?}");
+        }
+    }
+
+    /// POP takes both consume modes (orderly: the broker's orderly POP) but not broadcasting.
+    #[test]
+    fn pop_request_modes_need_clustering_only() {
+        for request in [RequestMode::Pop, RequestMode::Broker] {
+            for mode in [ConsumeMode::Concurrently, ConsumeMode::Orderly] {
+                let mut c = valid();
+                (c.request_mode, c.consume_mode) = (request, mode);
+                assert_eq!(c.validate(), Ok(()), "{request:?} {mode:?}");
+                c.message_model = MessageModel::Broadcasting;
+                assert_eq!(c.validate(), Err(ConfigError::PopNeedsClustering), "{request:?}");
+            }
         }
     }
 

@@ -22,8 +22,9 @@ use crate::protocol::body::{MessageModel, MessageRequestMode};
 pub(crate) struct Rebalancer {
     /// Each owned queue's task and whether it pulls or pops.
     owned: BTreeMap<MessageQueue, (QueueTaskHandle, MessageRequestMode)>,
-    /// The owned set as the lock keeper sees it. Updated on every change, and on removal before
-    /// the unlock, so the keeper cannot renew the lock of a queue already given up.
+    /// The owned pulled queues as the lock keeper sees them (an orderly POP queue has no lock:
+    /// the broker serialises it). Updated on every change, and on removal before the unlock, so
+    /// the keeper cannot renew the lock of a queue already given up.
     published: watch::Sender<BTreeSet<MessageQueue>>,
 }
 
@@ -35,7 +36,13 @@ impl Rebalancer {
     }
 
     fn publish(&self) {
-        self.published.send_replace(self.owned());
+        let pulled = self
+            .owned
+            .iter()
+            .filter(|(_, (_, mode))| *mode == MessageRequestMode::Pull)
+            .map(|(q, _)| q.clone())
+            .collect();
+        self.published.send_replace(pulled);
     }
 
     /// Queues owned right now.
@@ -209,14 +216,16 @@ impl Rebalancer {
     }
 
     async fn remove(&mut self, shared: &Shared, queue: &MessageQueue, reason: StopReason) {
-        if let Some((handle, _)) = self.owned.remove(queue) {
+        let mut pulled = true;
+        if let Some((handle, mode)) = self.owned.remove(queue) {
             self.publish();
             handle.stop(reason).await;
+            pulled = mode == MessageRequestMode::Pull;
         }
         shared.stats.write().unwrap_or_else(PoisonError::into_inner).remove(queue);
         if reason == StopReason::Removed {
             shared.offsets.remove(queue);
-            if shared.needs_locks() {
+            if shared.needs_locks() && pulled {
                 locking::unlock(shared, &BTreeSet::from([queue.clone()]), true).await;
             }
         }

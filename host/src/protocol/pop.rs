@@ -25,6 +25,11 @@ use super::message::MessageExt;
 use super::message::property::POP_CK;
 use super::types::{EpochMillis, QueueId, QueueOffset};
 
+/// The revive queue id an orderly pop puts in its handles (Java
+/// `KeyBuilder.POP_ORDER_REVIVE_QUEUE`): the broker acks and changes the invisible time of such
+/// a handle orderly (`ConsumerOrderInfoManager`), with no check point in a revive queue.
+pub const POP_ORDER_REVIVE_QUEUE: i32 = 999;
+
 /// `%RETRY%`: the prefix of every retry topic.
 const RETRY_PREFIX: &str = "%RETRY%";
 
@@ -225,6 +230,58 @@ pub fn parse_msg_offsets(
             Ok(((mark, QueueId(q)), offsets))
         })
         .collect()
+}
+
+/// `orderCountInfo` of an orderly pop (Java `ConsumerOrderInfoManager.update`): how often the
+/// broker has already delivered each popped offset of a queue. An entry's key is
+/// `qo<queueId>%<offset>` for one offset (only offsets delivered before), or the bare queue id
+/// with the smallest count of that pop (for old clients).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderCounts {
+    per_offset: HashMap<(TopicMark, QueueId, QueueOffset), i32>,
+    per_queue: HashMap<(TopicMark, QueueId), i32>,
+}
+
+impl OrderCounts {
+    /// Reads the field as the 5.x broker writes it.
+    pub fn parse(text: &str) -> Result<Self, PopInfoError> {
+        let field = "orderCountInfo";
+        let bad = |problem| PopInfoError::Info { field, text: text.to_owned(), problem };
+        let mut counts = Self::default();
+        for ((mark, key), value) in info_entries(field, text)? {
+            let count: i32 = value.parse().map_err(|_| bad("a count is not an integer"))?;
+            match key.strip_prefix("qo") {
+                Some(rest) => {
+                    let (queue, offset) = rest
+                        .split_once('%')
+                        .ok_or_else(|| bad("a key is not qo<queue>%<offset>"))?;
+                    let queue = queue.parse().map_err(|_| bad("queue id is not an integer"))?;
+                    let offset = offset.parse().map_err(|_| bad("offset is not an integer"))?;
+                    counts.per_offset.insert((mark, QueueId(queue), QueueOffset(offset)), count);
+                }
+                None => {
+                    let queue = key.parse().map_err(|_| bad("queue id is not an integer"))?;
+                    counts.per_queue.insert((mark, QueueId(queue)), count);
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The reconsume times of the message at `offset` (Java `processPopResponse`: its own
+    /// count, else its queue's, and only when positive).
+    pub fn reconsume_times(
+        &self,
+        mark: TopicMark,
+        queue: QueueId,
+        offset: QueueOffset,
+    ) -> Option<i32> {
+        self.per_offset
+            .get(&(mark, queue, offset))
+            .or_else(|| self.per_queue.get(&(mark, queue)))
+            .copied()
+            .filter(|count| *count > 0)
+    }
 }
 
 /// The handle of every message of a pop response, in order (Java `processPopResponse`).
@@ -428,5 +485,35 @@ mod tests {
             handles.unwrap(),
             [handle(TopicMark::Normal, 1, 5, 5), handle(TopicMark::Normal, 1, 5, 7)]
         );
+    }
+
+    /// As `ConsumerOrderInfoManager.update` writes it: one `qo` entry per offset delivered
+    /// before, then the queue's smallest count.
+    #[test]
+    fn order_counts_read_as_java_writes_them() {
+        let counts = OrderCounts::parse("0 qo2%7 3;0 qo2%8 1;0 2 0").unwrap();
+        let n = TopicMark::Normal;
+        let cases = [
+            (n, 2, 7, Some(3)),
+            (n, 2, 8, Some(1)),
+            // Not delivered before: the queue entry, 0, reads as none.
+            (n, 2, 9, None),
+            (n, 1, 7, None),
+            (TopicMark::Retry, 2, 7, None),
+        ];
+        for (mark, queue, offset, expected) in cases {
+            assert_eq!(
+                counts.reconsume_times(mark, QueueId(queue), QueueOffset(offset)),
+                expected,
+                "{mark} {queue} {offset}"
+            );
+        }
+        // Only the compatibility entry (an old broker): every message gets the queue's count.
+        let old = OrderCounts::parse("0 1 2").unwrap();
+        assert_eq!(old.reconsume_times(n, QueueId(1), QueueOffset(40)), Some(2));
+        assert_eq!(OrderCounts::parse("").unwrap(), OrderCounts::default());
+        for bad in ["0 qo2 3", "0 qo2%x 3", "0 2 x", "0 qox%1 1", "0 2 1;0 2 1"] {
+            assert!(OrderCounts::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -375,7 +375,7 @@ impl SandboxEngine {
         self.compile(path, bytes, hash).map(|(component, _)| component)
     }
 
-    fn compile(
+    pub(crate) fn compile(
         &self,
         path: &Path,
         bytes: &[u8],

@@ -14,7 +14,7 @@
 //!   typically) is attached to the log line of a failed call and otherwise logged at debug, under
 //!   the same caps as `log`;
 //! - clocks: unless the listener is granted them (`clocks = true`), the wall clock reads the Unix
-//!   epoch and the monotonic clock stands still. A plugin then cannot observe time, which keeps
+//!   epoch and the monotonic clock stands still (at 1 s, not 0: Go's runtime refuses a zero). A plugin then cannot observe time, which keeps
 //!   a call a function of its input and fuel — the property poison-pill detection relies on — and
 //!   closes a timing side channel. Messages carry their own born/store timestamps;
 //! - randomness is real (the interpreters of Python and JavaScript plugins seed hash tables from
@@ -330,8 +330,8 @@ impl WasiView for HostState {
     }
 }
 
-/// A clock that reads zero forever: the Unix epoch for the wall clock, a monotonic clock that
-/// never advances. See the module docs for why this is the default.
+/// A clock that never advances: the wall clock reads the Unix epoch, the monotonic clock
+/// [`FROZEN_MONOTONIC_NS`]. See the module docs for why this is the default.
 #[derive(Debug, Clone, Copy)]
 struct FrozenClock;
 
@@ -351,9 +351,14 @@ impl HostMonotonicClock for FrozenClock {
     }
 
     fn now(&self) -> u64 {
-        0
+        FROZEN_MONOTONIC_NS
     }
 }
+
+/// Where the frozen monotonic clock stands. A monotonic clock's origin is arbitrary, but not
+/// zero: Go's runtime takes a reading of 0 for a broken clock and aborts at start-up ("fatal
+/// error: nanotime returning zero"), so every Go plugin would fail to instantiate.
+pub(crate) const FROZEN_MONOTONIC_NS: u64 = 1_000_000_000;
 
 impl types::Host for HostState {}
 

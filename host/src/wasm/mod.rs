@@ -10,10 +10,13 @@
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
 //! - [`inspect`]: a component's exports, imports and needed grants (`plugin check`);
 //! - `reload`: file watching and atomic version swaps;
+//! - [`componentize`]: a core module (Go, C) made a listener component, in-process;
+//! - [`world`]: whether a component implements the world, the mismatch named (`plugin build`);
 //! - `bindings`: the `bindgen!` output, alone.
 
 mod bindings;
 mod cache;
+pub mod componentize;
 mod convert;
 pub mod engine;
 mod host;
@@ -23,6 +26,7 @@ pub mod listener;
 mod lower;
 mod reload;
 pub mod stats;
+pub mod world;
 
 #[cfg(test)]
 mod cache_tests;
@@ -41,6 +45,7 @@ pub use limits::{Budget, FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
+pub use world::{WorldMismatch, check_world};
 
 /// The `tracing` target of the lines a plugin logs through its `log` import.
 pub const PLUGIN_LOG_TARGET: &str = "rmq_wasm::plugin";

@@ -1181,6 +1181,29 @@ async fn a_reused_pool_slot_leaks_nothing_to_the_next_listener() {
     assert!(scanned(&m) >= end, "the scan covered every planted byte: {m} (after {wrote})");
 }
 
+/// A Go component (plugins/go-router, GOOS=wasip1 + componentize) instantiates and answers
+/// under the deny-by-default WASI: its runtime reads the frozen clocks at start-up (a monotonic
+/// clock frozen at 0 aborted it: "fatal error: nanotime returning zero") and random numbers.
+#[tokio::test]
+async fn a_go_component_starts_and_answers_under_frozen_clocks() {
+    let l =
+        listener("go-router", spec("go-router", &[("retry-tag", "TagA"), ("dead-word", "poison")]))
+            .await;
+    let mut msgs = batch(3);
+    msgs[1] = msg(1, "TagB", "k", "a poison pill");
+    msgs[2] = msg(2, "TagB", "k", r#"{"kind":"refund"}"#);
+    let out = l.consume(&ctx(), &msgs).await.unwrap();
+    assert_eq!(out[0], MessageOutcome::RETRY);
+    assert!(
+        matches!(&out[1], MessageOutcome::DeadLetter { reason: r, .. } if r.contains("poison")),
+        "{out:?}"
+    );
+    assert!(
+        matches!(&out[2], MessageOutcome::DeadLetter { reason: r, .. } if r.contains("no route")),
+        "{out:?}"
+    );
+}
+
 /// Clocks are frozen unless granted: the wall clock reads the epoch and the monotonic clock does
 /// not move over a busy loop; with `clocks = true` both are real.
 #[tokio::test]

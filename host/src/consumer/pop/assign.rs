@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::consumer::config::RequestMode;
+use crate::consumer::config::{ConsumeMode, RequestMode};
 use crate::consumer::policy::is_retry_topic;
 use crate::consumer::shared::Shared;
 use crate::protocol::body::{MessageRequestMode, QueryAssignmentRequestBody};
@@ -25,13 +25,48 @@ pub(crate) fn decides(shared: &Shared, topic: &str) -> bool {
 /// The assignment of `topic`; `None` to leave the topic as it is (no route, or the broker did
 /// not answer).
 pub(crate) async fn assignment(shared: &Shared, topic: &str) -> Option<Assignment> {
+    let orderly = shared.consume_mode() == ConsumeMode::Orderly;
     match shared.config.request_mode {
         RequestMode::Pop => {
             let queues = shared.routes.subscribe_queues(topic)?;
-            Some(pop_all_queues(&queues))
+            Some(if orderly { pop_each_queue(&queues) } else { pop_all_queues(&queues) })
         }
-        RequestMode::Broker | RequestMode::Pull => query(shared, topic).await,
+        RequestMode::Broker | RequestMode::Pull => {
+            let assigned = query(shared, topic).await?;
+            if !orderly {
+                return Some(assigned);
+            }
+            let queues = shared.routes.subscribe_queues(topic)?;
+            Some(split_all_queue_pops(assigned, &queues))
+        }
     }
+}
+
+/// Orderly POP: one assignment per queue. The broker serialises each queue for the whole group
+/// (it hands out a queue's next messages only once the earlier ones are acked or visible
+/// again), and an ack wakes only a pop suspended on that very queue ("all queue pop can not
+/// notify specified queue pop", `PopMessageProcessor`): popping every queue on its own lets
+/// each member take a queue up as soon as the group may, and keeps one queue's retry from
+/// holding the others back.
+pub(crate) fn pop_each_queue(queues: &[MessageQueue]) -> Assignment {
+    queues.iter().map(|q| (q.clone(), MessageRequestMode::Pop)).collect()
+}
+
+/// The broker's assignment with every all-queues pop (queue id -1) replaced by that broker's
+/// queues, for orderly POP.
+fn split_all_queue_pops(assigned: Assignment, queues: &[MessageQueue]) -> Assignment {
+    assigned
+        .into_iter()
+        .flat_map(|(queue, mode)| {
+            if mode == MessageRequestMode::Pop && queue.queue_id == QueueId(-1) {
+                let of_broker: Vec<_> =
+                    queues.iter().filter(|q| q.broker_name == queue.broker_name).cloned().collect();
+                of_broker.into_iter().map(|q| (q, MessageRequestMode::Pop)).collect::<Vec<_>>()
+            } else {
+                vec![(queue, mode)]
+            }
+        })
+        .collect()
 }
 
 /// POP from every queue of each broker: one assignment per broker, queue id -1 (what a 5.3
@@ -76,5 +111,19 @@ mod tests {
             got,
             [(q("a", -1), MessageRequestMode::Pop), (q("b", -1), MessageRequestMode::Pop)]
         );
+    }
+
+    #[test]
+    fn orderly_pop_mode_pops_each_queue() {
+        let q = |b: &str, id| MessageQueue::new("T", b, QueueId(id));
+        let pop = MessageRequestMode::Pop;
+        let queues = [q("b", 0), q("a", 0), q("a", 1)];
+        let got: Vec<_> = pop_each_queue(&queues).into_iter().collect();
+        assert_eq!(got, [(q("a", 0), pop), (q("a", 1), pop), (q("b", 0), pop)]);
+        // The broker's answer: pop all of a, pull b's queue 0.
+        let pull = MessageRequestMode::Pull;
+        let assigned = Assignment::from([(q("a", -1), pop), (q("b", 0), pull)]);
+        let got: Vec<_> = split_all_queue_pops(assigned, &queues).into_iter().collect();
+        assert_eq!(got, [(q("a", 0), pop), (q("a", 1), pop), (q("b", 0), pull)]);
     }
 }

@@ -5,9 +5,12 @@
 //!
 //! `assign` turns a topic's request mode into the POP assignments the rebalancer starts; `task`
 //! is one per assignment (pop, flow control, consume jobs); `settle` consumes a batch and acks,
-//! retries (invisible-time change) or dead-letters each message; `policy` holds the numbers.
+//! retries (invisible-time change) or dead-letters each message; `orderly` consumes an orderly
+//! pop (`order = true`, one queue) serially and lets the broker redeliver in place; `policy`
+//! holds the numbers and decisions.
 
 pub(crate) mod assign;
+pub(crate) mod orderly;
 pub(crate) mod policy;
 pub(crate) mod settle;
 pub(crate) mod task;

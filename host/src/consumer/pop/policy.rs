@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::consumer::listener::MessageOutcome;
+use crate::consumer::policy::should_send_to_dlq;
 use crate::protocol::body::ConsumeFromWhere;
 
 /// Java's `popDelayLevel`: the invisible time of the n-th failed attempt when the listener asks
@@ -58,9 +60,73 @@ pub fn pop_budget(
     i32::try_from(left.min(batch as usize)).ok()
 }
 
+/// What an orderly POP job does with one consumed message; decided in queue-offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderlyStep {
+    /// Consumed: ack it.
+    Ack,
+    /// The listener gave up on it: its DLQ copy with the reason, then ack.
+    DeadLetter { reason: String, properties: Vec<(String, String)> },
+    /// It failed again with its retries used up (by the broker's count): the broker's DLQ
+    /// (send-back with delay level -1), then ack.
+    Exhausted,
+}
+
+/// The steps for the settled head of an orderly batch — `(outcome, reconsume times)` per
+/// message in offset order — and the index of the first message to consume again, if any:
+/// it and everything after it wait, so that nothing overtakes it. A failure with
+/// `reconsume_times >= max` goes to the DLQ instead and the walk goes on.
+pub fn orderly_plan(
+    consumed: impl IntoIterator<Item = (MessageOutcome, i32)>,
+    max_reconsume_times: i32,
+) -> (Vec<OrderlyStep>, Option<usize>) {
+    let mut steps = Vec::new();
+    for (i, (outcome, reconsume_times)) in consumed.into_iter().enumerate() {
+        steps.push(match outcome {
+            MessageOutcome::Success => OrderlyStep::Ack,
+            MessageOutcome::DeadLetter { reason, properties } => {
+                OrderlyStep::DeadLetter { reason, properties }
+            }
+            MessageOutcome::RetryLater { .. }
+                if should_send_to_dlq(reconsume_times, max_reconsume_times) =>
+            {
+                OrderlyStep::Exhausted
+            }
+            MessageOutcome::RetryLater { .. } => return (steps, Some(i)),
+        });
+    }
+    (steps, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn orderly_plans() {
+        let ok = MessageOutcome::Success;
+        let retry = MessageOutcome::RETRY;
+        let dead = MessageOutcome::DeadLetter { reason: "bad".into(), properties: vec![] };
+        let dlq = OrderlyStep::DeadLetter { reason: "bad".into(), properties: vec![] };
+        use OrderlyStep::{Ack, Exhausted};
+        let cases = [
+            (vec![(ok.clone(), 0), (ok.clone(), 0)], vec![Ack, Ack], None),
+            // The first retry stops the walk: the success after it waits with it.
+            (vec![(ok.clone(), 0), (retry.clone(), 2), (ok.clone(), 0)], vec![Ack], Some(1)),
+            (vec![(retry.clone(), 0), (ok.clone(), 0)], vec![], Some(0)),
+            // Retries used up (3 of 3): dead-lettered, and the walk goes on.
+            (vec![(retry.clone(), 3), (ok.clone(), 0)], vec![Exhausted, Ack], None),
+            (vec![(retry.clone(), 9), (retry.clone(), 1)], vec![Exhausted], Some(1)),
+            (vec![(dead.clone(), 0), (ok.clone(), 0)], vec![dlq.clone(), Ack], None),
+            (vec![], vec![], None),
+        ];
+        for (consumed, steps, again) in cases {
+            let label = format!("{consumed:?}");
+            assert_eq!(orderly_plan(consumed, 3), (steps, again), "{label}");
+        }
+        // Java's orderly default: retry for ever.
+        assert_eq!(orderly_plan([(retry, 1_000_000)], i32::MAX), (vec![], Some(0)));
+    }
 
     #[test]
     fn retry_invisible_times() {

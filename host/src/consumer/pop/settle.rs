@@ -24,21 +24,29 @@ use crate::protocol::pop::PopHandle;
 /// Timeout of an ack or invisible-time change (Java `ASYNC_TIMEOUT`, 3 s).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What a finished job gives back to its pop task: how many messages and bytes it held.
+/// What a finished job gives back to its pop task: how many messages and bytes it held, and
+/// (orderly) how long its queue must wait before the next pop.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PopDone {
     pub count: usize,
     pub bytes: u64,
+    /// Orderly: a message is to be consumed again once its (changed) invisible time passes;
+    /// a pop before then would find the queue blocked and sit out the whole long poll.
+    pub pause: Duration,
 }
 
 impl PopDone {
     pub(crate) fn of(batch: &[PoppedMessage]) -> Self {
-        Self { count: batch.len(), bytes: batch.iter().map(|p| p.message.body.len() as u64).sum() }
+        Self {
+            count: batch.len(),
+            bytes: batch.iter().map(|p| p.message.body.len() as u64).sum(),
+            pause: Duration::ZERO,
+        }
     }
 }
 
 /// Whether `handle`'s invisible time is over at `now`.
-fn expired(handle: &PopHandle, now: EpochMillis) -> bool {
+pub(super) fn expired(handle: &PopHandle, now: EpochMillis) -> bool {
     now.0 >= handle.visible_again_at().0
 }
 
@@ -138,7 +146,7 @@ async fn settle(
 /// time, falling back to one ACK_MESSAGE each for a broker that refuses or fails the batch (the
 /// broker ignores an ack of an offset already acked). Returns how many were acked; failures are
 /// counted in `pop_settle_failures`.
-async fn ack_all(scope: &JobScope, popped: &[&PoppedMessage]) -> usize {
+pub(super) async fn ack_all(scope: &JobScope, popped: &[&PoppedMessage]) -> usize {
     let env = &*scope.env;
     let now = EpochMillis::now();
     let (live, stale): (Vec<&PoppedMessage>, Vec<&PoppedMessage>) =
@@ -215,7 +223,7 @@ async fn ack(env: &ConsumeEnv, handle: &PopHandle, topic: &str) -> Result<(), Cl
 
 /// CHANGE_MESSAGE_INVISIBLETIME: the broker redelivers the message `invisible` from now, with
 /// its reconsume times increased.
-async fn change_invisible_time(
+pub(super) async fn change_invisible_time(
     env: &ConsumeEnv,
     handle: &PopHandle,
     topic: &str,

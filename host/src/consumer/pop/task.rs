@@ -6,6 +6,10 @@
 //! count and bytes of its messages waiting for their ack — POP's flow control (Java's
 //! `PopProcessQueue.waitAckCounter`): while over the threshold it does not pop, and the next
 //! finished job wakes it.
+//!
+//! Orderly (`order = true`, one task per queue): one pop at a time, its messages consumed in
+//! offset order by one job, the next pop only once that job has settled them — and, when a
+//! message is to be consumed again, only after the pause its invisible time was changed to.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,11 +22,13 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::orderly::consume_popped_orderly;
 use super::policy::{init_mode, pop_budget};
 use super::settle::{PopDone, consume_popped};
 use crate::client::{ClientError, PopResult, PopStatus, PoppedMessage};
+use crate::consumer::config::ConsumeMode;
 use crate::consumer::consume::JobScope;
-use crate::consumer::policy::PULL_DELAY_WHEN_EXCEPTION;
+use crate::consumer::policy::{PULL_DELAY_WHEN_EXCEPTION, clamp_suspend_time};
 use crate::consumer::queue_task::{QueueTaskHandle, StopReason, far_future};
 use crate::consumer::shared::Shared;
 use crate::consumer::stats::QueueStats;
@@ -56,6 +62,8 @@ pub(crate) fn spawn(
     let scope = JobScope::new(&shared, &queue, &stats);
     let span = tracing::info_span!(target: crate::SPAN_TARGET, "queue", topic = %queue.topic, broker = %queue.broker_name, queue_id = queue.queue_id.0, pop = true);
     let task = PopTask {
+        orderly: shared.consume_mode() == ConsumeMode::Orderly,
+        pause: Duration::ZERO,
         shared,
         scope,
         queue,
@@ -70,6 +78,10 @@ pub(crate) fn spawn(
 }
 
 struct PopTask {
+    /// Orderly POP: one pop in flight or being consumed at a time.
+    orderly: bool,
+    /// Orderly: the longest pause asked by the jobs of the current pop.
+    pause: Duration,
     shared: Arc<Shared>,
     scope: JobScope,
     queue: MessageQueue,
@@ -118,13 +130,22 @@ impl PopTask {
                         Ok(done) => self.release(done),
                         Err(e) => tracing::error!(queue = %self.queue, error = %e, "POP consume job failed"),
                     }
-                    if next_pop_at == far_future() {
+                    if self.orderly {
+                        // The pop is settled once all of its jobs are.
+                        if self.jobs.is_empty() {
+                            let wait = std::mem::take(&mut self.pause).max(self.shared.config.pull_interval);
+                            next_pop_at = Instant::now() + wait;
+                        }
+                    } else if next_pop_at == far_future() {
                         next_pop_at = Instant::now();
                     }
                 }
                 (result, rt) = async { pop.as_mut().expect("guarded").await }, if pop.is_some() => {
                     pop = None;
                     next_pop_at = Instant::now() + self.on_pop(result, rt);
+                    if self.orderly && !self.jobs.is_empty() {
+                        next_pop_at = far_future();
+                    }
                 }
                 _ = sleep_until(next_pop_at), if pop.is_none() && next_pop_at != far_future() => {}
             }
@@ -203,6 +224,14 @@ impl PopTask {
             self.spawn_job(unwanted, false);
         }
         let batch = self.shared.config.consume_message_batch_max_size as usize;
+        if self.orderly {
+            if !wanted.is_empty() {
+                let pause = clamp_suspend_time(None, self.shared.config.suspend_current_queue_time);
+                self.hold(&wanted);
+                self.jobs.spawn(consume_popped_orderly(self.scope.clone(), wanted, batch, pause));
+            }
+            return self.shared.config.pull_interval;
+        }
         let mut wanted = wanted.into_iter().peekable();
         while wanted.peek().is_some() {
             self.spawn_job(wanted.by_ref().take(batch).collect(), true);
@@ -222,10 +251,7 @@ impl PopTask {
     }
 
     fn spawn_job(&mut self, batch: Vec<PoppedMessage>, consume: bool) {
-        let held = PopDone::of(&batch);
-        self.waiting += held.count;
-        self.waiting_bytes += held.bytes;
-        self.stats.set_cache(self.waiting, self.waiting_bytes);
+        self.hold(&batch);
         let scope = self.scope.clone();
         if consume {
             self.jobs.spawn(consume_popped(scope, batch));
@@ -234,7 +260,16 @@ impl PopTask {
         }
     }
 
+    /// Counts `batch` as waiting for its ack.
+    fn hold(&mut self, batch: &[PoppedMessage]) {
+        let held = PopDone::of(batch);
+        self.waiting += held.count;
+        self.waiting_bytes += held.bytes;
+        self.stats.set_cache(self.waiting, self.waiting_bytes);
+    }
+
     fn release(&mut self, done: PopDone) {
+        self.pause = self.pause.max(done.pause);
         self.waiting = self.waiting.saturating_sub(done.count);
         self.waiting_bytes = self.waiting_bytes.saturating_sub(done.bytes);
         self.stats.set_cache(self.waiting, self.waiting_bytes);
@@ -265,7 +300,7 @@ pub(crate) fn pop_header(
             _ => "TAG".into(),
         }),
         exp: Some(sub.sub_string.clone()),
-        order: Some(false),
+        order: Some(shared.consume_mode() == ConsumeMode::Orderly),
         attempt_id: None,
         bname: Some(queue.broker_name.clone()),
     }

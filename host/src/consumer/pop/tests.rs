@@ -52,14 +52,23 @@ struct Fixture {
 fn start(
     configure: impl FnOnce(&mut crate::consumer::ConsumerConfig),
 ) -> (Fixture, tokio::sync::mpsc::Receiver<crate::consumer::testing::ListenerCall>) {
+    start_with(ConsumeMode::Concurrently, all_queues(), configure)
+}
+
+/// A POP task on `queue` for a consumer in `mode`.
+fn start_with(
+    mode: ConsumeMode,
+    queue: MessageQueue,
+    configure: impl FnOnce(&mut crate::consumer::ConsumerConfig),
+) -> (Fixture, tokio::sync::mpsc::Receiver<crate::consumer::testing::ListenerCall>) {
     let (broker, _pulls) = ScriptedBroker::new();
     let (listener, calls) = ScriptedListener::new();
     let pops = broker.pop_calls.lock().unwrap().take().unwrap();
-    let shared = shared(ConsumeMode::Concurrently, Arc::clone(&broker), listener, |c| {
+    let shared = shared(mode, Arc::clone(&broker), listener, |c| {
         c.request_mode = RequestMode::Pop;
         configure(c);
     });
-    let task = super::task::spawn(shared, all_queues(), &CancellationToken::new());
+    let task = super::task::spawn(shared, queue, &CancellationToken::new());
     (Fixture { broker, pops, task }, calls)
 }
 
@@ -182,4 +191,105 @@ async fn a_broker_refusing_batch_ack_gets_single_acks() {
     assert_eq!(got, [Call::Ack { offset: 0 }, Call::Ack { offset: 1 }, Call::Ack { offset: 2 }]);
     assert_eq!(f.task.stats.pop_acks.load(Ordering::Relaxed), 3);
     assert_eq!(f.task.stats.pop_settle_failures.load(Ordering::Relaxed), 0);
+}
+
+/// An orderly POP task on queue 0, consuming one message a listener call.
+fn start_orderly(
+    configure: impl FnOnce(&mut crate::consumer::ConsumerConfig),
+) -> (Fixture, tokio::sync::mpsc::Receiver<crate::consumer::testing::ListenerCall>) {
+    start_with(ConsumeMode::Orderly, MessageQueue::new(TOPIC, BROKER, QueueId(0)), |c| {
+        c.consume_message_batch_max_size = 1;
+        configure(c);
+    })
+}
+
+/// As an orderly pop hands it out: revive queue 999, reconsume times from `orderCountInfo`.
+fn popped_orderly(offset: i64, reconsume: i32) -> PoppedMessage {
+    let mut p = popped(offset, reconsume, Duration::ZERO);
+    p.handle.revive_qid = crate::protocol::pop::POP_ORDER_REVIVE_QUEUE;
+    p
+}
+
+/// One pop at a time per queue, its messages to the listener one after the other in offset
+/// order, the next pop only once all are acked.
+#[tokio::test(start_paused = true)]
+async fn orderly_pop_consumes_a_queue_serially_in_offset_order() {
+    let (mut f, mut calls) = start_orderly(|_| {});
+    let pop = next(&mut f.pops).await;
+    assert_eq!(pop.header.order, Some(true));
+    assert_eq!(pop.header.queue_id, QueueId(0));
+    answer(pop, vec![popped_orderly(2, 0), popped_orderly(0, 0), popped_orderly(1, 0)]);
+    for offset in 0..3 {
+        let call = next(&mut calls).await;
+        assert_eq!(call.offsets, [offset]);
+        // Nothing else is consumed, and nothing popped, while this message is.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(calls.try_recv().is_err(), "a later message overtook offset {offset}");
+        assert!(f.pops.try_recv().is_err(), "popped again before the pop was settled");
+        call.succeed();
+        f.broker.wait_for(|c| c.len() as i64 > offset).await;
+    }
+    let again = next(&mut f.pops).await;
+    assert_eq!(again.header.order, Some(true));
+    assert_eq!(
+        f.broker.calls(),
+        (0..3)
+            .map(|o| Call::BatchAck { broker: BROKER.into(), offsets: vec![o] })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(f.task.stats.pop_acks.load(Ordering::Relaxed), 3);
+}
+
+/// A failure hides the message and everything behind it for the orderly pause (the broker then
+/// redelivers them in order, counting the redelivery); the queue is not popped before; once the
+/// broker's count reaches the limit, the message goes to the DLQ and the queue moves on.
+#[tokio::test(start_paused = true)]
+async fn orderly_pop_retries_in_place_then_dead_letters_after_the_max() {
+    let pause = Duration::from_secs(2);
+    let (mut f, mut calls) = start_orderly(|c| {
+        c.max_reconsume_times = Some(2);
+        c.suspend_current_queue_time = pause;
+    });
+    answer(
+        next(&mut f.pops).await,
+        vec![popped_orderly(0, 0), popped_orderly(1, 0), popped_orderly(2, 0)],
+    );
+    next(&mut calls).await.succeed();
+    let failing = next(&mut calls).await;
+    assert_eq!(failing.offsets, [1]);
+    let failed_at = tokio::time::Instant::now();
+    failing.answer(MessageOutcome::RETRY);
+    f.broker.wait_for(|c| c.len() >= 3).await;
+    let mut got = f.broker.calls();
+    got.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(
+        got,
+        [
+            Call::BatchAck { broker: BROKER.into(), offsets: vec![0] },
+            Call::ChangeInvisible { offset: 1, invisible: pause },
+            Call::ChangeInvisible { offset: 2, invisible: pause },
+        ]
+    );
+    assert!(calls.try_recv().is_err(), "offset 2 overtook the failed offset 1");
+    // The broker redelivers from offset 1 once the pause is over: no pop before.
+    let redelivery = next(&mut f.pops).await;
+    assert!(failed_at.elapsed() >= pause, "popped {:?} after the failure", failed_at.elapsed());
+    // Its count reached the limit (2 of 2): this failure is the last.
+    answer(redelivery, vec![popped_orderly(1, 2), popped_orderly(2, 1)]);
+    let last = next(&mut calls).await;
+    assert_eq!(last.offsets, [1]);
+    last.answer(MessageOutcome::RETRY);
+    let after = next(&mut calls).await;
+    assert_eq!(after.offsets, [2], "the queue moves on past the dead letter");
+    after.succeed();
+    f.broker.wait_for(|c| c.len() >= 6).await;
+    assert_eq!(
+        f.broker.calls()[3..],
+        [
+            Call::SendBack { offset: 1, delay_level: -1 },
+            Call::BatchAck { broker: BROKER.into(), offsets: vec![1] },
+            Call::BatchAck { broker: BROKER.into(), offsets: vec![2] },
+        ]
+    );
+    assert_eq!(f.task.stats.pop_retries.load(Ordering::Relaxed), 1);
 }

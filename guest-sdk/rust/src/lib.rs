@@ -52,7 +52,7 @@ pub use types::{
 #[allow(unsafe_code, missing_docs, missing_debug_implementations, clippy::all, rust_2018_idioms)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "listener",
         pub_export_macro: true,
         export_macro_name: "__export_listener_world",

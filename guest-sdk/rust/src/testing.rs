@@ -127,7 +127,7 @@ pub fn sent() -> Vec<OutgoingMessage> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TestMessage {
-    /// Topic, tags, keys, user properties (the host sends them sorted by name) and body.
+    /// Topic, tags, keys, user properties (laid out sorted by name, as the host does) and body.
     pub sent: OutgoingMessage,
     /// Offset in its queue.
     pub queue_offset: u64,
@@ -193,24 +193,35 @@ impl TestMessage {
     }
 }
 
-/// `msgs` as the host's batch: fixed-size records, every text and body appended to one buffer
-/// (the layout `wit/listener.wit` describes; the host builds the same in `wasm/convert.rs`).
+/// `msgs` as the host's batch, byte for byte: fixed-size records, every text and body appended
+/// to one buffer in the host's order (topic, offset msg id, user properties sorted by name,
+/// `UNIQ_KEY`, keys, tags, body, born host, store host), a topic or host equal to the previous
+/// message's written once and its span shared (`host/src/wasm/convert.rs::batch`).
 pub(crate) fn batch(msgs: &[TestMessage]) -> wit::Batch {
     let mut data = Vec::new();
-    let mut span = |bytes: &[u8]| {
-        let start = u32::try_from(data.len()).expect("a test batch under 4 GiB");
-        data.extend_from_slice(bytes);
-        wit::Span { start, len: u32::try_from(bytes.len()).expect("a field under 4 GiB") }
-    };
+    let mut last_topic: Option<(&str, wit::Span)> = None;
+    let mut last_born: Option<(&str, wit::Span)> = None;
+    let mut last_store: Option<(&str, wit::Span)> = None;
     let messages = msgs
         .iter()
         .map(|m| {
-            let topic = span(m.sent.topic.as_bytes());
-            let offset_msg_id = span(m.offset_msg_id.as_bytes());
-            let msg_id =
-                if m.msg_id.is_empty() { offset_msg_id } else { span(m.msg_id.as_bytes()) };
+            let topic = span_once(&mut data, &mut last_topic, &m.sent.topic);
+            let offset_msg_id = span(&mut data, m.offset_msg_id.as_bytes());
+            let mut props: Vec<&(String, String)> = m.sent.properties.iter().collect();
+            props.sort_by(|a, b| a.0.cmp(&b.0));
             let properties: String =
-                m.sent.properties.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
+                props.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
+            let properties = span(&mut data, properties.as_bytes());
+            let msg_id = if m.msg_id.is_empty() {
+                offset_msg_id
+            } else {
+                span(&mut data, m.msg_id.as_bytes())
+            };
+            let keys = span(&mut data, m.sent.keys.join(" ").as_bytes());
+            let tags = m.sent.tags.as_ref().map(|t| span(&mut data, t.as_bytes()));
+            let body = span(&mut data, &m.sent.body);
+            let born_host = span_once(&mut data, &mut last_born, &m.born_host);
+            let store_host = span_once(&mut data, &mut last_store, &m.store_host);
             wit::Message {
                 queue_offset: m.queue_offset,
                 born_timestamp: m.born_timestamp_ms,
@@ -219,16 +230,40 @@ pub(crate) fn batch(msgs: &[TestMessage]) -> wit::Batch {
                 topic,
                 msg_id,
                 offset_msg_id,
-                keys: span(m.sent.keys.join(" ").as_bytes()),
-                tags: m.sent.tags.as_ref().map(|t| span(t.as_bytes())),
-                properties: span(properties.as_bytes()),
-                body: span(&m.sent.body),
-                born_host: span(m.born_host.as_bytes()),
-                store_host: span(m.store_host.as_bytes()),
+                keys,
+                tags,
+                properties,
+                body,
+                born_host,
+                store_host,
             }
         })
         .collect();
     wit::Batch { messages, data }
+}
+
+/// Appends `bytes` to `data`: their span.
+fn span(data: &mut Vec<u8>, bytes: &[u8]) -> wit::Span {
+    let start = u32::try_from(data.len()).expect("a test batch under 4 GiB");
+    data.extend_from_slice(bytes);
+    wit::Span { start, len: u32::try_from(bytes.len()).expect("a field under 4 GiB") }
+}
+
+/// The previous message's span when `value` equals its value for this field (`last`), else a
+/// new one, as the host shares a repeated topic or host.
+fn span_once<'a>(
+    data: &mut Vec<u8>,
+    last: &mut Option<(&'a str, wit::Span)>,
+    value: &'a str,
+) -> wit::Span {
+    match *last {
+        Some((prev, s)) if prev == value => s,
+        _ => {
+            let s = span(data, value.as_bytes());
+            *last = Some((value, s));
+            s
+        }
+    }
 }
 
 /// Runs listener `L` on a batch the way the Wasm export and the host do: the context and
@@ -330,6 +365,36 @@ mod tests {
         assert!(sent().is_empty());
         reset();
         assert!(config::get("retry-tag").is_none());
+    }
+
+    /// The layout `host/src/wasm/convert.rs` produces, spelled out (its own tests pin the host
+    /// side): the SDKs for other languages check the same bytes.
+    #[test]
+    fn batches_are_laid_out_as_the_host_lays_them_out() {
+        let mut a =
+            message("t", "b1").with_msg_id("U").with_tags("T").with_key("k1").with_key("k2");
+        a = a.with_property("z", "1").with_property("a", "2");
+        a.offset_msg_id = "O1".into();
+        a.born_host = "h:1".into();
+        a.store_host = "s:2".into();
+        let mut b = message("t", "b2");
+        b.offset_msg_id = "O2".into();
+        b.born_host = "h:1".into();
+        b.store_host = "s:3".into();
+        let out = super::batch(&[a, b]);
+        assert_eq!(
+            std::str::from_utf8(&out.data).unwrap(),
+            "tO1a\u{1}2\u{2}z\u{1}1\u{2}Uk1 k2Tb1h:1s:2O2b2s:3"
+        );
+        let span = |s: wit::Span| (s.start, s.len);
+        let (m, n) = (&out.messages[0], &out.messages[1]);
+        assert_eq!(
+            [span(m.topic), span(m.offset_msg_id), span(m.msg_id)],
+            [(0, 1), (1, 2), (11, 1)]
+        );
+        assert_eq!(span(m.tags.unwrap()), (17, 1));
+        assert_eq!([span(n.topic), span(n.born_host), span(n.msg_id)], [(0, 1), (20, 3), (26, 2)]);
+        assert_eq!((span(n.store_host), n.tags.is_none(), span(n.keys)), ((30, 3), true, (28, 0)));
     }
 
     #[test]

@@ -596,7 +596,7 @@ mod tests {
             assert_eq!(m.property("a"), Some("2"));
             assert_eq!(m.property("é"), Some(""));
             assert_eq!(m.property("b"), None);
-            assert_eq!(m.properties().collect::<Vec<_>>(), [("a", "1"), ("é", ""), ("a", "2")]);
+            assert_eq!(m.properties().collect::<Vec<_>>(), [("a", "1"), ("a", "2"), ("é", "")]);
         });
         let m = message("t", "x").with_property("a", "1").with_property("a", "3");
         assert_eq!(m.sent.properties, vec![("a".to_string(), "3".to_string())]);

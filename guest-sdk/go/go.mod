@@ -1,0 +1,3 @@
+module rmqwasm.dev/sdk
+
+go 1.25

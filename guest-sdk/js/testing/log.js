@@ -1,0 +1,3 @@
+import { fakeHost } from '../testing.js';
+
+export const log = (level, message) => fakeHost.log(level, message);

@@ -1,0 +1,3 @@
+import { fakeHost } from '../testing.js';
+
+export const send = (msg) => fakeHost.send(msg);
