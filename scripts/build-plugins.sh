@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds every listener plugin into target/plugins/<name>.wasm and checks that each is a component
-# exporting the rmq:listener world (scripts/check-component.py):
+# exporting the rmq:listener world (`rmq-wasm plugin check`, built here as target/debug/rmq-wasm):
 #   - Rust (plugins/Cargo.toml workspace): cargo, the wasm32-wasip2 target pinned in
 #     rust-toolchain.toml;
 #   - Python (plugins/py-*): componentize-py, from a venv in plugins/.venv (pins in
-#     plugins/requirements-build.txt; also provides wasm-tools for the check), with the Python SDK
-#     (guest-sdk/python, module rmq_wasm) on the module path;
+#     plugins/requirements-build.txt), with the Python SDK (guest-sdk/python, module rmq_wasm)
+#     on the module path;
 #   - JavaScript (plugins/js-*): componentize-js through its JS API (build.mjs), installed with
 #     `npm ci` into the plugin's node_modules from its package-lock.json; run from the repository
 #     root, so that the plugins' imports of the JavaScript SDK (guest-sdk/js) resolve;
@@ -76,7 +76,6 @@ if [[ ! -x $venv/bin/componentize-py || ! -x $venv/bin/wasm-tools || "$(cat "$ve
   timed "$venv/bin/pip" install --quiet --disable-pip-version-check -r plugins/requirements-build.txt
   echo "$want" >"$venv/.requirements.sha256"
 fi
-wasm_tools=$venv/bin/wasm-tools
 
 # ---- Rust ---------------------------------------------------------------------------------------
 rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -257,6 +256,11 @@ if ((run_tests)); then
 fi
 
 # ---- check and summary --------------------------------------------------------------------------
+# The host's own engine judges each component (the same load path as a listener), and --wasi
+# keeps each plugin to the WASI it is meant to import.
+step "host: cargo build --bin rmq-wasm (plugin check)"
+timed cargo build --quiet --locked --workspace --bin rmq-wasm -j "$jobs"
+rmq_wasm=$root/target/debug/rmq-wasm
 echo
 printf '%-20s %-6s %10s  %-11s %s\n' plugin lang bytes status "WASI imports"
 failed=0
@@ -278,11 +282,15 @@ for wasm in "$out"/*.wasm; do
   if [[ -z ${status[$name]:-} ]]; then
     continue # a leftover from a removed plugin
   fi
-  if ! wasi=$("$venv/bin/python" scripts/check-component.py "$wasm_tools" wit "$wasm" "$allowed"); then
+  if report=$(RUST_LOG=warn "$rmq_wasm" plugin check --wasi "${allowed:-none}" "$wasm"); then
+    # WASI imports per package, e.g. `wasi:io(3) wasi:cli(11)`; `-` for none.
+    wasi=$({ grep -o '^  wasi:[^/]*' <<<"$report" || true; } | sort | uniq -c | awk '{printf "%s%s(%d)", sep, $2, $1; sep=" "}')
+    wasi=${wasi:--}
+  else
     failed=1
     wasi="(check failed)"
+    echo "$report" >&2
   fi
-  [[ $wasi == wasi:* ]] && wasi=$(tr ',' '\n' <<<"$wasi" | cut -d/ -f1 | sort | uniq -c | awk '{printf "%s%s(%d)", sep, $2, $1; sep=" "}')
   printf '%-20s %-6s %10s  %-11s %s\n' "$name" "$lang" "$(stat -c %s "$wasm")" "${status[$name]}" "$wasi"
 done
 echo "plugins in $out (${#status[@]} components, $((SECONDS - start)) s)"

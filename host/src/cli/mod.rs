@@ -1,6 +1,7 @@
 //! Command-line entry points. `anyhow` lives here and in `main.rs` only: this is the edge where
 //! typed errors become messages for a person.
 
+mod capture;
 mod cluster_choice;
 pub mod config_check;
 pub mod config_doc;
@@ -93,6 +94,11 @@ pub(crate) enum Command {
     /// Print a topic's messages (every field) without touching any group's offsets.
     #[command(alias = "tail")]
     Peek(ops::PeekArgs),
+    /// Write a topic's messages to a JSONL fixture for `plugin test` (no offsets touched).
+    ///
+    /// Every field, the body base64; read like `peek`, so no group's offsets move.
+    #[command(after_help = capture::EXAMPLES)]
+    Capture(capture::CaptureArgs),
     /// A consumer group's dead letters: list them, re-deliver chosen ones.
     #[command(subcommand)]
     Dlq(ops::DlqCommand),
@@ -108,7 +114,8 @@ pub(crate) enum Command {
         # dev.toml: [[listener]] wasm = \"orders/orders.wasm\" (built first if missing)"
     )]
     Dev(plugin::dev::DevArgs),
-    /// Plugin authors' tools: `plugin new`, `plugin build`, `plugin componentize`.
+    /// Plugin authors' tools: `new`, `build`, `componentize`, `check` a component, `test` it on
+    /// a message fixture.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
 }
@@ -190,9 +197,7 @@ fn clients(namesrv: &str) -> anyhow::Result<(NameServerClient, BrokerClient)> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, duration } => run::run(&config, duration).await?,
-        // Child processes and compiles that take seconds: off the async workers.
         Command::Dev(args) => plugin::dev::dev(args).await?,
-        Command::Plugin(command) => tokio::task::block_in_place(|| plugin::run(command))?,
         Command::Status { addr, json: _, watch: Some(every) } => {
             ops::watch_status(&addr, every).await?
         }
@@ -236,6 +241,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peek(args) => ops::peek(args).await?,
         Command::Dlq(command) => ops::dlq(command).await?,
         Command::ResetOffset(args) => ops::reset(args).await?,
+        Command::Capture(args) => capture::capture(args).await?,
+        Command::Plugin(command) => plugin::run(command).await?,
         Command::Config(ConfigCommand::Defaults) => print!("{}", config_doc::render()),
         Command::Config(ConfigCommand::Check { file }) => {
             let problems = config_check::check_file(&file)?;

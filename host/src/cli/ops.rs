@@ -66,9 +66,9 @@ pub async fn watch_status(addr: &str, every: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// `peek`: print a topic's messages without touching any group's offsets.
+/// The queues a reading verb (`peek`, `capture`) reads: a topic's, or one queue id of it.
 #[derive(Debug, Args)]
-pub struct PeekArgs {
+pub struct TopicQueues {
     #[arg(long, env = "NAMESRV_ADDR", default_value = "127.0.0.1:9876")]
     pub namesrv: String,
     #[arg(long)]
@@ -76,6 +76,29 @@ pub struct PeekArgs {
     /// Only this queue id (on every broker serving the topic).
     #[arg(long)]
     pub queue: Option<i32>,
+}
+
+impl TopicQueues {
+    /// A reader and the readable queues chosen; an error names the topic and queue when there
+    /// is none.
+    pub async fn open(&self) -> anyhow::Result<(TopicReader, Vec<ReadQueue>)> {
+        let (namesrv, broker) = super::clients(&self.namesrv)?;
+        let reader = TopicReader::new(namesrv, broker);
+        let all =
+            reader.queues(&self.topic).await.with_context(|| format!("topic {}", self.topic))?;
+        let queues = select_queues(all, self.queue);
+        if queues.is_empty() {
+            anyhow::bail!("topic {} has no readable queue {:?}", self.topic, self.queue);
+        }
+        Ok((reader, queues))
+    }
+}
+
+/// `peek`: print a topic's messages without touching any group's offsets.
+#[derive(Debug, Args)]
+pub struct PeekArgs {
+    #[command(flatten)]
+    pub source: TopicQueues,
     /// Where to start in each queue: `first`, `last` (only what arrives next), `last-N`, or a
     /// queue offset.
     #[arg(long, default_value = "last-10")]
@@ -141,12 +164,7 @@ pub struct ResetOffsetArgs {
 }
 
 pub async fn peek(args: PeekArgs) -> anyhow::Result<()> {
-    let (namesrv, broker) = super::clients(&args.namesrv)?;
-    let reader = TopicReader::new(namesrv, broker);
-    let queues = select_queues(reader.queues(&args.topic).await?, args.queue);
-    if queues.is_empty() {
-        anyhow::bail!("topic {} has no readable queue {:?}", args.topic, args.queue);
-    }
+    let (reader, queues) = args.source.open().await?;
     let print = |m: &MessageExt, broker: &str| -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         match args.format {
@@ -345,7 +363,7 @@ mod tests {
     #[test]
     fn the_verbs_parse_their_positions_filters_and_targets() {
         let p: PeekArgs = parse(&["--topic", "T", "--from", "last-3", "--queue", "2"]).unwrap();
-        assert_eq!((p.from, p.queue, p.follow), (StartAt::Last(3), Some(2), false));
+        assert_eq!((p.from, p.source.queue, p.follow), (StartAt::Last(3), Some(2), false));
         let p: PeekArgs = parse(&["--topic", "T"]).unwrap();
         assert_eq!((p.from, p.count, p.format), (StartAt::Last(10), 100, Format::Text));
         let e = parse::<PeekArgs>(&["--topic", "T", "--from", "soon"]).unwrap_err().to_string();

@@ -69,7 +69,7 @@ use crate::protocol::EpochMillis;
 use crate::protocol::body::{ConsumeFromWhere, MessageModel};
 use crate::remoting::ConnectionPool;
 use crate::wasm::{
-    EngineConfig, ListenerLimits, PluginProducer, PluginSpec, SandboxEngine, TopicGrant,
+    Budget, EngineConfig, ListenerLimits, PluginProducer, PluginSpec, SandboxEngine, TopicGrant,
     WasmListener,
 };
 
@@ -331,7 +331,7 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-fn parse_bytes(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -518,15 +518,8 @@ impl ListenerSection {
         }
         let l = &mut spec.limits;
         *l = ListenerLimits::default();
-        if let Some(f) = self.fuel {
-            l.fuel = f;
-        }
-        if let Some(t) = self.timeout {
-            l.timeout = t;
-        }
-        if let Some(m) = self.memory {
-            l.memory = m.0;
-        }
+        Budget { fuel: self.fuel, timeout: self.timeout, memory: self.memory.map(|m| m.0) }
+            .apply(l);
         // As many sandboxes as the consumer runs listener calls: neither side waits on the other.
         l.slots = consumer.consume_thread_max;
         l.clocks = self.clocks;

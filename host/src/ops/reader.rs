@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::client::{BrokerClient, ClientError, NameServerClient, PullResult, PullStatus};
 use crate::protocol::header::{
-    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PullMessageRequestHeader, pull_sys_flag,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PullMessageRequestHeader,
+    SearchOffsetRequestHeader, pull_sys_flag,
 };
 use crate::protocol::message::MessageExt;
 use crate::protocol::{EpochMillis, MessageQueue, QueueId, QueueOffset};
@@ -121,6 +122,22 @@ impl TopicReader {
             self.broker.min_offset(&q.addr, &min, RPC_TIMEOUT).await?,
             self.broker.max_offset(&q.addr, &max, RPC_TIMEOUT).await?,
         ))
+    }
+
+    /// The first offset of a queue stored at or after `at` (SEARCH_OFFSET_BY_TIMESTAMP).
+    pub async fn offset_at(
+        &self,
+        q: &ReadQueue,
+        at: EpochMillis,
+    ) -> Result<QueueOffset, ClientError> {
+        let header = SearchOffsetRequestHeader {
+            topic: q.queue.topic.clone(),
+            queue_id: q.queue.queue_id,
+            timestamp: at,
+            boundary_type: None,
+            bname: Some(q.queue.broker_name.clone()),
+        };
+        self.broker.search_offset(&q.addr, &header, RPC_TIMEOUT).await
     }
 
     /// One pull from `offset`; with `suspend`, the broker may hold it open that long for new

@@ -337,10 +337,9 @@ impl SandboxEngine {
         let bytes = read_plugin(path, self.inner.config.max_module_size)?;
         let hash = ContentHash::of(&bytes);
         let (component, cached) = self.compile(path, &bytes, &hash)?;
-        let invalid =
-            |e: wasmtime::Error| WasmError::Invalid { path: path.into(), reason: format!("{e:#}") };
-        let pre = self.inner.linker.instantiate_pre(&component).map_err(invalid)?;
-        let pre = ListenerPre::new(pre).map_err(invalid)?;
+        let pre = self
+            .link(&component)
+            .map_err(|reason| WasmError::Invalid { path: path.into(), reason })?;
         let version = PluginVersion {
             pre,
             consume_checked: TypeChecked::default(),
@@ -358,6 +357,22 @@ impl SandboxEngine {
             "plugin loaded"
         );
         Ok(version)
+    }
+
+    /// Links `component` against the host's imports and type-checks its `handler` export.
+    pub(crate) fn link(&self, component: &Component) -> Result<ListenerPre<HostState>, String> {
+        let pre = self.inner.linker.instantiate_pre(component).map_err(|e| format!("{e:#}"))?;
+        ListenerPre::new(pre).map_err(|e| format!("{e:#}"))
+    }
+
+    /// [`Self::compile`] without saying whether the cache served it.
+    pub(crate) fn compile_component(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        hash: &ContentHash,
+    ) -> Result<Component, WasmError> {
+        self.compile(path, bytes, hash).map(|(component, _)| component)
     }
 
     pub(crate) fn compile(

@@ -387,7 +387,7 @@ impl log::Host for HostState {
             (&*self.env.name, &*self.version, &*self.env.group, &*self.topic, self.queue_id);
         macro_rules! emit {
             ($lvl:expr) => {
-                tracing::event!(target: "rmq_wasm::plugin", $lvl, plugin, version, group, topic, queue, "{message}")
+                tracing::event!(target: super::PLUGIN_LOG_TARGET, $lvl, plugin, version, group, topic, queue, "{message}")
             };
         }
         // `event!` wants its level as a constant (one callsite per level).

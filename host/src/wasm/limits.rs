@@ -84,6 +84,30 @@ pub struct ListenerLimits {
     pub instance_reuse: u32,
 }
 
+/// A listener's per-call budget keys (`fuel`, `timeout`, `memory`) as a config or the flags of
+/// `plugin test` give them: unset ones keep [`ListenerLimits::default`]'s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    pub fuel: Option<u64>,
+    pub timeout: Option<Duration>,
+    pub memory: Option<usize>,
+}
+
+impl Budget {
+    /// Sets the given keys on `limits`.
+    pub fn apply(self, limits: &mut ListenerLimits) {
+        if let Some(f) = self.fuel {
+            limits.fuel = f;
+        }
+        if let Some(t) = self.timeout {
+            limits.timeout = t;
+        }
+        if let Some(m) = self.memory {
+            limits.memory = m;
+        }
+    }
+}
+
 impl Default for ListenerLimits {
     fn default() -> Self {
         Self {

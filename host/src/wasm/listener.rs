@@ -767,7 +767,7 @@ impl<'a> Call<'a> {
         if result.as_ref().is_ok_and(|r| r.is_ok()) {
             let stderr = state.stderr_text();
             if !stderr.is_empty() {
-                tracing::debug!(target: "rmq_wasm::plugin", plugin, group, topic, queue, "stderr: {stderr}");
+                tracing::debug!(target: super::PLUGIN_LOG_TARGET, plugin, group, topic, queue, "stderr: {stderr}");
             }
         }
     }

@@ -8,6 +8,7 @@
 //!   directory;
 //! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
+//! - [`inspect`]: a component's exports, imports and needed grants (`plugin check`);
 //! - `reload`: file watching and atomic version swaps;
 //! - [`componentize`]: a core module (Go, C) made a listener component, in-process;
 //! - [`world`]: whether a component implements the world, the mismatch named (`plugin build`);
@@ -19,6 +20,7 @@ pub mod componentize;
 mod convert;
 pub mod engine;
 mod host;
+pub mod inspect;
 pub mod limits;
 pub mod listener;
 mod lower;
@@ -39,11 +41,14 @@ pub use cache::CacheError;
 pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
 pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
-pub use limits::{FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
+pub use limits::{Budget, FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
 pub use world::{WorldMismatch, check_world};
+
+/// The `tracing` target of the lines a plugin logs through its `log` import.
+pub const PLUGIN_LOG_TARGET: &str = "rmq_wasm::plugin";
 
 /// Why a plugin could not be loaded or a listener built. (Failures *during* a call are
 /// `ListenerError`s: they never leave the consume path as errors of this type.)

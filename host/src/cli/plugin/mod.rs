@@ -1,9 +1,12 @@
-//! `rmq-wasm plugin …`: the plugin author's verbs.
+//! `rmq-wasm plugin …`: the plugin author's verbs. One file per verb; [`PluginCommand`] is the
+//! list, so a new verb is a variant and a file.
 
 mod build;
+mod check;
 pub(crate) mod dev;
 mod lang;
 mod new;
+mod test;
 
 use std::path::PathBuf;
 
@@ -39,23 +42,43 @@ pub(crate) enum PluginCommand {
         #[arg(long, short)]
         out: PathBuf,
     },
+    /// Does a component fit `rmq:listener@0.2.0`; its exports, imports and needed grants.
+    ///
+    /// Loads it with the host's own engine (compile, link, type check: what a listener's load
+    /// does). A misfit names each item at fault; exit status 1 when it does not fit.
+    #[command(after_help = check::EXAMPLES)]
+    Check(check::CheckArgs),
+    /// Replay a message fixture through a component, with no cluster; check expected outcomes.
+    ///
+    /// Runs the production listener path (same engine, limits, outcome mapping, poison
+    /// isolation) and prints per message its outcome and per call the fuel, time, the plugin's
+    /// log lines and its sends (recorded, never sent).
+    #[command(after_help = test::EXAMPLES)]
+    Test(test::TestArgs),
 }
 
-pub(crate) fn run(command: PluginCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: PluginCommand) -> anyhow::Result<()> {
+    use tokio::task::block_in_place;
+    // Builds run toolchains and compiles that take seconds: off the async workers.
     match command {
-        PluginCommand::New(args) => new::new(&args),
-        PluginCommand::Build(args) => build::build(&args),
+        PluginCommand::Check(args) => check::check(args).await,
+        PluginCommand::Test(args) => test::test(args).await,
+        PluginCommand::New(args) => block_in_place(|| new::new(&args)),
+        PluginCommand::Build(args) => block_in_place(|| build::build(&args)),
         PluginCommand::Componentize { core, out } => {
-            let bytes =
-                std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-            let component = componentize(&bytes).with_context(|| core.display().to_string())?;
-            // Into place in one rename: a listener watching `out` never reads half a file.
-            let tmp = out.with_extension("wasm.tmp");
-            std::fs::write(&tmp, &component)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
-            println!("{}: component of {} KiB", out.display(), component.len() / 1024);
-            Ok(())
+            block_in_place(|| componentize_file(&core, &out))
         }
     }
+}
+
+/// `plugin componentize CORE --out OUT`.
+fn componentize_file(core: &std::path::Path, out: &std::path::Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(core).with_context(|| format!("reading {}", core.display()))?;
+    let component = componentize(&bytes).with_context(|| core.display().to_string())?;
+    // Into place in one rename: a listener watching `out` never reads half a file.
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &component).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}: component of {} KiB", out.display(), component.len() / 1024);
+    Ok(())
 }
