@@ -112,6 +112,7 @@ async fn new_build_and_consume(lang: &str) {
         PushConsumer::start(config, vec![cluster.namesrv_addr.clone()], Arc::clone(&listener) as _)
             .await
             .unwrap();
+    let mut ids = Vec::new();
     for (key, tag, body) in [
         ("ok", None, "a fine order"),
         ("poison", None, "a poison order"),
@@ -121,7 +122,7 @@ async fn new_build_and_consume(lang: &str) {
         if let Some(t) = tag {
             m = m.with_tags(t);
         }
-        c.producer.send(m).await.unwrap();
+        ids.push(c.producer.send(m).await.unwrap().msg_id);
     }
 
     // The poison message straight to the DLQ with the listener's reason; the `later` one after
@@ -143,10 +144,68 @@ async fn new_build_and_consume(lang: &str) {
     let stats = listener.stats().counters;
     assert!(stats.answered >= 4 && stats.aborts.iter().all(|(_, n)| *n == 0), "{lang}: {stats:?}");
     consumer.shutdown().await;
+    the_same_messages_captured_replay_with_the_same_outcomes(
+        &wasm,
+        &topic,
+        &cluster.namesrv_addr,
+        &ids,
+    )
+    .await;
 
     if lang == "python" {
         a_broken_source_fails_the_build_verbatim_and_keeps_the_old_wasm(&wasm).await;
     }
+}
+
+/// `capture` reads the topic's three messages into a fixture (no group's offsets move), and
+/// `plugin test` replays it with no cluster involved: the same outcomes as on the cluster.
+async fn the_same_messages_captured_replay_with_the_same_outcomes(
+    wasm: &Path,
+    topic: &str,
+    namesrv: &str,
+    ids: &[String],
+) {
+    let dir = wasm.parent().unwrap();
+    let (fixture, expect) = (dir.join("captured.jsonl"), dir.join("expect.jsonl"));
+    let outcomes = ["success", "dead-letter", "retry"];
+    let lines: String = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, outcome)| format!("{{\"msg_id\":\"{id}\",\"outcome\":\"{outcome}\"}}\n"))
+        .collect();
+    std::fs::write(&expect, lines).unwrap();
+    let (topic, namesrv, wasm) = (topic.to_owned(), namesrv.to_owned(), wasm.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let fixture_arg = fixture.to_str().unwrap();
+        cli(&[
+            "capture",
+            "--topic",
+            &topic,
+            "--namesrv",
+            &namesrv,
+            "--count",
+            "3",
+            "--out",
+            fixture_arg,
+        ]);
+        let wasm_arg = wasm.to_str().unwrap();
+        let expect_arg = expect.to_str().unwrap();
+        cli(&[
+            "plugin",
+            "test",
+            wasm_arg,
+            "--messages",
+            fixture_arg,
+            "--config",
+            "word=poison",
+            "--timeout",
+            "20s",
+            "--expect",
+            expect_arg,
+        ]);
+    })
+    .await
+    .unwrap();
 }
 
 /// A syntax error: the tool's own message, a non-zero exit, and the previous `.wasm` untouched
