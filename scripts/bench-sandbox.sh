@@ -9,7 +9,8 @@
 # Env: CARGO_TARGET_DIR (default target), CARGO_BUILD_JOBS (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -f target/plugins/filter.wasm ]] || scripts/build-plugins.sh
+# sandbox-bench compares the Rust filter with its C twin.
+[[ -f target/plugins/filter.wasm && -f target/plugins/c-filter.wasm ]] || scripts/build-plugins.sh
 # The whole workspace (features unify as in scripts/bench.sh, so both share one cache).
 cargo build --quiet --release --workspace --bins --features rmq-wasm-bench/rust-peer -j "${CARGO_BUILD_JOBS:-2}"
 exec "${CARGO_TARGET_DIR:-target}/release/sandbox-bench" --plugins target/plugins "$@"

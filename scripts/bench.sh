@@ -19,7 +19,8 @@
 #   scripts/bench.sh sandbox [args]          scripts/bench-sandbox.sh
 #   scripts/bench.sh -n 50000 --runs ours,raw   (anything else: consume-bench with these args)
 # Env: CARGO_TARGET_DIR (default target), CARGO_BUILD_JOBS (default 2), BENCH_MESSAGES
-# (consume-bench's N in the full run, default 1000000).
+# (consume-bench's N in the full run, default 1000000), BENCH_ROUNDS (its rounds, default 3: each
+# row's median round is the one compared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -30,7 +31,7 @@ case "${RMQ_CLUSTER_FLAVOUR:-java5}" in
   java4) scripts/install-java-cluster.sh 4 >&2 ;;
   *) scripts/install-java-cluster.sh 5 >&2 ;;
 esac
-[[ -f target/plugins/filter.wasm ]] || scripts/build-plugins.sh >&2
+[[ -f target/plugins/filter.wasm && -f target/plugins/c-filter.wasm ]] || scripts/build-plugins.sh >&2
 # The whole workspace, as every other build here: features unify the same way, so one cache
 # serves consume-bench, host-bench and sandbox-bench.
 # Row (b), rocketmq-client-rust, is a feature of the bench crate (~200 crates a release build
@@ -51,7 +52,7 @@ case "${1-}" in
     runs=ours,ours32,peer,raw,java,wasm,wasm-warm
     [[ "${RMQ_CLUSTER_FLAVOUR:-java5}" == java5 ]] && runs+=,pop,pop-wasm
     echo; echo "## 1. consume-bench"
-    consume -n "${BENCH_MESSAGES:-1000000}" --runs "$runs"
+    consume -n "${BENCH_MESSAGES:-1000000}" --rounds "${BENCH_ROUNDS:-3}" --runs "$runs"
     echo; echo "## 2. host-bench (latency, memory, scale-out)"
     host all
     echo; echo "## 3. sandbox-bench"

@@ -19,3 +19,13 @@ pub mod plugin_test;
 pub mod protocol;
 pub mod remoting;
 pub mod wasm;
+
+/// The allocator every binary of the project installs (`#[global_allocator] static ALLOC:
+/// rmq_wasm::Allocator = rmq_wasm::Allocator;`), so the benchmarks measure what `rmq-wasm` runs.
+///
+/// Why not the system allocator: a consumer frees thousands of small objects per pull (decoded
+/// properties, per-call buffers) between allocations of whole pull bodies, and glibc's malloc
+/// consolidates its fast bins on each large request — 19 % of the consumer's CPU in
+/// `consume-bench` under `perf` (#15). mimalloc's per-thread free lists do no such sweep. A
+/// library never installs an allocator itself: an embedder keeps the choice.
+pub use mimalloc::MiMalloc as Allocator;

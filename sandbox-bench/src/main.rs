@@ -283,6 +283,9 @@ impl Samples {
 
 const BATCHES: [usize; 3] = [1, 32, 256];
 
+#[global_allocator]
+static ALLOC: rmq_wasm::Allocator = rmq_wasm::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // One worker, like a consumer's consume task: numbers are per core.

@@ -69,6 +69,9 @@ enum Mode {
     Child(child::ChildArgs),
 }
 
+#[global_allocator]
+static ALLOC: rmq_wasm::Allocator = rmq_wasm::Allocator;
+
 fn main() -> Result<()> {
     let args = Args::parse();
     if let Mode::Child(child) = &args.mode {

@@ -3,6 +3,9 @@
 //! binaries only (`CARGO_BIN_EXE_<name>`), and the host's `rmq-wasm` belongs to the `host`
 //! package. The body is exactly `host/src/main.rs`, so the process under test is the real CLI.
 
+#[global_allocator]
+static ALLOC: rmq_wasm::Allocator = rmq_wasm::Allocator;
+
 fn main() -> anyhow::Result<()> {
     rmq_wasm::cli::main()
 }
