@@ -68,9 +68,9 @@ install_artifact() {
   fi
 }
 
-# ---- tools: venv with componentize-py and wasm-tools --------------------------------------------
+# ---- tools: venv with componentize-py ------------------------------------------------------------
 want=$(sha256sum plugins/requirements-build.txt | cut -d' ' -f1)
-if [[ ! -x $venv/bin/componentize-py || ! -x $venv/bin/wasm-tools || "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
+if [[ ! -x $venv/bin/componentize-py || "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ]]; then
   step "venv: pip install -r plugins/requirements-build.txt into plugins/.venv"
   [[ -x $venv/bin/pip ]] || "$python" -m venv "$venv"
   timed "$venv/bin/pip" install --quiet --disable-pip-version-check -r plugins/requirements-build.txt

@@ -1,5 +1,6 @@
 //! Clients wired to a test cluster, and small helpers shared by the integration tests.
 
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -206,4 +207,28 @@ pub async fn read_topic_until(
         assert!(tokio::time::Instant::now() < deadline, "no matching message in {topic}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The CLI binary `exe` (an integration test's `env!("CARGO_BIN_EXE_rmq-wasm-proc")`: Cargo
+/// gives that path to integration tests only) with `args`: plain logs at `log`, no backtraces,
+/// no cluster settings inherited from the environment the tests run in.
+pub fn cli_command(exe: &str, log: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", log)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("NAMESRV_ADDR")
+        .env_remove("CLUSTER_NAME");
+    cmd
+}
+
+/// A finished command's status and both outputs, for an assertion's message.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

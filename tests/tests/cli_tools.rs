@@ -4,32 +4,16 @@
 //! compiled before `--duration` starts, and a new group told what it skipped.
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, unique};
+use rmq_wasm_tests::support::{Clients, cli_command, output_text as text, unique};
 use rmq_wasm_tests::wasm::{plugin, read_keys};
 
-/// `rmq-wasm` (the test package's copy of the binary) with `args`, plain logs, no inherited
-/// cluster settings.
+/// `rmq-wasm` (the test package's copy of the binary) with `args`, INFO and up logged.
 fn rmq_wasm(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"));
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .env_remove("NAMESRV_ADDR")
-        .env_remove("CLUSTER_NAME");
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    cli_command(env!("CARGO_BIN_EXE_rmq-wasm-proc"), "info", args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use rmq_wasm_tests::cluster::Cluster;
-use rmq_wasm_tests::support::{Clients, unique};
+use rmq_wasm_tests::support::{Clients, cli_command, output_text as text, unique};
 use rmq_wasm_tests::wasm::plugin;
 use serde_json::Value;
 use wasm_encoder::{
@@ -15,29 +15,13 @@ use wasm_encoder::{
     ComponentInstanceSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
 };
 
-/// `rmq-wasm` with `args`, plain logs, no inherited cluster settings.
+/// `rmq-wasm` with `args`, WARN and up logged.
 fn rmq_wasm(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmq-wasm-proc"));
-    cmd.args(args)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("NAMESRV_ADDR")
-        .env_remove("CLUSTER_NAME");
-    cmd
+    cli_command(env!("CARGO_BIN_EXE_rmq-wasm-proc"), "warn", args)
 }
 
 fn run(args: &[&str]) -> Output {
     rmq_wasm(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `plugin test WASM --messages FIXTURE` and `extra`.

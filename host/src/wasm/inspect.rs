@@ -1,6 +1,7 @@
 //! What a component is, in the host's terms: its exports and imports, whether it fits the
 //! `rmq:listener@0.2.0` world, and the `[[listener]]` grants its imports call for
-//! (`rmq-wasm plugin check`, and the validation step of a plugin build).
+//! (`rmq-wasm plugin check`), and [`check_world`], the pass/fail of `rmq-wasm plugin build`.
+//! One table ([`provision`]) says what the host links, so the two verbs cannot disagree.
 //!
 //! The verdict is the engine's own: a component fits when it compiles with the host's engine,
 //! links against the host's linker and its `handler` export type-checks — exactly what loading
@@ -13,8 +14,8 @@ use std::path::Path;
 
 use wasmtime::component::types::ComponentItem;
 
-use super::WasmError;
 use super::engine::{SandboxEngine, read_plugin};
+use super::{PluginVersion, WasmError};
 
 /// The world's package, as export and import names carry it.
 pub const WORLD_PACKAGE: &str = "rmq:listener";
@@ -264,9 +265,71 @@ impl SandboxEngine {
     }
 }
 
+/// Why a component is not a listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorldMismatch {
+    /// Every item at fault, as `plugin check` names them.
+    #[error("{path} does not fit rmq:listener@{WORLD_VERSION}: {}", join(misfits))]
+    Misfits { path: String, misfits: Vec<Misfit> },
+    /// Unreadable, not a component, or refused for a reason no item explains.
+    #[error(transparent)]
+    Load(#[from] WasmError),
+}
+
+fn join(misfits: &[Misfit]) -> String {
+    misfits.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Loads `path` as `rmq-wasm run` would (the same compile, link and type check, so the verdict
+/// cannot disagree with a listener's start-up); when that refuses it, [`SandboxEngine::inspect`]
+/// names every item at fault instead of the linker's first complaint.
+pub fn check_world(engine: &SandboxEngine, path: &Path) -> Result<PluginVersion, WorldMismatch> {
+    let original = match engine.load_blocking(path) {
+        Ok(version) => return Ok(version),
+        Err(e @ WasmError::Invalid { .. }) => e,
+        Err(e) => return Err(e.into()),
+    };
+    let misfits = engine.inspect(path)?.misfits;
+    if misfits.is_empty() {
+        return Err(WorldMismatch::Load(original));
+    }
+    Err(WorldMismatch::Misfits { path: path.display().to_string(), misfits })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wasm::tests::{engine, plugin};
+
+    #[test]
+    fn check_world_passes_a_listener_and_names_what_a_component_lacks() {
+        check_world(engine(), &plugin("filter")).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        // The smallest valid component: preamble, component-model version and layer, no items.
+        let empty = dir.path().join("empty.wasm");
+        std::fs::write(&empty, b"\0asm\x0d\x00\x01\x00").unwrap();
+        let e = check_world(engine(), &empty).unwrap_err();
+        assert!(
+            matches!(&e, WorldMismatch::Misfits { misfits, .. }
+                if misfits == &[Misfit::MissingExport(handler_export())]),
+            "{e}"
+        );
+        assert!(
+            e.to_string().ends_with(
+                "empty.wasm does not fit rmq:listener@0.2.0: \
+                 export `rmq:listener/handler@0.2.0` is missing"
+            ),
+            "{e}"
+        );
+
+        // A core module is not a component: the engine's own error, passed through.
+        let core = dir.path().join("core.wasm");
+        std::fs::write(&core, b"\0asm\x01\x00\x00\x00").unwrap();
+        let e = check_world(engine(), &core).unwrap_err();
+        assert!(matches!(e, WorldMismatch::Load(WasmError::Compile { .. })), "{e}");
+    }
 
     #[test]
     fn imports_map_to_the_grants_the_listener_config_has() {

@@ -26,7 +26,6 @@ pub mod listener;
 mod lower;
 mod reload;
 pub mod stats;
-pub mod world;
 
 #[cfg(test)]
 mod cache_tests;
@@ -41,11 +40,11 @@ pub use cache::CacheError;
 pub use convert::{PROP_ABORT, PROP_FUEL_USED, PROP_PLUGIN, PROP_VERSION, is_system_property};
 pub use engine::{ContentHash, EngineConfig, PluginVersion, SandboxEngine};
 pub use host::{LimitExceeded, PluginProducer};
+pub use inspect::{WorldMismatch, check_world};
 pub use limits::{Budget, FUEL_PER_MS, GrantError, ListenerLimits, TopicGrant, is_system_topic};
 pub use listener::{PluginSpec, WasmListener, WasmListenerStats};
 pub use reload::{DEBOUNCE, MAX_DEBOUNCE, MAX_SETTLE, POLL, Reloader};
 pub use stats::SandboxStatsSnapshot;
-pub use world::{WorldMismatch, check_world};
 
 /// The `tracing` target of the lines a plugin logs through its `log` import.
 pub const PLUGIN_LOG_TARGET: &str = "rmq_wasm::plugin";

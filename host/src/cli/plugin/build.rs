@@ -1,7 +1,8 @@
 //! `rmq-wasm plugin build [DIR]`: recognises the project's language, installs its componentize
 //! tool on first use (into `<cache>/toolchains/`, beside the compiled-artifact cache), builds
 //! `NAME.wasm` (NAME: the directory's name) with the tool's output shown as it comes, and checks
-//! the result against the world with the host's own engine (`wasm::check_world`).
+//! the result against the world with the host's own engine (`wasm::check_world`, which names
+//! every misfit as `plugin check` does).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
