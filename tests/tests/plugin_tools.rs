@@ -31,6 +31,12 @@ fn replay(wasm: &Path, fixture: &Path, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// Asserts that `out` succeeded and that its stderr says `needle`.
+fn assert_ok_saying(out: &Output, needle: &str) {
+    assert!(out.status.success(), "{}", text(out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{needle}: {}", text(out));
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -208,7 +214,7 @@ fn plugin_test_replays_a_fixture_and_checks_expectations() {
     ] {
         assert!(stdout.contains(part), "{part}: {}", text(&out));
     }
-    assert!(String::from_utf8_lossy(&out.stderr).contains("expectations: 3 met, 0 failed"));
+    assert_ok_saying(&out, "expectations: 3 met, 0 failed");
 
     let out = args(&bad);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -317,12 +323,7 @@ async fn capture_from_the_cluster_feeds_plugin_test() {
         "--out",
         path(&fixture),
     ]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("captured 3 message(s)"),
-        "{}",
-        text(&out)
-    );
+    assert_ok_saying(&out, "captured 3 message(s)");
     let lines: Vec<Value> = std::fs::read_to_string(&fixture)
         .unwrap()
         .lines()
@@ -405,12 +406,7 @@ async fn capture_from_the_cluster_feeds_plugin_test() {
             path(&expect),
         ],
     );
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("expectations: 3 met, 0 failed"),
-        "{}",
-        text(&out)
-    );
+    assert_ok_saying(&out, "expectations: 3 met, 0 failed");
 
     let router = plugin("router");
     let out = replay(

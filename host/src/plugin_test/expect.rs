@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::FixtureError;
+use super::fixture::json_lines;
 
 /// What happened to one message in a replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -120,19 +121,16 @@ pub struct Expectation {
 
 /// Parses an expectation file (blank lines skipped); errors name the line.
 pub fn parse_expectations(text: &str) -> Result<Vec<(usize, Expectation)>, FixtureError> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let error = |reason: String| FixtureError { line: n + 1, reason };
-        let e: Expectation = serde_json::from_str(line).map_err(|e| error(e.to_string()))?;
-        if e.index.is_some() == e.msg_id.is_some() {
-            return Err(error("name the message by exactly one of index and msg_id".into()));
-        }
-        out.push((n + 1, e));
-    }
-    Ok(out)
+    json_lines::<Expectation>(text)
+        .map(|parsed| {
+            let (line, e) = parsed?;
+            if e.index.is_some() == e.msg_id.is_some() {
+                let reason = "name the message by exactly one of index and msg_id".into();
+                return Err(FixtureError { line, reason });
+            }
+            Ok((line, e))
+        })
+        .collect()
 }
 
 /// One observed message, as matching sees it.

@@ -180,17 +180,25 @@ impl FixtureMessage {
 /// from; the first bad line is the error.
 pub fn parse_fixture(text: &str) -> Result<Vec<(MessageExt, String)>, FixtureError> {
     let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let error = |reason: String| FixtureError { line: n + 1, reason };
-        let fixture: FixtureMessage =
-            serde_json::from_str(line).map_err(|e| error(e.to_string()))?;
-        let message = fixture.to_message(out.len()).map_err(error)?;
+    for parsed in json_lines::<FixtureMessage>(text) {
+        let (line, fixture) = parsed?;
+        let message =
+            fixture.to_message(out.len()).map_err(|reason| FixtureError { line, reason })?;
         out.push((message, fixture.broker));
     }
     Ok(out)
+}
+
+/// The JSON lines of `text`, blank ones skipped, each parsed as `T` with its line number (from
+/// 1): the one reading of fixtures and of expectation files, whose errors name the line.
+pub(crate) fn json_lines<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> impl Iterator<Item = Result<(usize, T), FixtureError>> + '_ {
+    text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()).map(|(n, line)| {
+        serde_json::from_str(line)
+            .map(|value| (n + 1, value))
+            .map_err(|e| FixtureError { line: n + 1, reason: e.to_string() })
+    })
 }
 
 #[cfg(test)]
