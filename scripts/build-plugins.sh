@@ -21,13 +21,13 @@
 #            (plugins/c-*/*_test.c)
 #   --smoke  also call every component once in node (jco) against a fake host
 #            (scripts/smoke-plugins.mjs)
-# Env: CARGO_BUILD_JOBS (default 1), PYTHON (default python3).
+# Env: CARGO_BUILD_JOBS (default: every core), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/target/plugins
 venv=$root/plugins/.venv
-jobs=${CARGO_BUILD_JOBS:-1}
+jobs=${CARGO_BUILD_JOBS:-$(nproc)}
 python=${PYTHON:-python3}
 run_tests=0
 run_smoke=0
@@ -66,6 +66,18 @@ install_artifact() {
     cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
     status[$name]="built"
   fi
+}
+
+# build_host WHY: builds the host's debug binary once per run and sets $rmq_wasm to its path.
+# `--examples` (the workspace has none) makes cargo resolve features as `cargo test --workspace`
+# does, dev-dependencies included: built without it, ~250 dependencies (tokio, serde, flate2…)
+# got other feature sets and scripts/test.sh compiled them all a second time (CI, #15).
+rmq_wasm=
+build_host() {
+  [[ -n $rmq_wasm ]] && return
+  step "$1: cargo build --workspace --bin rmq-wasm --examples (the test build's features)"
+  timed cargo build --quiet --locked --workspace --bin rmq-wasm --examples -j "$jobs"
+  rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
 }
 
 # ---- tools: venv with componentize-py ------------------------------------------------------------
@@ -156,11 +168,7 @@ go_bin=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 go_plugins=(plugins/go-*/)
 if [[ -d ${go_plugins[0]} ]]; then
   [[ -x $go_bin ]] || { echo "Go not found (set GO=/path/to/go; Go 1.25 or newer)" >&2; exit 1; }
-  rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
-  # The same debug build that scripts/test.sh makes next (so no extra work in CI), on both cores.
-  step "go: cargo build --bin rmq-wasm (its plugin componentize verb)"
-  timed cargo build --quiet --workspace --bin rmq-wasm -j "${CARGO_BUILD_JOBS:-2}"
-  rmq_wasm_built=1
+  build_host "go: the host's plugin componentize verb"
   for dir in "${go_plugins[@]}"; do
     name=$(basename "$dir")
     hash=$(inputs_hash wit guest-sdk/go "$dir")
@@ -205,7 +213,6 @@ if ! c_toolchain_works; then
     exit 1
   }
 fi
-rmq_wasm=${CARGO_TARGET_DIR:-$root/target}/debug/rmq-wasm
 c_build=$root/target/plugins-build/c
 # build_c NAME SOURCE...: the core module, then the component in $out/NAME.wasm.
 build_c() {
@@ -223,11 +230,7 @@ for dir in plugins/c-*/; do
     status[$name]="up to date"
     continue
   fi
-  if [[ -z ${rmq_wasm_built:-} ]]; then
-    step "c: cargo build --bin rmq-wasm (for plugin componentize)"
-    timed cargo build --quiet --workspace --bin rmq-wasm -j "$jobs"
-    rmq_wasm_built=1
-  fi
+  build_host "c: the host's plugin componentize verb"
   step "c: clang + rmq-wasm plugin componentize $name"
   mapfile -t sources < <(find "$dir" -maxdepth 1 -name '*.c' ! -name '*_test.c' | sort)
   timed build_c "$name" "${sources[@]}"
@@ -258,9 +261,7 @@ fi
 # ---- check and summary --------------------------------------------------------------------------
 # The host's own engine judges each component (the same load path as a listener), and --wasi
 # keeps each plugin to the WASI it is meant to import.
-step "host: cargo build --bin rmq-wasm (plugin check)"
-timed cargo build --quiet --locked --workspace --bin rmq-wasm -j "$jobs"
-rmq_wasm=$root/target/debug/rmq-wasm
+build_host "host: plugin check"
 echo
 printf '%-20s %-6s %10s  %-11s %s\n' plugin lang bytes status "WASI imports"
 failed=0

@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 flavour=${1:?usage: scripts/test-compat.sh java4|rust}
 export RMQ_CLUSTER_FLAVOUR=$flavour
-exec cargo test --workspace \
+# The test build first (a no-op after scripts/test.sh's): its `cluster` binary starts the one
+# cluster every binary below shares.
+cargo test --workspace --no-run --quiet
+exec "${CARGO_TARGET_DIR:-target}/debug/cluster" run --flavour "$flavour" -- cargo test --workspace \
   --test consumer --test consumer_modes --test wasm_cli --test topologies \
   --test acl --test mixed_group_java --test ops -- \
   clustering_members_split_queues_and_lose_nothing \

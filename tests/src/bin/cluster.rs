@@ -4,9 +4,16 @@
 //! (FLAVOUR, NAMESRV_ADDR, BROKER_ADDR, BROKERS, pids, ...) into the directory and prints it;
 //! `stop` and `status` read it. Tests can reuse such a cluster with
 //! `RMQ_TEST_CLUSTER_ENV=<dir>/cluster.env`.
+//!
+//! `cluster run [--flavour F] -- COMMAND...` is that reuse for a whole test run (scripts/test.sh):
+//! one fresh cluster, shared by every test binary COMMAND starts, instead of one JVM name server
+//! and broker started (~10 s) and warmed up per binary; stopped when COMMAND ends, and by the
+//! watchdog if this process dies first.
 
+use std::ffi::OsString;
 use std::path::Path;
 use std::path::PathBuf;
+use std::process::Command;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -46,6 +53,18 @@ enum Cmd {
         /// (broker-a with a slave; Java only).
         #[arg(long, default_value = "single", value_parser = parse_topology)]
         topology: cluster::Topology,
+    },
+    /// Start a fresh cluster (temporary directory, test delay levels, watchdog), run COMMAND with
+    /// `RMQ_TEST_CLUSTER_ENV` naming it, stop the cluster and exit with COMMAND's status.
+    ///
+    /// Example: `cluster run --flavour java5 -- cargo test --workspace`
+    Run {
+        /// The implementation, as for `start`.
+        #[arg(long)]
+        flavour: Option<cluster::Flavour>,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
     },
     /// Stop the cluster recorded in the directory.
     Stop {
@@ -133,6 +152,7 @@ fn run(args: Args) -> Result<ExitCode> {
             cluster.detach();
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Run { flavour, command } => run_with_cluster(flavour, &command),
         Cmd::Stop { dir } => {
             let env_file = dir.path().join(cluster::ENV_FILE);
             if !env_file.exists() {
@@ -162,6 +182,33 @@ fn run(args: Args) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// `cluster run`: the cluster lives exactly as long as the command.
+fn run_with_cluster(flavour: Option<cluster::Flavour>, command: &[OsString]) -> Result<ExitCode> {
+    let (program, args) = command.split_first().context("no command to run")?;
+    let started = std::time::Instant::now();
+    let mut cluster = Cluster::start(ClusterOptions { flavour, ..ClusterOptions::default() })?;
+    let env_file = cluster.write_env_file()?;
+    eprintln!(
+        "{} cluster ready in {:.1}s for `{}` (logs in {})",
+        cluster.flavour,
+        started.elapsed().as_secs_f64(),
+        program.to_string_lossy(),
+        cluster.dir.display()
+    );
+    let status = Command::new(program)
+        .args(args)
+        .env(cluster::ATTACH_ENV, &env_file)
+        .status()
+        .with_context(|| format!("running `{}`", program.to_string_lossy()));
+    cluster.stop()?;
+    let status = status?;
+    // A command killed by a signal has no code: a failure all the same.
+    Ok(status
+        .code()
+        .and_then(|code| u8::try_from(code).ok())
+        .map_or(ExitCode::FAILURE, ExitCode::from))
 }
 
 /// Stops the pids recorded in `env_file` (brokers first, in reverse order) and removes the file.
