@@ -49,7 +49,7 @@ case "${1-}" in
     echo "# scripts/bench.sh on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -srm)," \
       "load average $(cut -d' ' -f1-3 /proc/loadavg), commit $(git rev-parse --short HEAD)"
     # 4.x has no POP: its rows only on a 5.x broker.
-    runs=ours,ours32,peer,raw,java,wasm,wasm-warm
+    runs=ours,ours32,peer,raw,java,wasm,wasm-tag,wasm-warm
     [[ "${RMQ_CLUSTER_FLAVOUR:-java5}" == java5 ]] && runs+=,pop,pop-wasm
     echo; echo "## 1. consume-bench"
     consume -n "${BENCH_MESSAGES:-1000000}" --rounds "${BENCH_ROUNDS:-3}" --runs "$runs"

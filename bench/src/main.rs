@@ -14,7 +14,10 @@
 //! * (e) our `PushConsumer`, batch 32, calling the `filter` Wasm plugin with a fresh instance per
 //!   call under the default fuel and timeout limits, and (e') the same in warm mode. The plugin is
 //!   configured with a tag and a body text no message has, so it checks every message's tag and
-//!   scans its body, then accepts it.
+//!   scans its body, then accepts it; (e0) the same with the tag check only: (a')'s listener does
+//!   nothing, so e0/a' is what the sandbox costs and e/a' adds scanning 1 KiB a message under
+//!   fuel. The body is all `x` and the text contains one `x`: memchr's `memmem`, in the guest,
+//!   finds its rare-byte candidate at every byte, its slow case (#15).
 //!
 //! The topic (8 queues) is filled once with N messages (batch sends); every run then reads all of
 //! it with a fresh consumer group from the first offset. A run counts unique messages by their
@@ -134,6 +137,11 @@ struct Args {
     /// Calls one warm instance serves before it is recycled, in (e').
     #[arg(long, default_value_t = 1000)]
     warm_reuse: u32,
+    /// The engine's pool size (`EngineConfig::max_instances`), which also caps the Wasm calls in
+    /// flight: small under valgrind (which cannot reserve a pool of 64 4-GiB slots), and to
+    /// measure what touching many pool slots costs against few.
+    #[arg(long, default_value_t = EngineConfig::default().max_instances)]
+    max_instances: u32,
     /// `consumeMessageBatchMaxSize` of the Java peer (d); 1 is Java's default.
     #[arg(long, default_value_t = 1)]
     java_batch: u32,
@@ -150,9 +158,9 @@ struct Args {
 /// The rows run by default: (b) only where it is built in (feature `rust-peer`, see
 /// `rust_peer.rs`).
 #[cfg(feature = "rust-peer")]
-const DEFAULT_RUNS: &str = "ours,ours32,peer,raw,java,wasm,wasm-warm";
+const DEFAULT_RUNS: &str = "ours,ours32,peer,raw,java,wasm,wasm-tag,wasm-warm";
 #[cfg(not(feature = "rust-peer"))]
-const DEFAULT_RUNS: &str = "ours,ours32,raw,java,wasm,wasm-warm";
+const DEFAULT_RUNS: &str = "ours,ours32,raw,java,wasm,wasm-tag,wasm-warm";
 
 fn default_workers() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
@@ -172,6 +180,8 @@ enum RunKind {
     Java,
     /// (e) our PushConsumer, batch 32, Wasm filter plugin, a fresh instance per call.
     Wasm,
+    /// (e0) as (e) with the filter checking tags only: no body scan, the sandbox's own cost.
+    WasmTag,
     /// (e') as (e) with warm instances (`--warm-reuse` calls each).
     WasmWarm,
     /// (f) as (a') in POP mode (5.x brokers only; opt-in: `--runs ours32,pop`).
@@ -189,6 +199,7 @@ impl RunKind {
             Self::Raw => "(c)  raw pull loop",
             Self::Java => "(d)  Java DefaultMQPushConsumer",
             Self::Wasm => "(e)  ours + Wasm filter, b. 32",
+            Self::WasmTag => "(e0) ours + Wasm tag check, b.32",
             Self::WasmWarm => "(e') ours + Wasm filter, warm",
             Self::Pop => "(f)  ours, POP, batch 32",
             Self::PopWasm => "(f') ours + Wasm filter, POP",
@@ -204,6 +215,7 @@ impl RunKind {
             Self::Raw => "c",
             Self::Java => "d",
             Self::Wasm => "e",
+            Self::WasmTag => "e0",
             Self::WasmWarm => "e'",
             Self::Pop => "f",
             Self::PopWasm => "f'",
@@ -218,8 +230,10 @@ const LABEL: usize = 32;
 const WASM_BATCH: u32 = 32;
 /// The filter's config: a tag and a body text no message of the topic has (bodies are all `x`),
 /// so the plugin reads every message's tag and scans its whole body, then accepts it.
-const FILTER_CONFIG: [(&str, &str); 2] =
-    [("tag", "bench-no-such-tag"), ("body-contains", "bench-no-such-text")];
+const FILTER_CONFIG: &[(&str, &str)] =
+    &[("tag", "bench-no-such-tag"), ("body-contains", "bench-no-such-text")];
+/// (e0)'s: the tag check alone.
+const TAG_ONLY_CONFIG: &[(&str, &str)] = &[("tag", "bench-no-such-tag")];
 /// How often (d) looks at the Java peer's latest `COUNT` (which the peer prints every 200 ms).
 const JAVA_POLL: Duration = Duration::from_millis(5);
 
@@ -291,12 +305,13 @@ async fn bench(
     check_filled(&clients, cluster, &queues, &per_queue).await?;
 
     // One engine for both Wasm rows, as a host process has one.
-    let engine = if args
-        .runs
-        .iter()
-        .any(|k| matches!(k, RunKind::Wasm | RunKind::WasmWarm | RunKind::PopWasm))
-    {
-        Some(SandboxEngine::new(EngineConfig::default())?)
+    let engine = if args.runs.iter().any(|k| {
+        matches!(k, RunKind::Wasm | RunKind::WasmTag | RunKind::WasmWarm | RunKind::PopWasm)
+    }) {
+        Some(SandboxEngine::new(EngineConfig {
+            max_instances: args.max_instances,
+            ..EngineConfig::default()
+        })?)
     } else {
         None
     };
@@ -357,7 +372,7 @@ async fn bench(
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "n/a".to_owned(),
     };
-    use RunKind::{Java, Ours, Ours32, Peer, Pop, PopWasm, Raw, Wasm, WasmWarm};
+    use RunKind::{Java, Ours, Ours32, Peer, Pop, PopWasm, Raw, Wasm, WasmTag, WasmWarm};
     // Wasm/native, Wasm/raw and ours/Java are #15's targets; f/a' and f'/e compare POP with PULL
     // for the same listener (#14).
     for (num, alt, den, target) in [
@@ -367,6 +382,7 @@ async fn bench(
         (Wasm, WasmWarm, Ours32, "≥ 0.9"),
         (Wasm, WasmWarm, Raw, "≥ 0.9"),
         (Wasm, WasmWarm, Java, "≥ 1.5"),
+        (WasmTag, Wasm, Ours32, "≥ 0.9"),
         (Pop, PopWasm, Ours32, "POP/PULL"),
         (PopWasm, Pop, Wasm, "POP/PULL"),
     ] {
@@ -520,9 +536,10 @@ impl Bench<'_> {
             RunKind::Raw => (Subject::Raw, String::new()),
             RunKind::Wasm | RunKind::WasmWarm => {
                 let reuse = if kind == RunKind::WasmWarm { self.args.warm_reuse } else { 1 };
-                self.prepare_wasm(reuse, RequestMode::Pull).await?
+                self.prepare_wasm(reuse, RequestMode::Pull, FILTER_CONFIG).await?
             }
-            RunKind::PopWasm => self.prepare_wasm(1, RequestMode::Pop).await?,
+            RunKind::WasmTag => self.prepare_wasm(1, RequestMode::Pull, TAG_ONLY_CONFIG).await?,
+            RunKind::PopWasm => self.prepare_wasm(1, RequestMode::Pop, FILTER_CONFIG).await?,
             RunKind::Java => {
                 let group = unique("bench_java");
                 let opts = PeerOptions {
@@ -544,12 +561,13 @@ impl Bench<'_> {
         })
     }
 
-    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call), (e') (warm) or
-    /// (f') (POP).
+    /// Loads the filter plugin for (e) (`reuse` 1: a fresh instance per call), (e0) (tag check
+    /// only), (e') (warm) or (f') (POP).
     async fn prepare_wasm(
         &self,
         reuse: u32,
         request_mode: RequestMode,
+        config: &[(&str, &str)],
     ) -> Result<(Subject, String)> {
         let engine = self.engine.context("no wasm engine")?;
         let path = match &self.args.filter_wasm {
@@ -559,8 +577,7 @@ impl Bench<'_> {
         ensure!(path.is_file(), "{} is missing: run scripts/build-plugins.sh", path.display());
         let group = unique("bench_wasm");
         let mut spec = PluginSpec::new("filter", &group);
-        spec.config =
-            FILTER_CONFIG.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        spec.config = config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         // As `rmq-wasm run` sets it: as many sandboxes as the consumer runs listener calls.
         spec.limits.slots = ConsumerConfig::DEFAULT_CONSUME_THREAD_MAX;
         spec.limits.instance_reuse = reuse;
