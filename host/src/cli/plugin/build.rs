@@ -278,13 +278,24 @@ fn go_binary() -> std::ffi::OsString {
 }
 
 /// `<cache>/toolchains/<name>`, installed by `steps` once: a `.installed` file marks a complete
-/// install, and a directory without it (an interrupted install) is started over.
+/// install, and a directory without it (an interrupted install) is started over. Concurrent
+/// builds wait for one another on `<name>.lock`.
 fn install(
     what: &str,
     name: &str,
     steps: impl FnOnce(&Path) -> Result<(), BuildError>,
 ) -> Result<PathBuf, BuildError> {
     let base = default_cache_dir().unwrap_or_else(|| std::env::temp_dir().join("rmq-wasm"));
+    install_in(&base, what, name, steps)
+}
+
+/// [`install`] below `base`.
+fn install_in(
+    base: &Path,
+    what: &str,
+    name: &str,
+    steps: impl FnOnce(&Path) -> Result<(), BuildError>,
+) -> Result<PathBuf, BuildError> {
     let dir = base.join("toolchains").join(name);
     let done = dir.join(".installed");
     if done.is_file() {
@@ -294,6 +305,21 @@ fn install(
         let path = path.to_path_buf();
         move |source| BuildError::Io { what, path, source }
     };
+    // One install at a time per toolchain, across processes: without the lock a second first
+    // build took the first's install in progress (no `.installed` yet) for an interrupted one and
+    // removed it. The lock goes with the file descriptor, so a killed installer releases it.
+    let toolchains = base.join("toolchains");
+    std::fs::create_dir_all(&toolchains).map_err(io("creating", &toolchains))?;
+    let lock_path = toolchains.join(format!("{name}.lock"));
+    let lock = std::fs::File::create(&lock_path).map_err(io("creating", &lock_path))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        eprintln!("waiting for another build installing {what}…");
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io("locking", &lock_path)(e.into()))?;
+    }
+    if done.is_file() {
+        return Ok(dir);
+    }
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io("removing the partial install", &dir))?;
     }
@@ -331,6 +357,47 @@ fn rename(tmp: &Path, to: &Path) -> Result<PathBuf, BuildError> {
 mod tests {
     use super::*;
     use crate::cli::plugin::new::write_project;
+
+    /// Two first builds at once (two terminals, a CI matrix): the second must not take the
+    /// first's install in progress for an interrupted one and delete it under its feet, nor
+    /// install a second time.
+    #[test]
+    fn a_second_install_waits_for_the_first_instead_of_removing_it() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let base = tempfile::tempdir().unwrap();
+        let base = base.path().to_path_buf();
+        let (started, first_started) = channel();
+        let (go, first_may_finish) = channel::<()>();
+        let first = std::thread::spawn({
+            let base = base.clone();
+            move || {
+                install_in(&base, "tool", "tool-1", |dir| {
+                    std::fs::write(dir.join("half-done"), "").unwrap();
+                    started.send(()).unwrap();
+                    let _ = first_may_finish.recv_timeout(Duration::from_secs(10));
+                    assert!(dir.join("half-done").is_file(), "the install in progress was removed");
+                    Ok(())
+                })
+            }
+        });
+        first_started.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (ran, second_ran) = channel();
+        let second = std::thread::spawn(move || {
+            install_in(&base, "tool", "tool-1", |_| {
+                ran.send(()).unwrap();
+                Ok(())
+            })
+        });
+        // Unlocked, the second install runs its steps at once; locked, never.
+        let raced = second_ran.recv_timeout(Duration::from_millis(300)).is_ok();
+        go.send(()).unwrap();
+        let first = first.join();
+        let second = second.join().unwrap().unwrap();
+        assert!(!raced, "a second install ran while the first was in progress");
+        assert!(first.is_ok_and(|r| r.is_ok()), "the first install failed");
+        assert!(second.join("half-done").is_file() && second.join(".installed").is_file());
+    }
 
     #[test]
     fn the_language_is_recognised_from_the_project_files() {
