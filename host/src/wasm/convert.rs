@@ -138,14 +138,53 @@ pub struct BatchTooLarge {
     pub bytes: usize,
 }
 
-/// The WIT `batch` for `messages`: each message a fixed-size record of integers and spans, every
-/// text and body appended once to one `data` buffer. Lowering it into the guest is two copies
-/// (the records and the bytes) and two guest allocations, where a record of strings and lists
-/// cost a dozen allocations per message in the guest and as many lifts and frees.
-pub fn batch(messages: &[MessageExt]) -> Result<wit::Batch, BatchTooLarge> {
+/// A batch encoded for the guest: fixed-size records of integers and spans, and the bytes the
+/// spans point into — every body in message order, then every text. Lowering it into the guest
+/// is two guest allocations and one copy of each byte (`lower::BatchView`), where a record of
+/// strings and lists cost a dozen allocations per message in the guest and as many lifts and
+/// frees.
+///
+/// The bodies stay in the pulled messages: the data's first `body_bytes` are theirs, copied
+/// straight into guest memory when the batch is lowered, never into a host buffer first (that
+/// second copy of every body was ~10 % of a fresh call's instructions at batch 32).
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    pub messages: Vec<wit::Message>,
+    /// Whose bodies open the data, in order.
+    pub bodies: &'a [MessageExt],
+    /// Every text the spans name (topics, ids, keys, tags, properties, hosts); its spans start
+    /// after the bodies.
+    pub text: Vec<u8>,
+}
+
+impl Encoded<'_> {
+    /// Length of the data the spans index: the bodies, then the text.
+    pub fn data_len(&self) -> usize {
+        self.bodies.iter().map(|m| m.body.len()).sum::<usize>() + self.text.len()
+    }
+
+    /// The data as one buffer, as the guest receives it (lowering writes the parts straight
+    /// into guest memory instead).
+    #[cfg(test)]
+    pub fn data(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.data_len());
+        for m in self.bodies {
+            out.extend_from_slice(&m.body);
+        }
+        out.extend_from_slice(&self.text);
+        out
+    }
+}
+
+/// The guest's view of `messages` (see [`Encoded`]).
+pub fn batch(messages: &[MessageExt]) -> Result<Encoded<'_>, BatchTooLarge> {
     let body_bytes: usize = messages.iter().map(|m| m.body.len()).sum();
     let mut out = Encoder {
-        data: Vec::with_capacity(body_bytes + messages.len() * ESTIMATED_TEXT_PER_MESSAGE),
+        data: Data {
+            base: body_bytes,
+            text: Vec::with_capacity(messages.len() * ESTIMATED_TEXT_PER_MESSAGE),
+        },
+        next_body: 0,
         messages: Vec::with_capacity(messages.len()),
         last_topic: None,
         last_born_host: None,
@@ -154,41 +193,86 @@ pub fn batch(messages: &[MessageExt]) -> Result<wit::Batch, BatchTooLarge> {
     for m in messages {
         out.message(m);
     }
-    let bytes = out.data.len();
+    let bytes = body_bytes + out.data.text.len();
     if u32::try_from(bytes).is_err() {
         return Err(BatchTooLarge { bytes });
     }
-    Ok(wit::Batch { messages: out.messages, data: out.data })
+    Ok(Encoded { messages: out.messages, bodies: messages, text: out.data.text })
 }
 
 /// Text bytes per message besides the body, for the buffer's first allocation: a topic, two
 /// ids, two hosts, a tag and a few keys and properties.
 const ESTIMATED_TEXT_PER_MESSAGE: usize = 192;
 
-/// Appends messages to one buffer. Spans wrap past 4 GiB; [`batch`] refuses such a buffer.
+/// Appends messages' texts to one buffer and lays their bodies out before it. Spans wrap past
+/// 4 GiB; [`batch`] refuses such a batch.
 ///
 /// Values that repeat from one message to the next (the topic, the store host, usually the born
 /// host) are written once and their span shared ([`write_once`]): spans are read-only views, so
 /// two messages may point at the same bytes.
 struct Encoder<'a> {
-    data: Vec<u8>,
+    data: Data,
+    /// Where the next body starts in the data.
+    next_body: usize,
     messages: Vec<wit::Message>,
     last_topic: Option<(&'a str, wit::Span)>,
     last_born_host: Option<(SocketAddr, wit::Span)>,
     last_store_host: Option<(SocketAddr, wit::Span)>,
 }
 
+/// The text part of a batch's data, which starts `base` bytes in (after the bodies).
+struct Data {
+    base: usize,
+    text: Vec<u8>,
+}
+
+impl Data {
+    /// The span of whatever `write` appends.
+    fn span_of(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> wit::Span {
+        let start = self.text.len();
+        write(&mut self.text);
+        span(self.base + start, self.text.len() - start)
+    }
+
+    fn text(&mut self, s: &str) -> wit::Span {
+        self.span_of(|d| d.extend_from_slice(s.as_bytes()))
+    }
+
+    /// The span of what `write` appends for `value`, or the previous value's span when `value`
+    /// is the same as the last one written for this field (`last`).
+    fn write_once<K: PartialEq + Copy>(
+        &mut self,
+        last: &mut Option<(K, wit::Span)>,
+        value: K,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> wit::Span {
+        match *last {
+            Some((prev, span)) if prev == value => span,
+            _ => {
+                let span = self.span_of(write);
+                *last = Some((value, span));
+                span
+            }
+        }
+    }
+}
+
+fn span(start: usize, len: usize) -> wit::Span {
+    #[allow(clippy::cast_possible_truncation, reason = "batch() refuses data over u32::MAX")]
+    wit::Span { start: start as u32, len: len as u32 }
+}
+
 impl<'a> Encoder<'a> {
     fn message(&mut self, m: &'a MessageExt) {
         let data = &mut self.data;
-        let topic = write_once(data, &mut self.last_topic, m.topic.as_str(), |d| {
+        let topic = data.write_once(&mut self.last_topic, m.topic.as_str(), |d| {
             d.extend_from_slice(m.topic.as_bytes());
         });
-        let offset_id = span_of(data, |d| push_offset_msg_id(d, m.store_host, m.commit_log_offset));
+        let offset_id = data.span_of(|d| push_offset_msg_id(d, m.store_host, m.commit_log_offset));
         // One pass over the properties: the three a record carries as fields, and the user
         // properties in RocketMQ's encoding (a map, so sorted by name).
         let (mut keys, mut tags, mut uniq) = (None, None, None);
-        let properties = span_of(data, |d| {
+        let properties = data.span_of(|d| {
             for (k, v) in m.properties.iter() {
                 match k {
                     property::KEYS => keys = Some(v),
@@ -204,14 +288,15 @@ impl<'a> Encoder<'a> {
                 }
             }
         });
-        let msg_id = uniq.map_or(offset_id, |id| text(data, id));
-        let keys = text(data, keys.unwrap_or_default());
-        let tags = tags.map(|t| text(data, t));
-        let body = span_of(data, |d| d.extend_from_slice(&m.body));
-        let born_host = write_once(data, &mut self.last_born_host, m.born_host, |d| {
+        let msg_id = uniq.map_or(offset_id, |id| data.text(id));
+        let keys = data.text(keys.unwrap_or_default());
+        let tags = tags.map(|t| data.text(t));
+        let body = span(self.next_body, m.body.len());
+        self.next_body += m.body.len();
+        let born_host = data.write_once(&mut self.last_born_host, m.born_host, |d| {
             push_socket_addr(d, m.born_host);
         });
-        let store_host = write_once(data, &mut self.last_store_host, m.store_host, |d| {
+        let store_host = data.write_once(&mut self.last_store_host, m.store_host, |d| {
             push_socket_addr(d, m.store_host);
         });
         self.messages.push(wit::Message {
@@ -230,36 +315,6 @@ impl<'a> Encoder<'a> {
             store_host,
         });
     }
-}
-
-/// The span of what `write` appends for `value`, or the previous value's span when `value` is
-/// the same as the last one written for this field (`last`).
-fn write_once<K: PartialEq + Copy>(
-    data: &mut Vec<u8>,
-    last: &mut Option<(K, wit::Span)>,
-    value: K,
-    write: impl FnOnce(&mut Vec<u8>),
-) -> wit::Span {
-    match *last {
-        Some((prev, span)) if prev == value => span,
-        _ => {
-            let span = span_of(data, write);
-            *last = Some((value, span));
-            span
-        }
-    }
-}
-
-fn text(data: &mut Vec<u8>, s: &str) -> wit::Span {
-    span_of(data, |d| d.extend_from_slice(s.as_bytes()))
-}
-
-/// The span of whatever `write` appends to `data`.
-fn span_of(data: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) -> wit::Span {
-    let start = data.len();
-    write(data);
-    #[allow(clippy::cast_possible_truncation, reason = "batch() refuses data over u32::MAX")]
-    wit::Span { start: start as u32, len: (data.len() - start) as u32 }
 }
 
 /// `addr.to_string()` appended to `out`, without the formatting machinery for IPv4 (two of
@@ -435,10 +490,10 @@ mod tests {
         assert!(reason.len() <= MAX_GUEST_TEXT + " …[truncated]".len(), "{}", reason.len());
     }
 
-    /// The text of `span` in `b.data`.
-    fn text(b: &wit::Batch, span: wit::Span) -> &str {
+    /// The text of `span` in `data` (an [`Encoded::data`]).
+    fn text(data: &[u8], span: wit::Span) -> &str {
         let start = span.start as usize;
-        std::str::from_utf8(&b.data[start..start + span.len as usize]).unwrap()
+        std::str::from_utf8(&data[start..start + span.len as usize]).unwrap()
     }
 
     #[test]
@@ -460,14 +515,15 @@ mod tests {
             ..MessageExt::default()
         };
         let b = batch(std::slice::from_ref(&m)).unwrap();
+        let d = b.data();
         let [w] = b.messages.as_slice() else { panic!("one message: {:?}", b.messages) };
-        assert_eq!(text(&b, w.properties), "colour\u{1}blue\u{2}size\u{1}\u{2}");
-        assert_eq!(text(&b, w.keys), "k1 k2");
-        assert_eq!(w.tags.map(|t| text(&b, t)), Some("TagA"));
-        assert_eq!(text(&b, w.msg_id), "UNIQ");
-        assert_eq!(text(&b, w.topic), "t");
+        assert_eq!(text(&d, w.properties), "colour\u{1}blue\u{2}size\u{1}\u{2}");
+        assert_eq!(text(&d, w.keys), "k1 k2");
+        assert_eq!(w.tags.map(|t| text(&d, t)), Some("TagA"));
+        assert_eq!(text(&d, w.msg_id), "UNIQ");
+        assert_eq!(text(&d, w.topic), "t");
         assert_eq!((w.queue_offset, w.reconsume_times), (42, 2));
-        assert_eq!(text(&b, w.body), "hi");
+        assert_eq!(text(&d, w.body), "hi");
     }
 
     #[test]
@@ -478,31 +534,61 @@ mod tests {
             ..MessageExt::default()
         };
         let untagged = MessageExt { body: bytes::Bytes::from_static(b"second"), ..m.clone() };
-        let b = batch(&[m.clone(), untagged.clone()]).unwrap();
+        let pair = [m.clone(), untagged.clone()];
+        let b = batch(&pair).unwrap();
+        let d = b.data();
         let [w, second] = b.messages.as_slice() else { panic!("two messages") };
-        assert_eq!(text(&b, w.born_host), "10.0.255.7:54321");
-        assert_eq!(text(&b, w.store_host), "[::1]:10911");
-        assert_eq!(text(&b, w.offset_msg_id), m.offset_msg_id());
+        assert_eq!(text(&d, w.born_host), "10.0.255.7:54321");
+        assert_eq!(text(&d, w.store_host), "[::1]:10911");
+        assert_eq!(text(&d, w.offset_msg_id), m.offset_msg_id());
         let span = |s: wit::Span| (s.start, s.len);
         assert_eq!(span(w.msg_id), span(w.offset_msg_id), "no UNIQ_KEY: the offset id");
         assert!(w.tags.is_none());
-        assert_eq!((text(&b, w.keys), text(&b, w.properties)), ("", ""));
-        assert_eq!(text(&b, second.body), "second");
+        assert_eq!((text(&d, w.keys), text(&d, w.properties)), ("", ""));
+        assert_eq!(text(&d, second.body), "second");
         // Repeated values are written once and their spans shared.
         assert_eq!(span(second.topic), span(w.topic));
         assert_eq!(span(second.store_host), span(w.store_host));
         let other = MessageExt { topic: "u".into(), born_host: "10.0.0.1:1".parse().unwrap(), ..m };
-        let b = batch(&[untagged, other]).unwrap();
+        let pair = [untagged, other];
+        let b = batch(&pair).unwrap();
+        let d = b.data();
         let [first, other] = b.messages.as_slice() else { panic!("two messages") };
-        assert_eq!((text(&b, first.topic), text(&b, other.topic)), ("", "u"));
+        assert_eq!((text(&d, first.topic), text(&d, other.topic)), ("", "u"));
         assert_eq!(
-            (text(&b, first.born_host), text(&b, other.born_host)),
+            (text(&d, first.born_host), text(&d, other.born_host)),
             ("10.0.255.7:54321", "10.0.0.1:1")
         );
         assert_eq!(span(first.store_host), span(other.store_host));
-        let zero = batch(&[MessageExt::default()]).unwrap();
-        assert_eq!(text(&zero, zero.messages[0].born_host), "0.0.0.0:0");
+        let default = [MessageExt::default()];
+        let zero = batch(&default).unwrap();
+        assert_eq!(text(&zero.data(), zero.messages[0].born_host), "0.0.0.0:0");
         assert!(batch(&[]).unwrap().messages.is_empty());
+    }
+
+    /// The data opens with the bodies, back to back in message order (lowering copies them there
+    /// straight from the messages), and every text span points past them.
+    #[test]
+    fn bodies_open_the_data_and_texts_follow_them() {
+        let m = |body: &'static [u8]| MessageExt {
+            topic: "t".into(),
+            body: bytes::Bytes::from_static(body),
+            ..MessageExt::default()
+        };
+        let msgs = [m(b"ab"), m(b""), m(b"cde")];
+        let b = batch(&msgs).unwrap();
+        let bodies: Vec<_> = b.messages.iter().map(|w| (w.body.start, w.body.len)).collect();
+        assert_eq!(bodies, [(0, 2), (2, 0), (2, 3)]);
+        let d = b.data();
+        assert_eq!(d.len(), b.data_len());
+        assert_eq!(&d[..5], b"abcde");
+        assert_eq!(&d[5..], b.text.as_slice());
+        for w in &b.messages {
+            for s in [w.topic, w.msg_id, w.offset_msg_id, w.keys, w.properties, w.born_host] {
+                assert!(s.start >= 5 && (s.start + s.len) as usize <= d.len(), "{s:?}");
+            }
+        }
+        assert_eq!(text(&d, b.messages[2].topic), "t");
     }
 
     #[test]

@@ -10,10 +10,14 @@
 //! the memory is looked up once, and every record is written at offsets computed once from the
 //! canonical ABI.
 //!
-//! Type safety is still wasmtime's: [`Records`] type-checks as `list<message>` against the
-//! component's own type, exactly as `wit::Message` does, and [`BatchView`] derives the `batch`
-//! record. Only the byte layout of a `message` record is written here; the guest tests that
-//! read every field (`tests.rs`, the `probe` plugin) are what check it.
+//! The batch's bytes ([`Data`]) go the same way: the guest's buffer is allocated once and every
+//! body is copied into it straight from the pulled message, then the texts, so a body is copied
+//! once on its way in, not into a host buffer first.
+//!
+//! Type safety is still wasmtime's: [`Records`] type-checks as `list<message>` and [`Data`] as
+//! `list<u8>` against the component's own types, exactly as `wit::Message` and `Vec<u8>` do, and
+//! [`BatchView`] derives the `batch` record. Only the byte layout of a `message` record is written
+//! here; the guest tests that read every field (`tests.rs`, the `probe` plugin) are what check it.
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
@@ -25,18 +29,19 @@ use wasmtime::component::{ComponentType, Func, Lower, TypedFunc};
 use wasmtime::{AsContext, ValRaw};
 
 use super::bindings::rmq::listener::types as wit;
+use super::convert::Encoded;
 
 /// The `batch` record, borrowing the encoded messages (see `convert::batch`).
 #[derive(ComponentType, Lower)]
 #[component(record)]
 pub(crate) struct BatchView<'a> {
     pub messages: Records<'a>,
-    pub data: &'a [u8],
+    pub data: Data<'a>,
 }
 
 impl<'a> BatchView<'a> {
-    pub fn of(batch: &'a wit::Batch) -> Self {
-        Self { messages: Records(&batch.messages), data: &batch.data }
+    pub fn of(batch: &'a Encoded<'a>) -> Self {
+        Self { messages: Records(&batch.messages), data: Data(batch) }
     }
 }
 
@@ -154,9 +159,49 @@ impl Layout {
     }
 }
 
+/// Allocates `bytes` bytes aligned to `align` in the guest (its `cabi_realloc`, as wasmtime
+/// does): the allocation's address and the guest memory it covers.
+fn alloc<'m, T>(
+    cx: &'m mut LowerContext<'_, T>,
+    align: u32,
+    bytes: usize,
+) -> wasmtime::Result<(usize, &'m mut [u8])> {
+    let ptr = cx.realloc(0, 0, align, bytes)?;
+    // wasmtime checked that the guest's `realloc` answered with a range inside its memory.
+    let dst = cx
+        .as_slice_mut()
+        .get_mut(ptr..)
+        .and_then(|d| d.get_mut(..bytes))
+        .ok_or_else(|| wasmtime::format_err!("realloc return: beyond end of memory"))?;
+    Ok((ptr, dst))
+}
+
+/// Writes a list's `(pointer, length)` pair where wasmtime asks: as two i64 values (wasmtime's
+/// "WRITEPTR64" convention) or as two little-endian u32 at `offset` in guest memory.
+fn pair_to_flat(
+    (ptr, len): (usize, usize),
+    dst: &mut MaybeUninit<[ValRaw; 2]>,
+) -> wasmtime::Result<()> {
+    dst.write([ValRaw::i64(i64::try_from(ptr)?), ValRaw::i64(i64::try_from(len)?)]);
+    Ok(())
+}
+
+fn pair_to_memory<T>(
+    (ptr, len): (usize, usize),
+    cx: &mut LowerContext<'_, T>,
+    offset: usize,
+) -> wasmtime::Result<()> {
+    let pair = cx
+        .as_slice_mut()
+        .get_mut(offset..offset + 8)
+        .ok_or_else(|| wasmtime::format_err!("list pointer pair beyond end of memory"))?;
+    pair[..4].copy_from_slice(&u32::try_from(ptr)?.to_le_bytes());
+    pair[4..].copy_from_slice(&u32::try_from(len)?.to_le_bytes());
+    Ok(())
+}
+
 impl Records<'_> {
-    /// Allocates the list in the guest (its `cabi_realloc`, as wasmtime does) and writes every
-    /// record: `(pointer, length)`.
+    /// Allocates the list in the guest and writes every record: `(pointer, length)`.
     fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
         let size = <wit::Message as ComponentType>::SIZE32;
         let bytes = self
@@ -164,13 +209,7 @@ impl Records<'_> {
             .len()
             .checked_mul(size)
             .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
-        let ptr = cx.realloc(0, 0, <wit::Message as ComponentType>::ALIGN32, bytes)?;
-        // wasmtime checked that the guest's `realloc` answered with a range inside its memory.
-        let dst = cx
-            .as_slice_mut()
-            .get_mut(ptr..)
-            .and_then(|d| d.get_mut(..bytes))
-            .ok_or_else(|| wasmtime::format_err!("realloc return: beyond end of memory"))?;
+        let (ptr, dst) = alloc(cx, <wit::Message as ComponentType>::ALIGN32, bytes)?;
         let layout = Layout::of_message();
         for (out, m) in dst.chunks_exact_mut(size).zip(self.0) {
             layout.write(m, out);
@@ -179,55 +218,75 @@ impl Records<'_> {
     }
 }
 
-#[allow(
-    unsafe_code,
-    reason = "wasmtime's ComponentType is an unsafe trait: the impl must describe the type truly"
-)]
-// SAFETY: a `Records` is lowered as `list<message>`: `Lower` is the pointer-and-length pair every
-// list flattens to, the ABI is the list's, and the type check is `[wit::Message]`'s, so a
-// component whose parameter is not `list<message>` is refused before any call.
-unsafe impl ComponentType for Records<'_> {
-    type Lower = [ValRaw; 2];
+/// The batch's `data: list<u8>`: every body straight from its message, then the texts (the
+/// layout `convert::batch` gave the spans).
+#[derive(Clone, Copy)]
+pub(crate) struct Data<'a>(&'a Encoded<'a>);
 
-    const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <[wit::Message] as ComponentType>::typecheck(ty, types)
+impl Data<'_> {
+    /// Allocates the list in the guest and copies the bytes in: `(pointer, length)`.
+    fn store<T>(&self, cx: &mut LowerContext<'_, T>) -> wasmtime::Result<(usize, usize)> {
+        let len = self.0.data_len();
+        let (ptr, mut dst) = alloc(cx, 1, len)?;
+        for m in self.0.bodies {
+            let (head, rest) = dst.split_at_mut(m.body.len());
+            head.copy_from_slice(&m.body);
+            dst = rest;
+        }
+        dst.copy_from_slice(&self.0.text);
+        Ok((ptr, len))
     }
 }
 
-#[allow(unsafe_code, reason = "wasmtime's Lower is an unsafe trait")]
-// SAFETY: writes what wasmtime's lowering of `[wit::Message]` writes: the records into memory
-// the guest's `realloc` returned (bounds-checked in `store`), the pointer pair as two i64 values
-// (wasmtime's "WRITEPTR64" convention) or as two little-endian u32 in memory.
-unsafe impl Lower for Records<'_> {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        dst: &mut MaybeUninit<[ValRaw; 2]>,
-    ) -> wasmtime::Result<()> {
-        let (ptr, len) = self.store(cx)?;
-        dst.write([ValRaw::i64(i64::try_from(ptr)?), ValRaw::i64(i64::try_from(len)?)]);
-        Ok(())
-    }
+/// Makes `$ty` — whose `store` allocates a `list<$elem>` in the guest, writes it, and answers
+/// its pointer and length — lowerable where the component expects that list.
+macro_rules! lowered_as_list {
+    ($ty:ty, $elem:ty) => {
+        #[allow(
+            unsafe_code,
+            reason = "wasmtime's ComponentType is an unsafe trait: the impl must describe the \
+                      type truly"
+        )]
+        // SAFETY: `$ty` is lowered as `list<$elem>`: `Lower` is the pointer-and-length pair
+        // every list flattens to, the ABI is the list's, and the type check is `[$elem]`'s, so
+        // a component whose parameter is of another type is refused before any call.
+        unsafe impl ComponentType for $ty {
+            type Lower = [ValRaw; 2];
 
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-    ) -> wasmtime::Result<()> {
-        let (ptr, len) = self.store(cx)?;
-        let pair = cx
-            .as_slice_mut()
-            .get_mut(offset..offset + 8)
-            .ok_or_else(|| wasmtime::format_err!("list pointer pair beyond end of memory"))?;
-        pair[..4].copy_from_slice(&u32::try_from(ptr)?.to_le_bytes());
-        pair[4..].copy_from_slice(&u32::try_from(len)?.to_le_bytes());
-        Ok(())
-    }
+            const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
+
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+                <[$elem] as ComponentType>::typecheck(ty, types)
+            }
+        }
+
+        #[allow(unsafe_code, reason = "wasmtime's Lower is an unsafe trait")]
+        // SAFETY: writes what wasmtime's lowering of `[$elem]` writes: the list into memory the
+        // guest's `realloc` returned (bounds-checked in `alloc`), and the pointer pair.
+        unsafe impl Lower for $ty {
+            fn linear_lower_to_flat<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                _ty: InterfaceType,
+                dst: &mut MaybeUninit<[ValRaw; 2]>,
+            ) -> wasmtime::Result<()> {
+                pair_to_flat(self.store(cx)?, dst)
+            }
+
+            fn linear_lower_to_memory<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                _ty: InterfaceType,
+                offset: usize,
+            ) -> wasmtime::Result<()> {
+                pair_to_memory(self.store(cx)?, cx, offset)
+            }
+        }
+    };
 }
+
+lowered_as_list!(Records<'_>, wit::Message);
+lowered_as_list!(Data<'_>, u8);
 
 #[cfg(test)]
 mod tests {
