@@ -108,7 +108,7 @@ pub fn message_json(m: &MessageExt, broker: &str) -> Value {
         "stored": instant(m.store_timestamp),
         "store_host": m.store_host.to_string(),
         "reconsume_times": m.reconsume_times,
-        "properties": m.properties.as_map(),
+        "properties": &m.properties,
         "body_bytes": m.body.len(),
         "body": body,
         "body_encoding": encoding,

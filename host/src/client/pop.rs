@@ -98,7 +98,7 @@ impl BrokerClient {
                 }
                 message.properties.insert(property::POP_CK, handle.to_string());
                 if message.properties.get(property::FIRST_POP_TIME).is_none() {
-                    message.properties.insert(property::FIRST_POP_TIME, first_pop.clone());
+                    message.properties.insert(property::FIRST_POP_TIME, &first_pop);
                 }
                 message.topic.clone_from(&header.topic);
                 PoppedMessage { message, handle }

@@ -48,7 +48,7 @@ pub(crate) fn prepare_for_listener(group_retry_topic: &str, msgs: &mut [MessageE
         {
             m.topic = original;
         }
-        m.properties.insert(property::CONSUME_START_TIME, now.clone());
+        m.properties.insert(property::CONSUME_START_TIME, &now);
     }
 }
 
@@ -270,7 +270,7 @@ fn retry_topic_copy(env: &ConsumeEnv, msg: &MessageExt, reconsume: i32) -> Messa
     copy.properties = msg.properties.clone();
     copy.properties.remove(property::TRAN_MSG);
     if copy.properties.get(property::RETRY_TOPIC).is_none() {
-        copy.properties.insert(property::RETRY_TOPIC, msg.topic.clone());
+        copy.properties.insert(property::RETRY_TOPIC, &msg.topic);
     }
     copy.properties.insert(property::ORIGIN_MESSAGE_ID, msg.msg_id());
     copy.properties.insert(property::RECONSUME_TIME, reconsume.to_string());
@@ -316,7 +316,7 @@ pub(crate) async fn send_to_dlq(
     );
     for (k, v) in extra {
         if !v.is_empty() {
-            dlq.properties.insert(k.clone(), v.clone());
+            dlq.properties.insert(k, v);
         }
     }
     dlq.properties.validate().map_err(|e| ClientError::InvalidMessage(e.to_string()))?;

@@ -367,8 +367,8 @@ impl QueueTask {
                 // Formatted once per pull, not per message.
                 let (min, max) = (result.min_offset.0.to_string(), result.max_offset.0.to_string());
                 for m in &mut msgs {
-                    m.properties.insert(property::MIN_OFFSET, min.clone());
-                    m.properties.insert(property::MAX_OFFSET, max.clone());
+                    m.properties.insert(property::MIN_OFFSET, &min);
+                    m.properties.insert(property::MAX_OFFSET, &max);
                 }
                 if msgs.is_empty() {
                     self.correct_offset_if_idle();

@@ -91,7 +91,7 @@ pub struct FixtureError {
 impl FixtureMessage {
     /// A consumed message as a fixture line; `broker` is the broker it was read from.
     pub fn from_message(m: &MessageExt, broker: &str) -> Self {
-        let mut properties = m.properties.as_map().clone();
+        let mut properties = m.properties.to_map();
         let msg_id = properties.remove(property::UNIQ_KEY);
         let tags = properties.remove(property::TAGS);
         let keys = properties

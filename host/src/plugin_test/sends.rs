@@ -34,7 +34,7 @@ pub struct RecordedSend {
 
 impl RecordedSend {
     fn of(m: &Message) -> Self {
-        let mut properties = m.properties.as_map().clone();
+        let mut properties = m.properties.to_map();
         for key in [property::TAGS, property::KEYS, property::UNIQ_KEY, property::WAIT] {
             properties.remove(key);
         }

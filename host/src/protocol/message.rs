@@ -24,7 +24,6 @@
 //! a message undeliverable (nor, all-or-nothing, its whole pull). The decoder
 //! never panics, whatever the input.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,6 +34,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+pub use super::properties::{InvalidProperty, Properties};
 use super::types::{CommitLogOffset, EpochMillis, MessageQueue, QueueId, QueueOffset};
 
 /// Magic code of a V1 record (topic length is one signed byte).
@@ -154,192 +154,6 @@ pub mod property {
     pub const FIRST_POP_TIME: &str = "1ST_POP_TIME";
     /// Separator inside the KEYS value (`MessageConst.KEY_SEPARATOR`).
     pub const KEY_SEPARATOR: char = ' ';
-}
-
-// ------------------------------------------------------------------------------------------------
-// Properties
-// ------------------------------------------------------------------------------------------------
-
-/// A message's user and system properties.
-///
-/// Ordered (a `BTreeMap`) so that encoding is deterministic: byte-exact golden tests and
-/// round-trip properties depend on it, while Java's `HashMap` order carries no meaning.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Properties(BTreeMap<String, String>);
-
-/// A property that would not survive the wire: decoding its encoding would drop or change it.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("property {key:?} cannot be encoded: {reason}")]
-pub struct InvalidProperty {
-    pub key: String,
-    pub reason: &'static str,
-}
-
-impl Properties {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
-
-    /// Inserts or replaces a property, returning the old value.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.0.insert(key.into(), value.into())
-    }
-
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.0.remove(key)
-    }
-
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.0.contains_key(key)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
-    }
-
-    pub fn into_map(self) -> BTreeMap<String, String> {
-        self.0
-    }
-
-    /// The wire form (`messageProperties2String`): `key \u1 value \u2` per entry, trailing
-    /// separator included because Java producers write one and brokers compare raw strings in a
-    /// few places (e.g. the appended `__CRC32#`).
-    ///
-    /// Writes every entry as Java does, even ones [`Properties::validate`] rejects; the record
-    /// encoders validate first so they never emit such bytes.
-    pub fn encode(&self) -> String {
-        let len = self.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
-        let mut out = String::with_capacity(len);
-        for (key, value) in &self.0 {
-            out.push_str(key);
-            out.push(NAME_VALUE_SEPARATOR);
-            out.push_str(value);
-            out.push(PROPERTY_SEPARATOR);
-        }
-        out
-    }
-
-    /// Parses the wire form exactly as `string2messageProperties` does, including its silent
-    /// skipping: a segment without `\u1`, with an empty key or with an empty value is dropped
-    /// rather than failing the message, because the Java client delivers such messages.
-    ///
-    /// Java also drops segments shorter than 3 chars; that rule is implied here, as a segment
-    /// with a non-empty key, the separator and a non-empty value has at least 3 chars. A value
-    /// may contain `\u1` (only the first one splits). A repeated key keeps its last value.
-    pub fn decode(s: &str) -> Self {
-        let mut map = BTreeMap::new();
-        for segment in s.split(PROPERTY_SEPARATOR) {
-            if let Some((key, value)) = segment.split_once(NAME_VALUE_SEPARATOR)
-                && !key.is_empty()
-                && !value.is_empty()
-            {
-                map.insert(key.to_owned(), value.to_owned());
-            }
-        }
-        Self(map)
-    }
-
-    /// Checks that [`Properties::decode`] of [`Properties::encode`] gives back exactly `self`.
-    pub fn validate(&self) -> Result<(), InvalidProperty> {
-        for (key, value) in &self.0 {
-            let reason = if key.is_empty() {
-                Some("empty key")
-            } else if key.contains(NAME_VALUE_SEPARATOR) || key.contains(PROPERTY_SEPARATOR) {
-                Some("key contains a separator (\\u1 or \\u2)")
-            } else if value.is_empty() {
-                Some("empty value")
-            } else if value.contains(PROPERTY_SEPARATOR) {
-                Some("value contains the property separator \\u2")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                return Err(InvalidProperty { key: key.clone(), reason });
-            }
-        }
-        Ok(())
-    }
-
-    /// The TAGS property; subscription filtering compares it verbatim.
-    pub fn tags(&self) -> Option<&str> {
-        self.get(property::TAGS)
-    }
-
-    /// The KEYS property split on spaces, skipping empty pieces as `Message.getKeys` users do.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.get(property::KEYS)
-            .unwrap_or_default()
-            .split(property::KEY_SEPARATOR)
-            .filter(|k| !k.is_empty())
-    }
-
-    pub fn uniq_key(&self) -> Option<&str> {
-        self.get(property::UNIQ_KEY)
-    }
-
-    /// DELAY as a level; 0 ("not delayed") when absent or not a number, where Java would throw
-    /// from deep inside the send path.
-    pub fn delay_level(&self) -> i32 {
-        self.get(property::DELAY).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-    }
-
-    /// WAIT: only an explicit "false" (any case, like `Boolean.parseBoolean`) turns it off.
-    pub fn wait_store_msg_ok(&self) -> bool {
-        self.get(property::WAIT).is_none_or(|v| v.eq_ignore_ascii_case("true"))
-    }
-}
-
-impl From<BTreeMap<String, String>> for Properties {
-    fn from(map: BTreeMap<String, String>) -> Self {
-        Self(map)
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Properties {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> Extend<(K, V)> for Properties {
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        self.0.extend(iter.into_iter().map(|(k, v)| (k.into(), v.into())));
-    }
-}
-
-impl IntoIterator for Properties {
-    type Item = (String, String);
-    type IntoIter = std::collections::btree_map::IntoIter<String, String>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
-
-impl<'a> IntoIterator for &'a Properties {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -506,7 +320,7 @@ impl Message {
         self
     }
 
-    pub fn with_tags(self, tags: impl Into<String>) -> Self {
+    pub fn with_tags(self, tags: impl AsRef<str>) -> Self {
         self.with_property(property::TAGS, tags)
     }
 
@@ -526,7 +340,7 @@ impl Message {
         self.with_property(property::KEYS, joined)
     }
 
-    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_property(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.properties.insert(key, value);
         self
     }
@@ -955,9 +769,9 @@ impl<'a> Reader<'a> {
     fn slice(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], Fail> {
         let at = self.pos;
         let range = self.take(n, field)?;
-        self.src
-            .get(range)
-            .ok_or(Fail::new(at, DecodeErrorKind::Truncated { field, needed: n, available: 0 }))
+        self.src.get(range).ok_or_else(|| {
+            Fail::new(at, DecodeErrorKind::Truncated { field, needed: n, available: 0 })
+        })
     }
 
     /// A zero-copy slice of the input, so uncompressed bodies share the pull buffer.
@@ -1024,8 +838,7 @@ impl<'a> Reader<'a> {
     /// Text as Java reads it (`new String(bytes, UTF_8)`): invalid sequences become U+FFFD. A
     /// producer that wrote a bad byte into a topic or property must not stall the queue.
     fn utf8(&mut self, n: usize, field: &'static str) -> Result<String, Fail> {
-        let raw = self.slice(n, field)?;
-        Ok(String::from_utf8_lossy(raw).into_owned())
+        Ok(lossy_utf8(self.slice(n, field)?).into_owned())
     }
 
     fn properties(&mut self) -> Result<Properties, Fail> {
@@ -1037,7 +850,9 @@ impl<'a> Reader<'a> {
                 DecodeErrorKind::NegativeLength { field: "PROPERTIES", length: i32::from(len) },
             )
         })?;
-        self.utf8(len, "PROPERTIES").map(|s| Properties::decode(&s))
+        // Decoded from the frame's bytes (borrowed unless they need U+FFFD repairs), not from an
+        // owned copy of them.
+        Ok(Properties::decode(&lossy_utf8(self.slice(len, "PROPERTIES")?)))
     }
 
     /// Checks a record's TOTALSIZE against `minimum` and what is left from `start`, and narrows
@@ -1049,10 +864,10 @@ impl<'a> Reader<'a> {
         minimum: usize,
     ) -> Result<usize, Fail> {
         let available = self.end.saturating_sub(start);
-        let total = usize::try_from(total_size)
-            .ok()
-            .filter(|&t| t >= minimum)
-            .ok_or(Fail::new(start, DecodeErrorKind::BadTotalSize { total_size, minimum }))?;
+        let total =
+            usize::try_from(total_size).ok().filter(|&t| t >= minimum).ok_or_else(|| {
+                Fail::new(start, DecodeErrorKind::BadTotalSize { total_size, minimum })
+            })?;
         if total > available {
             return Err(Fail::new(
                 start,
@@ -1604,6 +1419,16 @@ fn day_of_month(days_since_epoch: i64) -> i64 {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     day_of_year - (153 * month_index + 2) / 5 + 1
+}
+
+/// `raw` as text, invalid sequences replaced by U+FFFD as Java's `new String(bytes, UTF_8)`
+/// does. Valid text (nearly all of it) takes `from_utf8`'s fast path: `from_utf8_lossy`
+/// checks chunk by chunk, ~1,000 instructions a message for the topic and properties.
+fn lossy_utf8(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    match std::str::from_utf8(raw) {
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(raw),
+    }
 }
 
 #[cfg(test)]

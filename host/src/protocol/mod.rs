@@ -14,6 +14,7 @@ pub mod frame;
 pub mod header;
 pub mod message;
 pub mod pop;
+pub mod properties;
 pub mod serialize;
 pub mod types;
 
