@@ -41,6 +41,16 @@ struct Entry {
     value: Range<usize>,
 }
 
+impl Entry {
+    fn key<'t>(&self, text: &'t str) -> &'t str {
+        &text[self.key.clone()]
+    }
+
+    fn value<'t>(&self, text: &'t str) -> &'t str {
+        &text[self.value.clone()]
+    }
+}
+
 /// A property that would not survive the wire: decoding its encoding would drop or change it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("property {key:?} cannot be encoded: {reason}")]
@@ -54,21 +64,13 @@ impl Properties {
         Self::default()
     }
 
-    fn key(&self, e: &Entry) -> &str {
-        &self.text[e.key.clone()]
-    }
-
-    fn value(&self, e: &Entry) -> &str {
-        &self.text[e.value.clone()]
-    }
-
     /// The index of `key`'s entry, or where it would go.
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|e| self.key(e).cmp(key))
+        self.entries.binary_search_by(|e| e.key(&self.text).cmp(key))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.find(key).ok().map(|i| self.value(&self.entries[i]))
+        self.find(key).ok().map(|i| self.entries[i].value(&self.text))
     }
 
     /// Appends `s` to the text: its range.
@@ -83,7 +85,7 @@ impl Properties {
         let (key, value) = (key.as_ref(), value.as_ref());
         let old = match self.find(key) {
             Ok(i) => {
-                let old = self.value(&self.entries[i]).to_owned();
+                let old = self.entries[i].value(&self.text).to_owned();
                 self.dead += old.len();
                 self.entries[i].value = self.push_text(value);
                 Some(old)
@@ -102,7 +104,7 @@ impl Properties {
         let i = self.find(key).ok()?;
         let e = self.entries.remove(i);
         self.dead += e.key.len() + e.value.len();
-        let old = self.value(&e).to_owned();
+        let old = e.value(&self.text).to_owned();
         self.compact_if_sparse();
         Some(old)
     }
@@ -116,9 +118,9 @@ impl Properties {
         let mut text = String::with_capacity(self.text.len() - self.dead);
         for e in &mut self.entries {
             let key = text.len()..text.len() + e.key.len();
-            text.push_str(&self.text[e.key.clone()]);
+            text.push_str(e.key(&self.text));
             let value = text.len()..text.len() + e.value.len();
-            text.push_str(&self.text[e.value.clone()]);
+            text.push_str(e.value(&self.text));
             *e = Entry { key, value };
         }
         self.text = text;
@@ -205,14 +207,13 @@ impl Properties {
 
     /// Sorts the entries by key; of entries with the same key, the last one stays.
     fn sort_keeping_last(&mut self) {
-        let text = &self.text;
-        let key = |e: &Entry| &text[e.key.clone()];
+        let text = self.text.as_str();
         // Stable, so equal keys keep their order and the last of a run is the last written.
-        self.entries.sort_by(|a, b| key(a).cmp(key(b)));
+        self.entries.sort_by(|a, b| a.key(text).cmp(b.key(text)));
         // `dedup_by` hands (current, previous kept): the current one's value wins.
         let mut dead = 0;
         self.entries.dedup_by(|current, kept| {
-            let same = key(current) == key(kept);
+            let same = current.key(text) == kept.key(text);
             if same {
                 dead += kept.key.len() + kept.value.len();
                 kept.value = current.value.clone();
@@ -346,7 +347,7 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let e = self.entries.next()?;
-        Some((&self.text[e.key.clone()], &self.text[e.value.clone()]))
+        Some((e.key(self.text), e.value(self.text)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

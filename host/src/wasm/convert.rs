@@ -146,12 +146,14 @@ pub struct BatchTooLarge {
 ///
 /// The bodies stay in the pulled messages: the data's first `body_bytes` are theirs, copied
 /// straight into guest memory when the batch is lowered, never into a host buffer first (that
-/// second copy of every body was ~10 % of a fresh call's instructions at batch 32).
+/// second copy of every body was ~2 % of a fresh call's instructions at batch 32, ~0.5 µs).
 #[derive(Debug)]
 pub struct Encoded<'a> {
     pub messages: Vec<wit::Message>,
     /// Whose bodies open the data, in order.
     pub bodies: &'a [MessageExt],
+    /// Their bodies' total length: where the text starts in the data.
+    pub body_bytes: usize,
     /// Every text the spans name (topics, ids, keys, tags, properties, hosts); its spans start
     /// after the bodies.
     pub text: Vec<u8>,
@@ -160,7 +162,7 @@ pub struct Encoded<'a> {
 impl Encoded<'_> {
     /// Length of the data the spans index: the bodies, then the text.
     pub fn data_len(&self) -> usize {
-        self.bodies.iter().map(|m| m.body.len()).sum::<usize>() + self.text.len()
+        self.body_bytes + self.text.len()
     }
 
     /// The data as one buffer, as the guest receives it (lowering writes the parts straight
@@ -197,7 +199,7 @@ pub fn batch(messages: &[MessageExt]) -> Result<Encoded<'_>, BatchTooLarge> {
     if u32::try_from(bytes).is_err() {
         return Err(BatchTooLarge { bytes });
     }
-    Ok(Encoded { messages: out.messages, bodies: messages, text: out.data.text })
+    Ok(Encoded { messages: out.messages, bodies: messages, body_bytes, text: out.data.text })
 }
 
 /// Text bytes per message besides the body, for the buffer's first allocation: a topic, two
@@ -210,6 +212,8 @@ const ESTIMATED_TEXT_PER_MESSAGE: usize = 192;
 /// Values that repeat from one message to the next (the topic, the store host, usually the born
 /// host) are written once and their span shared ([`write_once`]): spans are read-only views, so
 /// two messages may point at the same bytes.
+///
+/// [`write_once`]: Data::write_once
 struct Encoder<'a> {
     data: Data,
     /// Where the next body starts in the data.
