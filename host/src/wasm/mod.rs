@@ -8,10 +8,10 @@
 //!   directory;
 //! - `host`: the imports a plugin gets (`log`, `config`, `producer`, deny-by-default WASI);
 //! - [`listener`]: [`WasmListener`], the consumer's `MessageListener` over a component;
-//! - [`inspect`]: a component's exports, imports and needed grants (`plugin check`);
+//! - [`inspect`]: a component's exports, imports and needed grants (`plugin check`), and
+//!   whether it implements the world, every misfit named (`check_world`, `plugin build`);
 //! - `reload`: file watching and atomic version swaps;
 //! - [`componentize`]: a core module (Go, C) made a listener component, in-process;
-//! - [`world`]: whether a component implements the world, the mismatch named (`plugin build`);
 //! - `bindings`: the `bindgen!` output, alone.
 
 mod bindings;
